@@ -1,0 +1,129 @@
+"""falnb: generate images with fal.ai from Jupyter, pay once for each picture.
+
+    >>> import falnb
+    >>> gen = falnb.generate("a lighthouse at dusk", model="flux-ultra", size="1792x1024")
+    >>> gen.images[0].save("lighthouse.jpg")
+
+In a notebook: ``%load_ext falnb`` then a ``%%falimage --model flux-ultra`` cell.  Offline, on the
+embedded fal emulator: ``FALNB_OFFLINE=1`` or ``falnb.Client(offline=True)``.
+
+``import falnb`` is cheap: the client, httpx, IPython and Pillow load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import (
+    AuthenticationError,
+    BudgetExceededError,
+    CacheError,
+    ConfigError,
+    ContentPolicyError,
+    FalError,
+    FalnbError,
+    FalServerError,
+    FalValidationError,
+    InputError,
+    Interrupted,
+    MissingKeyError,
+    ParameterError,
+    RateLimitError,
+    RequestCancelledError,
+    RequestNotFoundError,
+    RequestTimeoutError,
+    SizeError,
+    SubmitUncertainError,
+    TransportError,
+    UnknownModelError,
+)
+
+if TYPE_CHECKING:
+    from ._api import agenerate, agenerate_many, generate, generate_many, load_litellm_config
+    from ._catalog import ModelSpec, Param
+    from ._client import Client
+    from ._models import Generation, Image
+    from ._progress import Progress
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError",
+    "BudgetExceededError",
+    "CacheError",
+    "Client",
+    "ConfigError",
+    "ContentPolicyError",
+    "FalError",
+    "FalServerError",
+    "FalValidationError",
+    "FalnbError",
+    "Generation",
+    "Image",
+    "InputError",
+    "Interrupted",
+    "MissingKeyError",
+    "ModelSpec",
+    "Param",
+    "ParameterError",
+    "Progress",
+    "RateLimitError",
+    "RequestCancelledError",
+    "RequestNotFoundError",
+    "RequestTimeoutError",
+    "SizeError",
+    "SubmitUncertainError",
+    "TransportError",
+    "UnknownModelError",
+    "__version__",
+    "agenerate",
+    "agenerate_many",
+    "generate",
+    "generate_many",
+    "load_ipython_extension",
+    "load_litellm_config",
+    "models",
+    "unload_ipython_extension",
+]
+
+#: public names loaded on first access, so ``import falnb`` stays light
+_LAZY = {
+    "Client": "._client",
+    "Generation": "._models",
+    "Image": "._models",
+    "ModelSpec": "._catalog",
+    "Param": "._catalog",
+    "Progress": "._progress",
+    "agenerate": "._api",
+    "agenerate_many": "._api",
+    "generate": "._api",
+    "generate_many": "._api",
+    "load_litellm_config": "._api",
+    "models": "._api",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'falnb' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext falnb``: registers ``%%falimage`` and friends (heavy imports wait for first use)."""
+    from ._magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from ._magics import unload_ipython_extension as unload
+
+    unload(ipython)

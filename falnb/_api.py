@@ -1,0 +1,48 @@
+"""Module-level functions on a default :class:`Client` configured from the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ._catalog import ModelSpec, default_catalog
+from ._catalog import load_litellm_config as _load
+from ._client import default_client
+from ._exceptions import FalnbError
+from ._models import Generation
+
+__all__ = ["agenerate", "agenerate_many", "generate", "generate_many", "load_litellm_config", "models"]
+
+
+def generate(prompt: str, *, model: str, n: int = 1, size: Any = None, seed: int | None = None,
+             **params: Any) -> Generation:
+    """Generate ``n`` images of ``prompt`` with ``model`` (see :meth:`falnb.Client.generate`)."""
+    return default_client().generate(prompt, model=model, n=n, size=size, seed=seed, **params)
+
+
+async def agenerate(prompt: str, *, model: str, n: int = 1, size: Any = None, seed: int | None = None,
+                    **params: Any) -> Generation:
+    """The async twin of :func:`generate`."""
+    return await default_client().agenerate(prompt, model=model, n=n, size=size, seed=seed, **params)
+
+
+def generate_many(prompts: Iterable[str], *, model: str, concurrency: int | None = None,
+                  **kwargs: Any) -> list[Generation | FalnbError]:
+    """One generation per prompt, concurrently, with per-item results."""
+    return default_client().generate_many(prompts, model=model, concurrency=concurrency, **kwargs)
+
+
+async def agenerate_many(prompts: Iterable[str], *, model: str, concurrency: int | None = None,
+                         **kwargs: Any) -> list[Generation | FalnbError]:
+    """The async twin of :func:`generate_many`."""
+    return await default_client().agenerate_many(prompts, model=model, concurrency=concurrency, **kwargs)
+
+
+def models() -> list[ModelSpec]:
+    """The catalogued models (the ten seed models and any aliases loaded)."""
+    return default_catalog().models
+
+
+def load_litellm_config(path: str) -> dict[str, str]:
+    """Add the ``fal_ai/...`` aliases of a LiteLLM proxy ``config.yaml``; returns ``{alias: fal id}``."""
+    return _load(path)

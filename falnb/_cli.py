@@ -1,0 +1,48 @@
+"""The ``falnb`` command: ``falnb emulator``, ``falnb cache ...``, ``falnb models``."""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["main"]
+
+_USAGE = """usage: falnb COMMAND [ARGS]
+
+commands:
+  emulator   run the fal emulator as a local HTTP server (falnb emulator --help)
+  cache      inspect, prune, export and import the response cache (falnb cache --help)
+  models     list the catalogued models, their aliases, size fields and prices
+"""
+
+
+def _models() -> int:
+    from ._catalog import default_catalog
+
+    for m in default_catalog().models:
+        price = "?" if m.price is None else f"${m.price.usd:g}/{m.price.basis}"
+        print(f"{m.alias:18} {m.id:48} {m.size_field or '-':13} {price}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_USAGE)
+        return 0
+    command, rest = args[0], args[1:]
+    if command == "emulator":
+        from .emulator._server import main as emulator_main
+
+        return int(emulator_main(rest))
+    if command == "cache":
+        from ._cache_cli import main as cache_main
+
+        return int(cache_main(rest))
+    if command == "models":
+        return _models()
+    print(f"falnb: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""fal's HTTP error answers turned into falnb exceptions that name the model, the field and fal's message."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from ._exceptions import (
+    AuthenticationError,
+    ContentPolicyError,
+    FalError,
+    FalServerError,
+    FalValidationError,
+    RateLimitError,
+    RequestNotFoundError,
+)
+
+__all__ = ["error_from_response", "is_ingress_error"]
+
+_MAX_MESSAGE = 300
+
+
+def is_ingress_error(resp: httpx.Response) -> bool:
+    """A gateway error from fal's ingress (nginx) that never reached the app: safe to retry a submit."""
+    if resp.status_code not in (502, 503, 504) or "x-fal-request-id" in resp.headers:
+        return False
+    return "nginx" in resp.text[:2000].lower() or "json" not in resp.headers.get("content-type", "")
+
+
+def _short(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 1] + "…"
+
+
+def _parse_detail(resp: httpx.Response) -> tuple[str, str | None, str | None, Any]:
+    """(message, field, error type, raw detail) from fal's two error shapes."""
+    try:
+        body = resp.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _short(resp.text or resp.reason_phrase), None, None, None
+    if not isinstance(body, dict):
+        return _short(str(body)), None, None, body
+    detail = body.get("detail", body.get("error", body))
+    error_type = body.get("error_type") or resp.headers.get("x-fal-error-type")
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        first = detail[0]
+        loc = [str(x) for x in first.get("loc", []) if x not in ("body", "query")]
+        field = ".".join(loc) or None
+        more = f" (+{len(detail) - 1} more)" if len(detail) > 1 else ""
+        return _short(str(first.get("msg", first))) + more, field, first.get("type") or error_type, detail
+    return _short(str(detail)), None, error_type, detail
+
+
+def error_from_response(resp: httpx.Response, *, model: str, request_id: str | None = None,
+                        during: str = "request") -> FalError:
+    msg, field, etype, detail = _parse_detail(resp)
+    code = resp.status_code
+    where = f" ({field})" if field else ""
+    kwargs: dict[str, Any] = dict(model=model, status_code=code, field=field, error_type=etype,
+                                  request_id=request_id or resp.headers.get("x-fal-request-id"), detail=detail)
+    if code in (401, 403):
+        return AuthenticationError(f"fal refused the key ({code}) for {model}: {msg}",
+                                   hint="Check FAL_KEY; keys are at https://fal.ai/dashboard/keys.", **kwargs)
+    if code == 404:
+        return RequestNotFoundError(f"fal has no {during} for {model} ({code}): {msg}", **kwargs)
+    if code == 422 and (etype == "content_policy_violation" or "content_policy" in str(detail)):
+        return ContentPolicyError(f"{model} refused the request on content policy{where}: {msg}", **kwargs)
+    if code in (400, 422):
+        return FalValidationError(f"{model} refused the input{where}: {msg}", **kwargs)
+    if code == 429:
+        return RateLimitError(f"fal is rate limiting {during}s for {model} (429): {msg}", **kwargs)
+    if code >= 500:
+        kind = "fal's gateway" if is_ingress_error(resp) else "fal"
+        return FalServerError(f"{kind} failed the {during} for {model} ({code}"
+                              f"{', ' + etype if etype else ''}): {msg}",
+                              hint="fal does not bill server errors.", **kwargs)
+    return FalError(f"fal answered {code} to the {during} for {model}: {msg}", **kwargs)

@@ -1,0 +1,76 @@
+"""Progress of one ``generate`` call, as the magics and widgets show it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+__all__ = ["Progress", "ProgressTracker"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot: the overall state, queue position, the latest log line, elapsed seconds."""
+
+    state: str  # "checking", "submitting", "queued", "running", "downloading", "done", "cached"
+    model: str
+    total: int
+    done: int = 0
+    queue_position: int | None = None
+    log: str | None = None
+    elapsed: float = 0.0
+    request_ids: tuple[str, ...] = ()
+
+    def line(self) -> str:
+        """One short human line, e.g. ``queued (position 3) · 1.2 s``."""
+        if self.state == "queued" and self.queue_position is not None:
+            what = f"queued (position {self.queue_position})"
+        elif self.state == "running" and self.log:
+            what = f"running: {self.log[:120]}"
+        else:
+            what = self.state
+        count = f" · {self.done}/{self.total} requests" if self.total > 1 else ""
+        return f"{self.model}: {what}{count} · {self.elapsed:.1f} s"
+
+
+_ORDER = ["checking", "submitting", "queued", "running", "downloading", "cached", "done"]
+
+
+@dataclass
+class ProgressTracker:
+    """Merges per-request states into one :class:`Progress` (thread-safe enough: the loop writes)."""
+
+    model: str
+    total: int
+    started: float = field(default_factory=time.monotonic)
+    _states: dict[int, str] = field(default_factory=dict)
+    _position: dict[int, int] = field(default_factory=dict)
+    _ids: dict[int, str] = field(default_factory=dict)
+    _log: str | None = None
+    version: int = 0
+
+    def update(self, index: int, state: str, *, position: int | None = None, log: str | None = None,
+               request_id: str | None = None) -> None:
+        self._states[index] = state
+        if position is not None:
+            self._position[index] = position
+        else:
+            self._position.pop(index, None)
+        if log:
+            self._log = log
+        if request_id:
+            self._ids[index] = request_id
+        self.version += 1
+
+    def snapshot(self) -> Progress:
+        states = list(self._states.values()) or ["checking"]
+        finished = sum(1 for s in states if s in ("done", "cached"))
+        if finished == self.total:
+            state = "cached" if all(s == "cached" for s in states) else "done"
+        else:
+            pending = [s for s in states if s not in ("done", "cached")]
+            state = min(pending, key=_ORDER.index) if pending else "checking"
+        pos = min(self._position.values()) if self._position else None
+        return Progress(state=state, model=self.model, total=self.total, done=finished, queue_position=pos,
+                        log=self._log, elapsed=time.monotonic() - self.started,
+                        request_ids=tuple(self._ids[i] for i in sorted(self._ids)))

@@ -1,0 +1,266 @@
+"""fal's queue protocol on an ``httpx.AsyncClient``: submit, status, result, cancel, wait.
+
+The retry rules are the point of this module (see the double-charge trap in fal's docs):
+
+* a **submit** is retried only when it certainly did not reach fal: the connection was never
+  made, fal said 429, or fal's gateway answered before the app.  A submit whose request was sent
+  but whose answer was lost raises :class:`SubmitUncertainError` and is never sent again;
+* status, result and cancel act on an existing request and are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from ._config import Key
+from ._errors_http import error_from_response, is_ingress_error
+from ._exceptions import (
+    FalServerError,
+    RateLimitError,
+    RequestTimeoutError,
+    SubmitUncertainError,
+    TransportError,
+)
+
+__all__ = ["QueueClient", "RetryPolicy", "Status", "Submitted", "app_prefix"]
+
+#: httpx errors raised before a single byte of the request left this machine
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+#: transport errors on calls that are safe to repeat
+_RETRYABLE = (httpx.TransportError,)
+
+
+def app_prefix(model_id: str) -> str:
+    """Owner and app of a model id: status, result and cancel live under it (fal's URL rule)."""
+    parts = model_id.strip("/").split("/")
+    if parts[0] in ("workflows", "comfy") and len(parts) >= 3:
+        return "/".join(parts[:3])
+    return "/".join(parts[:2])
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A request fal accepted: its id and the URLs fal returned (or the URL rule built)."""
+
+    model: str
+    request_id: str
+    status_url: str
+    response_url: str
+    cancel_url: str
+    submitted_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Status:
+    status: str  # IN_QUEUE | IN_PROGRESS | COMPLETED
+    queue_position: int | None = None
+    logs: tuple[str, ...] = ()
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status == "COMPLETED"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 6
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+    #: 429 bursts on submit can last: allow more tries there (nothing was queued)
+    submit_attempts: int = 8
+
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        if retry_after:
+            try:
+                return min(float(retry_after), 30.0)
+            except ValueError:
+                pass
+        return float(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) * random.uniform(0.75, 1.25))
+
+
+def _status_from(body: Mapping[str, Any]) -> Status:
+    logs = tuple(str(entry.get("message", "")) for entry in body.get("logs") or [] if isinstance(entry, Mapping))
+    pos = body.get("queue_position")
+    return Status(status=str(body.get("status", "")), queue_position=pos if isinstance(pos, int) else None,
+                  logs=logs, metrics=body.get("metrics") or {}, error=body.get("error"))
+
+
+class QueueClient:
+    """One fal queue (``base_url``) reached through one ``httpx.AsyncClient``."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, key: Key | None,
+                 retry: RetryPolicy | None = None, poll_interval: float = 0.5, use_stream: bool = True) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._key = key
+        self._retry = retry or RetryPolicy()
+        self._poll_max = poll_interval
+        self._use_stream = use_stream
+
+    def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        h = {"Accept": "application/json", "User-Agent": "falnb"}
+        if self._key is not None:
+            h["Authorization"] = self._key.header()
+        h.update(extra or {})
+        return h
+
+    def handle(self, model: str, request_id: str) -> Submitted:
+        """URLs for a request known only by id (re-attaching after a restart)."""
+        root = f"{self._base}/{app_prefix(model)}/requests/{request_id}"
+        return Submitted(model, request_id, f"{root}/status", root, f"{root}/cancel")
+
+    # -- submit: never blindly retried ----------------------------------------------------
+
+    async def submit(self, model: str, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None,
+                     on_sending: Callable[[], None] | None = None) -> Submitted:
+        url = f"{self._base}/{model}"
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        hdrs = self._headers({"Content-Type": "application/json", **(headers or {})})
+        for attempt in range(1, self._retry.submit_attempts + 1):
+            if on_sending is not None:
+                on_sending()
+            try:
+                resp = await self._http.post(url, content=body, headers=hdrs)
+            except _NOT_SENT as exc:
+                if attempt == self._retry.submit_attempts:
+                    raise TransportError(f"cannot reach fal at {self._base} to submit {model}: "
+                                         f"{type(exc).__name__}", model=model,
+                                         hint="Nothing was sent, nothing is billed.") from None
+                await asyncio.sleep(self._retry.delay(attempt))
+                continue
+            except httpx.TransportError as exc:
+                raise SubmitUncertainError(
+                    f"the submit to {model} was sent but its answer was lost ({type(exc).__name__}); "
+                    "fal may have queued it and will bill it if it completes",
+                    model=model,
+                    hint="falnb did not send it again. Check https://fal.ai/dashboard/requests, or "
+                    "re-run with refresh=True to submit anew (it may be billed twice).") from None
+            if resp.status_code in (200, 201, 202):
+                return self._submitted(model, resp)
+            if (resp.status_code == 429 or is_ingress_error(resp)) and attempt < self._retry.submit_attempts:
+                # fal queued nothing: a 429, or the gateway failed before the app
+                await asyncio.sleep(self._retry.delay(attempt, resp.headers.get("retry-after")))
+                continue
+            raise error_from_response(resp, model=model, during="submit")
+        raise RateLimitError(f"fal kept refusing the submit for {model}", model=model)  # pragma: no cover
+
+    def _submitted(self, model: str, resp: httpx.Response) -> Submitted:
+        try:
+            data = resp.json()
+            rid = str(data["request_id"])
+        except (ValueError, KeyError, TypeError):
+            raise FalServerError(f"fal's answer to the submit for {model} has no request_id", model=model,
+                                 status_code=resp.status_code) from None
+        built = self.handle(model, rid)
+        return Submitted(model, rid, str(data.get("status_url") or built.status_url),
+                         str(data.get("response_url") or built.response_url),
+                         str(data.get("cancel_url") or built.cancel_url))
+
+    # -- calls on an existing request: retried -------------------------------------------
+
+    async def _call(self, method: str, url: str, model: str, rid: str, during: str,
+                    params: Mapping[str, str] | None = None, ok: tuple[int, ...] = (200, 202)) -> httpx.Response:
+        last: Exception | None = None
+        for attempt in range(1, self._retry.attempts + 1):
+            try:
+                resp = await self._http.request(method, url, headers=self._headers(), params=params)
+            except _RETRYABLE as exc:
+                last = exc
+            else:
+                if resp.status_code in ok:
+                    return resp
+                if resp.status_code not in (429, 500, 502, 503, 504) or attempt == self._retry.attempts:
+                    raise error_from_response(resp, model=model, request_id=rid, during=during)
+                last = error_from_response(resp, model=model, request_id=rid, during=during)
+                await asyncio.sleep(self._retry.delay(attempt, resp.headers.get("retry-after")))
+                continue
+            if attempt < self._retry.attempts:
+                await asyncio.sleep(self._retry.delay(attempt))
+        raise TransportError(f"lost contact with fal during the {during} of request {rid} for {model}: "
+                             f"{type(last).__name__}", model=model,
+                             hint="The request is still on fal: re-run the same call to re-attach.")
+
+    async def status(self, sub: Submitted, logs: bool = True) -> Status:
+        resp = await self._call("GET", sub.status_url, sub.model, sub.request_id, "status",
+                                params={"logs": "1"} if logs else None)
+        return _status_from(resp.json())
+
+    async def result(self, sub: Submitted) -> dict[str, Any]:
+        resp = await self._call("GET", sub.response_url, sub.model, sub.request_id, "result", ok=(200,))
+        data = resp.json()
+        if not isinstance(data, dict):
+            raise FalServerError(f"fal's result for {sub.model} is not an object", model=sub.model)
+        return data
+
+    async def cancel(self, sub: Submitted) -> str:
+        """Ask fal to cancel; returns fal's word (``CANCELLATION_REQUESTED``, ``ALREADY_COMPLETED``...)."""
+        resp = await self._call("PUT", sub.cancel_url, sub.model, sub.request_id, "cancel",
+                                ok=(200, 202, 400, 404))
+        try:
+            return str(resp.json().get("status", resp.status_code))
+        except ValueError:
+            return str(resp.status_code)
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    async def wait(self, sub: Submitted, on_status: Callable[[Status], None] | None = None,
+                   timeout: float | None = None) -> Status:
+        """Until COMPLETED: the status stream when fal offers it, else polling that starts fast."""
+        try:
+            return await asyncio.wait_for(self._wait(sub, on_status), timeout)
+        except asyncio.TimeoutError:
+            raise RequestTimeoutError(
+                f"request {sub.request_id} for {sub.model} did not finish within {timeout:g} s", model=sub.model,
+                hint="It may still be running on fal: re-run the same call to re-attach, or raise the timeout."
+            ) from None
+
+    async def _wait(self, sub: Submitted, on_status: Callable[[Status], None] | None) -> Status:
+        report = on_status or (lambda s: None)
+        stream_failures = 0
+        delay = 0.01
+        while True:
+            if self._use_stream and stream_failures < 3:
+                try:
+                    final = await self._stream(sub, report)
+                except (httpx.TransportError, ValueError, _StreamUnavailable):
+                    stream_failures += 1
+                else:
+                    if final is not None:
+                        return final
+                    stream_failures += 1
+            st = await self.status(sub)
+            report(st)
+            if st.done:
+                return st
+            await asyncio.sleep(delay)
+            delay = min(self._poll_max, delay * 1.6)
+
+    async def _stream(self, sub: Submitted, report: Callable[[Status], None]) -> Status | None:
+        url = sub.status_url.rstrip("/") + "/stream"
+        timeout = httpx.Timeout(10.0, read=60.0)
+        async with self._http.stream("GET", url, headers=self._headers({"Accept": "text/event-stream"}),
+                                     params={"logs": "1"}, timeout=timeout) as resp:
+            if resp.status_code != 200 or "text/event-stream" not in resp.headers.get("content-type", ""):
+                raise _StreamUnavailable()
+            async for line in resp.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                st = _status_from(json.loads(line[5:].strip()))
+                report(st)
+                if st.done:
+                    return st
+        return None
+
+
+class _StreamUnavailable(Exception):
+    pass

@@ -1,0 +1,45 @@
+"""An embedded fal.ai queue emulator: offline notebooks, fast tests, and failures on demand.
+
+It follows fal's queue protocol (submit, status with ``202``/``200``, result, cancel, the status
+stream, the URL rule that status URLs carry only ``owner/app``), validates each model's input
+from falnb's catalog and answers with real, exactly sized synthetic pictures.  A ledger records
+what fal would have billed.
+
+In-process (no socket)::
+
+    emu = Emulator(latency=0.05, concurrency=2)
+    async with httpx.AsyncClient(transport=emu.transport()) as http: ...
+
+Over HTTP: ``server = serve(port=0)`` (``server.url``), or ``falnb emulator --port 8765`` /
+``python -m falnb.emulator``; then ``FALNB_QUEUE_URL=http://127.0.0.1:8765``.
+
+fal's own Python client builds its URLs from module constants read at import, always
+``https://``; point it at the emulator with::
+
+    import fal_client.client
+    fal_client.client.QUEUE_URL_FORMAT = fal_client.client.RUN_URL_FORMAT = server.url + "/"
+    fal_client.SyncClient(key="anything").subscribe("fal-ai/flux/schnell", {"prompt": "..."})
+
+(in pytest: ``monkeypatch.setattr(fal_client.client, "QUEUE_URL_FORMAT", server.url + "/")``).
+
+Control endpoints (no key needed): ``GET /_emulator/ledger``; ``GET|POST /_emulator/config`` (a JSON
+object of knobs, see :class:`Faults` and ``Emulator.knobs()``); ``POST /_emulator/reset``.
+"""
+
+from __future__ import annotations
+
+from ._emulator import Emulator, shared_emulator
+from ._knobs import Faults, Settings
+from ._ledger import Ledger, LedgerEntry
+from ._server import EmulatorServer, serve
+
+__all__ = [
+    "Emulator",
+    "EmulatorServer",
+    "Faults",
+    "Ledger",
+    "LedgerEntry",
+    "Settings",
+    "serve",
+    "shared_emulator",
+]

@@ -1,0 +1,88 @@
+"""The framework-free answer type shared by the app, the in-process transport and the HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["EventStream", "Response", "json_response"]
+
+
+class EventStream:
+    """Server-sent events: one ``data: {status JSON}`` per change, ending after COMPLETED.
+
+    ``poll()`` returns the current status (None once the request is gone) and whether it is final.
+    Iterate synchronously (the HTTP server) or asynchronously (the in-process transport).
+    """
+
+    def __init__(self, poll: Callable[[], tuple[dict[str, Any] | None, bool]], interval: float = 0.02,
+                 max_seconds: float = 3600.0) -> None:
+        self._poll = poll
+        self._interval = interval
+        self._max = max_seconds
+        self._last: str | None = None
+
+    def _step(self) -> tuple[bytes | None, bool]:
+        status, final = self._poll()
+        if status is None:
+            return None, True
+        text = json.dumps(status)
+        event = None
+        if text != self._last:
+            self._last = text
+            event = f"data: {text}\n\n".encode()
+        return event, final
+
+    def __iter__(self) -> Iterator[bytes]:
+        deadline = time.monotonic() + self._max
+        while True:
+            event, done = self._step()
+            if event is not None:
+                yield event
+            if done or time.monotonic() > deadline:
+                return
+            time.sleep(self._interval)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        deadline = time.monotonic() + self._max
+        while True:
+            event, done = self._step()
+            if event is not None:
+                yield event
+            if done or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(self._interval)
+
+
+@dataclass
+class Response:
+    """One answer of the emulator app.
+
+    ``delay``: seconds to wait before answering (the request was already acted on).
+    ``drop``: close the connection without answering at all.
+    """
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes | EventStream = b""
+    delay: float = 0.0
+    drop: bool = False
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def json(self) -> Any:
+        assert isinstance(self.body, bytes)
+        return json.loads(self.body)
+
+
+def json_response(status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> Response:
+    return Response(status, [("content-type", "application/json"), *(headers or [])],
+                    json.dumps(payload).encode())

@@ -1,0 +1,125 @@
+"""The emulator's knobs: service settings (:class:`Settings`) and injected failures (:class:`Faults`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Faults", "Settings", "apply_knobs", "knobs_dict"]
+
+
+@dataclass
+class Settings:
+    """How the emulated fal account behaves when nothing goes wrong."""
+
+    #: seconds one generation takes (in-process default: fast)
+    latency: float = 0.05
+    #: per-model generation time, keyed by the full model id
+    model_latency: dict[str, float] = field(default_factory=dict)
+    #: running requests at once; extra ones wait in the queue (a new fal account has 2)
+    concurrency: int = 2
+    #: seconds a result stays fetchable (fal: 1 hour) ...
+    retention: float = 3600.0
+    #: ... or this long when the result JSON is ``large_result_bytes`` or more (fal: 6 minutes at 10 KB)
+    large_retention: float = 360.0
+    large_result_bytes: int = 10_240
+    #: whether a 422 (validation or content policy) is billed; fal says it "may" be
+    bill_validation_errors: bool = False
+    #: accepted keys; None accepts any ``Authorization: Key <k>``
+    api_keys: frozenset[str] | None = None
+    #: seed for request ids and for the seed picked when a request sends none
+    seed: int = 0
+
+
+@dataclass
+class Faults:
+    """Injected failures, drawn from a deterministic RNG seeded with ``seed``.
+
+    Rates are probabilities per call (0 = never, 1 = always).
+    """
+
+    seed: int = 0
+    #: the next K submits are answered 429 and not queued
+    rate_limit_burst: int = 0
+    #: nginx-looking 502/503/504 HTML without ``x-fal-request-id`` (the app never saw the call)
+    gateway_submit_rate: float = 0.0
+    gateway_status_rate: float = 0.0
+    gateway_result_rate: float = 0.0
+    #: transient 500 ``runner_server_error`` on a status or result call
+    server_error_rate: float = 0.0
+    #: status calls whose connection is closed without an answer
+    drop_status_rate: float = 0.0
+    #: a submit is queued (and will bill) but its answer only comes after this many seconds
+    submit_answer_delay: float = 0.0
+    #: a prompt containing one of these (case-insensitive) gets a 422 content_policy_violation
+    content_policy_words: tuple[str, ...] = ("forbidden-content",)
+    #: fraction of requests whose generation fails for good: COMPLETED with an error, result 500
+    infra_error_rate: float = 0.0
+
+
+def knobs_dict(settings: Settings, faults: Faults) -> dict[str, Any]:
+    """Every knob as JSON-friendly values (faults under ``"faults"``)."""
+    out: dict[str, Any] = dataclasses.asdict(settings)
+    out["api_keys"] = sorted(settings.api_keys) if settings.api_keys is not None else None
+    out["faults"] = dataclasses.asdict(faults)
+    out["faults"]["content_policy_words"] = list(faults.content_policy_words)
+    return out
+
+
+def apply_knobs(settings: Settings, faults: Faults, knobs: Mapping[str, Any]) -> None:
+    """Change knobs by name; fault knobs may be flat or nested under ``"faults"``.
+
+    Raises ``ValueError`` for an unknown knob or a value of the wrong kind (nothing is changed then).
+    """
+    flat: dict[str, Any] = {k: v for k, v in knobs.items() if k != "faults"}
+    nested = knobs.get("faults") or {}
+    if not isinstance(nested, Mapping):
+        raise ValueError("'faults' must be an object")
+    s_names = {f.name: f for f in dataclasses.fields(settings)}
+    f_names = {f.name: f for f in dataclasses.fields(faults)}
+    changes: list[tuple[object, str, Any]] = []
+    for name, value in [*flat.items(), *((k, v) for k, v in nested.items())]:
+        target: object
+        if name in s_names and name not in nested:
+            target = settings
+        elif name in f_names:
+            target = faults
+        else:
+            raise ValueError(f"unknown emulator knob {name!r}")
+        changes.append((target, name, _coerce(name, getattr(target, name), value)))
+    for target, name, value in changes:
+        setattr(target, name, value)
+
+
+def _coerce(name: str, current: Any, value: Any) -> Any:
+    if name == "api_keys":
+        if value is None:
+            return None
+        if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
+            return frozenset(value)
+        raise ValueError("api_keys must be a list of strings or null")
+    if name == "content_policy_words":
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ValueError("content_policy_words must be a list of strings")
+    if name == "model_latency":
+        if isinstance(value, Mapping) and all(isinstance(v, (int, float)) for v in value.values()):
+            return {str(k): float(v) for k, v in value.items()}
+        raise ValueError("model_latency must map model ids to seconds")
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{name} must be true or false")
+    if isinstance(current, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            if name == "concurrency" and value < 1:
+                raise ValueError("concurrency must be at least 1")
+            return value
+        raise ValueError(f"{name} must be an integer")
+    if isinstance(current, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+        raise ValueError(f"{name} must be a non-negative number")
+    raise ValueError(f"cannot set {name}")

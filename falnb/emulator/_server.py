@@ -1,0 +1,158 @@
+"""The emulator as a real HTTP server (a background thread), and the ``falnb emulator`` command."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from ._emulator import Emulator
+from ._http import EventStream
+from ._knobs import Faults
+
+__all__ = ["EmulatorServer", "main", "serve"]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "falnb-emulator"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        resp = self.server.emulator.handle(self.command, f"http://{host}{self.path}", headers, body)
+        if resp.delay > 0:
+            time.sleep(resp.delay)
+        if resp.drop:
+            self.close_connection = True  # close the socket without a word
+            return
+        try:
+            self.send_response(resp.status)
+            for name, value in resp.headers:
+                self.send_header(name, value)
+            if isinstance(resp.body, EventStream):
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                for chunk in resp.body:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+            else:
+                self.send_header("Content-Length", str(len(resp.body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(resp.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _serve
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], emulator: Emulator, verbose: bool) -> None:
+        self.emulator = emulator
+        self.verbose = verbose
+        super().__init__(address, _Handler)
+
+
+class EmulatorServer:
+    """A running emulator server: ``.url``, ``.port``, ``.emulator``, ``.close()`` (or ``with``)."""
+
+    def __init__(self, host: str, port: int, emulator: Emulator, verbose: bool = False) -> None:
+        self.emulator = emulator
+        self._httpd = _Server((host, port), emulator, verbose)
+        self.host = host
+        self.port: int = self._httpd.server_address[1]
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name=f"falnb-emulator:{self.port}", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving and free the port."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def wait(self) -> None:
+        """Block until the server stops (Ctrl-C raises KeyboardInterrupt here)."""
+        while self._thread.is_alive():
+            self._thread.join(timeout=0.5)
+
+    def __enter__(self) -> EmulatorServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EmulatorServer({self.url!r})"
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, emulator: Emulator | None = None,
+          verbose: bool = False) -> EmulatorServer:
+    """Serve ``emulator`` (a new one when None) over HTTP in a background thread; port 0 picks a free port."""
+    return EmulatorServer(host, port, emulator or Emulator(latency=2.0), verbose)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_signals() -> None:
+    # SIGINT may be ignored when started in the background; SIGTERM should stop cleanly too
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``falnb emulator``: serve a fal emulator until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="falnb emulator", description="Run a local fal queue emulator.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--latency", type=float, default=2.0, help="seconds per generation (default 2)")
+    parser.add_argument("--concurrency", type=int, default=2, help="requests running at once (default 2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for request ids and fault draws")
+    parser.add_argument("--key", action="append", help="accept only this key (repeatable); default any key")
+    parser.add_argument("--verbose", action="store_true", help="log every HTTP request")
+    args = parser.parse_args(argv)
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    emu = Emulator(latency=args.latency, concurrency=args.concurrency, seed=args.seed,
+                   faults=Faults(seed=args.seed), api_keys=set(args.key) if args.key else None)
+    try:
+        server = serve(args.host, args.port, emu, verbose=args.verbose)
+    except OSError as exc:
+        print(f"falnb emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    print(f"fal emulator listening on {server.url}  "
+          f"(latency {args.latency}s, concurrency {args.concurrency})")
+    print(f"  falnb:      FALNB_QUEUE_URL={server.url}  (any FAL_KEY works)")
+    print("  fal-client: import fal_client.client as c; "
+          f"c.QUEUE_URL_FORMAT = c.RUN_URL_FORMAT = '{server.url}/'")
+    print(f"  control:    GET {server.url}/_emulator/ledger   POST {server.url}/_emulator/config")
+    print("Ctrl-C to stop.", flush=True)
+    _stop_on_signals()
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        print("\nstopping", file=sys.stderr)
+    finally:
+        server.close()
+    return 0

@@ -1,0 +1,44 @@
+"""Shared fixtures: an emulator reached in-process and over real HTTP, and a clean environment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # tests never use a real key or the user's cache
+    for var in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "FAL_AI_API_KEY", "FALNB_QUEUE_URL", "FALNB_OFFLINE",
+                "FALNB_BUDGET_SESSION", "FALNB_BUDGET_TOTAL"):
+        if var == "FAL_KEY" and _live_requested():
+            continue
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("FALNB_CACHE_DIR", str(tmp_path / "falnb-cache"))
+
+
+def _live_requested() -> bool:
+    import os
+
+    return bool(os.environ.get("FAL_KEY")) and os.environ.get("FALNB_LIVE_TESTS") == "1"
+
+
+@pytest.fixture
+def emulator() -> Iterator[object]:
+    from falnb.emulator import Emulator
+
+    emu = Emulator(latency=0.02)
+    yield emu
+
+
+@pytest.fixture
+def http_emulator(emulator: object) -> Iterator[object]:
+    from falnb.emulator import serve
+
+    server = serve(port=0, emulator=emulator)  # type: ignore[arg-type]
+    try:
+        yield server
+    finally:
+        server.close()

@@ -1,0 +1,396 @@
+"""The client against the emulator, in-process and over real HTTP: bodies, outputs, errors, cancel, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+import falnb
+from falnb import Client
+from falnb._queue import RetryPolicy
+from falnb._request import build_plan
+from falnb.emulator import Emulator, serve
+
+from .test_request import SEED_IDS, SIZES
+
+FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, submit_attempts=3)
+
+
+def make_client(kind: str, emu: Emulator, **kw: Any) -> tuple[Client, Any]:
+    """A client reaching ``emu`` in-process (no socket) or through a real HTTP server."""
+    kw.setdefault("cache", False)
+    kw.setdefault("retry", FAST_RETRY)
+    if kind == "inproc":
+        return Client(offline=True, emulator=emu, **kw), None
+    server = serve(port=0, emulator=emu)
+    return Client(key="test-key", queue_url=server.url, **kw), server
+
+
+@pytest.fixture(params=["inproc", "http"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def emu() -> Emulator:
+    return Emulator(latency=0.01, concurrency=8)
+
+
+@pytest.fixture
+def client(kind: str, emu: Emulator) -> Any:
+    c, server = make_client(kind, emu)
+    yield c
+    c.close()
+    if server is not None:
+        server.close()
+
+
+def received(emu: Emulator) -> list[dict[str, Any]]:
+    """The JSON bodies the emulator was sent, in order."""
+    return [dict(r.inputs) for r in emu.requests()]
+
+
+# -- every seed model's request body, as the emulator received it -------------------------------------
+
+
+@pytest.mark.parametrize("model", SEED_IDS)
+def test_every_seed_model_request_body(client: Client, emu: Emulator, model: str) -> None:
+    queue = client._queue_client()
+
+    async def run_all() -> list[dict[str, Any]]:
+        sent = []
+        for size in SIZES:
+            for n in (1, 2, 5):
+                plan = build_plan("a lighthouse", model=model, size=size, n=n, seed=7)
+                for req in plan.requests:
+                    sub = await queue.submit(req.model, req.input)
+                    await queue.wait(sub, timeout=10)
+                    result = await queue.result(sub)  # the emulator validates at result time
+                    assert result, "empty result"
+                    sent.append(dict(req.input))
+        return sent
+
+    sent = falnb._loop.run_sync(run_all())
+    assert received(emu)[-len(sent):] == sent
+    assert emu.ledger.requests == len(sent)
+
+
+@pytest.mark.parametrize("model", SEED_IDS)
+def test_every_seed_model_end_to_end(client: Client, emu: Emulator, model: str) -> None:
+    gen = client.generate("a lighthouse at dusk", model=model, size="1536x1024", n=2, seed=3)
+    assert len(gen.images) == 2 and gen.model == model
+    spec = falnb._catalog.default_catalog().resolve(model)
+    for img in gen.images:
+        assert img.data and img.content_type.startswith("image/")
+        assert img.width and img.height and img.width > img.height  # landscape kept
+        if spec.size_field == "image_size":
+            assert (img.width, img.height) == (1536, 1024)
+        pil = img.to_pil()
+        assert pil.size == (img.width, img.height)
+    assert gen.cost == build_plan("x", model=model, size="1536x1024", n=2).cost
+    assert gen.request_ids and all(gen.request_ids)
+    openai = gen.to_openai("b64_json")
+    assert base64.b64decode(openai["data"][0]["b64_json"]) == gen.images[0].data
+
+
+def test_pass_through_model(client: Client, emu: Emulator) -> None:
+    gen = client.generate("x", model="fal-ai/brand-new/model", size="640x480", n=2, custom_knob="on")
+    assert len(gen.images) == 2 and gen.cost is None
+    assert all(b["custom_knob"] == "on" and b["image_size"] == {"width": 640, "height": 480} for b in received(emu))
+
+
+def test_forwarded_params_reach_fal(client: Client, emu: Emulator) -> None:
+    client.generate("x", model="flux-ultra", raw=True, safety_tolerance=5, aspect_ratio="21:9", enhance_prompt=True)
+    body = received(emu)[-1]
+    assert body["raw"] is True and body["safety_tolerance"] == "5" and body["aspect_ratio"] == "21:9"
+
+
+def test_sync_mode_data_uris(client: Client) -> None:
+    gen = client.generate("x", model="schnell", size="512x512", sync_mode=True)
+    assert gen.images[0].url is None and gen.images[0].width == 512
+    assert gen.to_openai()["data"][0]["b64_json"]
+
+
+def test_bria_single_image_and_n(client: Client, emu: Emulator) -> None:
+    gen = client.generate("x", model="bria", n=3)
+    assert len(gen.images) == 3 and len(gen.request_ids) == 3
+    assert len({img.data for img in gen.images}) == 3  # distinct seeds: three different pictures
+
+
+def test_recraft_dims_from_bytes(client: Client) -> None:
+    gen = client.generate("x", model="recraft", size="900x1200", n=2)
+    assert [(i.width, i.height) for i in gen.images] == [(900, 1200), (900, 1200)]
+
+
+# -- errors -------------------------------------------------------------------------------------------
+
+
+def test_missing_key_found_before_any_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[httpx.Request] = []
+    transport = httpx.MockTransport(lambda r: calls.append(r) or httpx.Response(500))  # type: ignore[func-returns-value]
+    c = Client(transport=transport, cache=False)
+    with pytest.raises(falnb.MissingKeyError) as err:
+        c.generate("x", model="schnell")
+    assert calls == [] and "FAL_KEY" in str(err.value)
+
+
+def test_key_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    from falnb._config import find_key
+
+    monkeypatch.setenv("FAL_AI_API_KEY", "litellm-style")
+    assert find_key().source == "FAL_AI_API_KEY"
+    monkeypatch.setenv("FAL_KEY_ID", "id")
+    monkeypatch.setenv("FAL_KEY_SECRET", "secret")
+    assert find_key().secret == "id:secret"
+    monkeypatch.setenv("FAL_KEY", "fal-own")
+    key = find_key()
+    assert key.source == "FAL_KEY" and "fal-own" not in repr(key) and "fal-own" not in str(key)
+
+
+def test_authentication_error() -> None:
+    emu = Emulator(latency=0.0, api_keys={"good"})
+    server = serve(port=0, emulator=emu)
+    try:
+        c = Client(key="bad-secret-123", queue_url=server.url, cache=False, retry=FAST_RETRY)
+        with pytest.raises(falnb.AuthenticationError) as err:
+            c.generate("x", model="schnell")
+        assert "bad-secret-123" not in str(err.value) and "schnell" in str(err.value)
+        assert emu.ledger.requests == 0
+    finally:
+        server.close()
+
+
+def test_validation_error_names_model_and_field(client: Client, emu: Emulator) -> None:
+    queue = client._queue_client()
+
+    async def run() -> None:
+        sub = await queue.submit("fal-ai/flux-pro/v1.1-ultra", {"prompt": "x", "aspect_ratio": "5:1"})
+        await queue.wait(sub, timeout=10)
+        await queue.result(sub)
+
+    with pytest.raises(falnb.FalValidationError) as err:
+        falnb._loop.run_sync(run())
+    e = err.value
+    assert e.status_code == 422 and e.field == "aspect_ratio" and "flux-pro/v1.1-ultra" in str(e)
+    assert len(e._render_traceback_()) <= 2
+
+
+def test_content_policy_error(kind: str) -> None:
+    emu = Emulator(latency=0.0, faults=falnb.emulator.Faults(content_policy_words=("forbidden",)))
+    c, server = make_client(kind, emu)
+    try:
+        with pytest.raises(falnb.ContentPolicyError) as err:
+            c.generate("something forbidden", model="schnell")
+        assert isinstance(err.value, falnb.FalValidationError) and "schnell" in str(err.value)
+    finally:
+        c.close()
+        if server:
+            server.close()
+
+
+def test_input_errors_send_nothing(client: Client, emu: Emulator) -> None:
+    bad: list[dict[str, Any]] = [dict(model="nope"), dict(model="schnell", size="huge"),
+                                 dict(model="schnell", num_inference_steps=0), dict(model="imagen4", n=0)]
+    for kw in bad:
+        with pytest.raises(falnb.InputError):
+            client.generate("x", **kw)
+    assert emu.ledger.submits == 0
+
+
+def test_rate_limit_retried_then_refused(kind: str) -> None:
+    emu = Emulator(latency=0.0, faults=falnb.emulator.Faults(rate_limit_burst=2))
+    c, server = make_client(kind, emu)
+    try:
+        gen = c.generate("x", model="schnell")  # two 429s, then accepted: retried safely
+        assert gen.images and emu.ledger.requests == 1
+        emu.configure(rate_limit_burst=10)
+        with pytest.raises(falnb.RateLimitError):
+            c.generate("y", model="schnell")
+        assert emu.ledger.requests == 1
+    finally:
+        c.close()
+        if server:
+            server.close()
+
+
+def test_server_error_on_result(kind: str) -> None:
+    emu = Emulator(latency=0.0, faults=falnb.emulator.Faults(infra_error_rate=1.0))
+    c, server = make_client(kind, emu)
+    try:
+        with pytest.raises(falnb.FalServerError) as err:
+            c.generate("x", model="schnell")
+        assert "does not bill" in str(err.value)
+    finally:
+        c.close()
+        if server:
+            server.close()
+
+
+def test_request_not_found_after_retention(client: Client, emu: Emulator) -> None:
+    emu.configure(retention=0.05, large_retention=0.05)
+    queue = client._queue_client()
+
+    async def run() -> None:
+        sub = await queue.submit("fal-ai/flux/schnell", {"prompt": "x"})
+        await queue.wait(sub, timeout=10)
+        await asyncio.sleep(0.2)
+        await queue.result(sub)
+
+    with pytest.raises(falnb.RequestNotFoundError):
+        falnb._loop.run_sync(run())
+
+
+def test_unreachable_queue_is_a_transport_error() -> None:
+    c = Client(key="k", queue_url="http://127.0.0.1:9", cache=False, retry=FAST_RETRY)
+    with pytest.raises(falnb.TransportError) as err:
+        c.generate("x", model="schnell")
+    assert not isinstance(err.value, falnb.SubmitUncertainError)
+    assert "Nothing was sent" in str(err.value)
+
+
+def test_lost_submit_answer_is_never_resent() -> None:
+    emu = Emulator(latency=0.0, faults=falnb.emulator.Faults(submit_answer_delay=1.5))
+    server = serve(port=0, emulator=emu)
+    try:
+        c = Client(key="k", queue_url=server.url, cache=False, retry=FAST_RETRY, http_timeout=0.3)
+        with pytest.raises(falnb.SubmitUncertainError) as err:
+            c.generate("x", model="schnell")
+        assert "did not send it again" in str(err.value)
+        time.sleep(1.6)
+        assert emu.ledger.submits == 1
+    finally:
+        server.close()
+
+
+def test_wait_timeout(kind: str) -> None:
+    emu = Emulator(latency=5.0)
+    c, server = make_client(kind, emu)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(falnb.RequestTimeoutError):
+            c.generate("x", model="schnell", timeout=0.3)
+        assert time.monotonic() - t0 < 3
+    finally:
+        c.close()
+        if server:
+            server.close()
+
+
+# -- cancel, interrupt, concurrency ------------------------------------------------------------------
+
+
+def test_explicit_cancel_of_queued_request(client: Client, emu: Emulator) -> None:
+    emu.concurrency = 1
+    emu.latency = 2.0
+    queue = client._queue_client()
+
+    async def run() -> tuple[str, str]:
+        first = await queue.submit("fal-ai/flux/schnell", {"prompt": "a"})
+        second = await queue.submit("fal-ai/flux/schnell", {"prompt": "b"})
+        st = await queue.status(second)
+        assert st.status == "IN_QUEUE" and st.queue_position == 0
+        word = await queue.cancel(second)
+        word1 = await queue.cancel(first)
+        return word, word1
+
+    words = falnb._loop.run_sync(run())
+    assert all(words)
+    time.sleep(0.1)
+    assert emu.ledger.requests == 0
+
+
+def test_interrupt_cancels_and_bills_nothing(kind: str) -> None:
+    emu = Emulator(latency=3.0, concurrency=1)
+    c, server = make_client(kind, emu)
+    seen: list[str] = []
+
+    def on_progress(p: falnb.Progress) -> None:
+        seen.append(p.state)
+        if p.state in ("queued", "running"):
+            raise KeyboardInterrupt
+
+    try:
+        with pytest.raises(falnb.Interrupted) as err:
+            c.generate("x", model="schnell", on_progress=on_progress)
+        assert isinstance(err.value, KeyboardInterrupt) and "cancelled" in str(err.value)
+        time.sleep(3.5)
+        assert emu.ledger.submits == 1 and emu.ledger.requests == 0
+    finally:
+        c.close()
+        if server:
+            server.close()
+
+
+def test_concurrency_and_queue_positions(kind: str) -> None:
+    emu = Emulator(latency=0.3, concurrency=2)
+    c, server = make_client(kind, emu)
+    positions: list[int] = []
+    try:
+        t0 = time.monotonic()
+        results = c.generate_many([f"prompt {i}" for i in range(8)], model="schnell")
+        took = time.monotonic() - t0
+        assert all(isinstance(r, falnb.Generation) for r in results)
+        # 8 jobs, 2 at a time, 0.3 s each: about 1.2 s; one at a time would be 2.4 s
+        assert took < 2.2, took
+        assert emu.ledger.requests == 8
+
+        def watch(p: falnb.Progress) -> None:
+            if p.queue_position is not None:
+                positions.append(p.queue_position)
+
+        threads = [threading.Thread(target=c.generate, args=(f"busy {i}",), kwargs=dict(model="schnell"))
+                   for i in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(0.05)
+        c.generate("watched", model="schnell", on_progress=watch)
+        for t in threads:
+            t.join()
+        assert positions and max(positions) >= 1
+    finally:
+        c.close()
+        if server:
+            server.close()
+
+
+def test_sync_api_from_several_threads(client: Client, emu: Emulator) -> None:
+    out: list[Any] = []
+    threads = [threading.Thread(target=lambda i=i: out.append(client.generate(f"t{i}", model="schnell")))
+               for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(out) == 6 and emu.ledger.requests == 6
+
+
+def test_async_api(client: Client) -> None:
+    async def main() -> list[falnb.Generation]:
+        return list(await asyncio.gather(*(client.agenerate(f"a{i}", model="schnell") for i in range(3))))
+
+    gens = asyncio.run(main())
+    assert len(gens) == 3 and all(g.images for g in gens)
+
+
+def test_progress_states(kind: str) -> None:
+    emu = Emulator(latency=0.4, concurrency=1)
+    c, server = make_client(kind, emu)
+    states: list[str] = []
+    try:
+        c.generate("x", model="schnell", on_progress=lambda p: states.append(p.state))
+        assert states[-1] == "done" and "running" in states
+    finally:
+        c.close()
+        if server:
+            server.close()
+
+
+def test_reprs_hide_the_key() -> None:
+    c = Client(key="super-secret-key", queue_url="http://127.0.0.1:9", cache=False)
+    assert "super-secret-key" not in repr(c) and "super-secret-key" not in repr(c.key)
