@@ -12,6 +12,7 @@ commands:
   emulator   run the fal emulator as a local HTTP server (falnb emulator --help)
   cache      inspect, prune, export and import the response cache (falnb cache --help)
   models     list the catalogued models, their aliases, size fields and prices
+  quickstart run notebooks/01-quickstart.ipynb headless and write its images to out/quickstart
 """
 
 
@@ -38,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._cache_cli import main as cache_main
 
         return int(cache_main(rest))
+    if command == "quickstart":
+        from ._quickstart import main as quickstart_main
+
+        return quickstart_main(rest)
     if command == "models":
         return _models()
     print(f"falnb: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)

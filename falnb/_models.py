@@ -145,12 +145,10 @@ class Generation:
                 f"{html.escape(self.prompt[:200])}<br><small>{html.escape(self.caption())}</small></div>")
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
+        # as %%falimage shows it: a capped preview grid (real image outputs) and an escaped caption
+        from ._display import show_generation
 
-        bundle = {"text/plain": repr(self), "text/html": self._repr_html_()}
-        display(bundle, raw=True)  # type: ignore[no-untyped-call]
-        for img in self.images:
-            display(img)  # type: ignore[no-untyped-call]
+        show_generation(self)
 
 
 def images_from_response(response: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:

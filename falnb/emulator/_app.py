@@ -172,7 +172,7 @@ class App:
             return json_response(404, {"detail": "File not found"})
         data = plan.image_bytes(index)
         headers = [("content-type", CONTENT_TYPES[plan.fmt]), ("cache-control", "public, max-age=604800")]
-        return Response(200, headers, data if method == "GET" else b"")
+        return Response(200, headers, data if method == "GET" else b"", delay=self.faults.file_answer_delay)
 
     # -- faults -------------------------------------------------------------------------
 
@@ -211,6 +211,8 @@ class App:
         if spec is None:
             return json_response(404, {"detail": f"Application '{model_id}' not found"})
         self._sync_burst()
+        if self._burst_left <= 0 and self._roll(self.faults.rate_limit_burst_rate):
+            self._burst_left = max(1, self.faults.rate_limit_burst_size)
         if self._burst_left > 0:
             self._burst_left -= 1
             return json_response(429, {"detail": "Too many requests: rate limit exceeded",

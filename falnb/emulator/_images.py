@@ -65,6 +65,7 @@ def _draw(prompt: str, seed: int, index: int, width: int, height: int, fmt: str)
         else:
             draw.rectangle((x0, y0, x1, y1), fill=colour)
     img = small.resize((width, height), Image.Resampling.BILINEAR) if (sw, sh) != (width, height) else small
+    img = _grain(img, rng)
     _caption(img, prompt, seed, index)
     buf = io.BytesIO()
     if fmt == "png":
@@ -74,6 +75,19 @@ def _draw(prompt: str, seed: int, index: int, width: int, height: int, fmt: str)
     else:
         img.save(buf, "JPEG", quality=85)
     return buf.getvalue()
+
+
+def _grain(img: Any, rng: random.Random) -> Any:
+    """Deterministic film grain: without it the flat shapes compress ~20x better than a real photo, and
+    every size, memory and notebook-bytes figure measured on the emulator would flatter falnb."""
+    from PIL import Image, ImageChops
+
+    tile = Image.frombytes("L", (256, 256), rng.randbytes(256 * 256)).point(lambda v: v // 6)
+    noise = Image.new("L", img.size)
+    for y in range(0, img.size[1], 256):
+        for x in range(0, img.size[0], 256):
+            noise.paste(tile, (x, y))
+    return ImageChops.add(img, Image.merge("RGB", (noise, noise, noise)), scale=1.0, offset=-21)
 
 
 def _caption(img: Any, prompt: str, seed: int, index: int) -> None:

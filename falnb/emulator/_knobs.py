@@ -43,6 +43,9 @@ class Faults:
     seed: int = 0
     #: the next K submits are answered 429 and not queued
     rate_limit_burst: int = 0
+    #: chance per submit that a new burst of ``rate_limit_burst_size`` 429s starts (this submit included)
+    rate_limit_burst_rate: float = 0.0
+    rate_limit_burst_size: int = 3
     #: nginx-looking 502/503/504 HTML without ``x-fal-request-id`` (the app never saw the call)
     gateway_submit_rate: float = 0.0
     gateway_status_rate: float = 0.0
@@ -53,6 +56,8 @@ class Faults:
     drop_status_rate: float = 0.0
     #: a submit is queued (and will bill) but its answer only comes after this many seconds
     submit_answer_delay: float = 0.0
+    #: image files (the CDN) are answered only after this many seconds (a slow download)
+    file_answer_delay: float = 0.0
     #: a prompt containing one of these (case-insensitive) gets a 422 content_policy_violation
     content_policy_words: tuple[str, ...] = ("forbidden-content",)
     #: fraction of requests whose generation fails for good: COMPLETED with an error, result 500

@@ -62,6 +62,10 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    #: socketserver's default backlog (5) overflows under a few dozen concurrent clients: the kernel
+    #: then resets connections whose request was already written, which a client must treat as a
+    #: submit that may have reached fal (fal's nginx has a deep backlog)
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], emulator: Emulator, verbose: bool) -> None:
         self.emulator = emulator

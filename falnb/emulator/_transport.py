@@ -52,7 +52,7 @@ def _timeout(request: httpx.Request) -> float | None:
 
 
 class AsyncEmulatorTransport(httpx.AsyncBaseTransport):
-    """Routes requests for any host into the emulator (``submit_answer_delay`` via ``asyncio.sleep``)."""
+    """Routes requests for any host into the emulator (answer delays via ``asyncio.sleep``)."""
 
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
@@ -64,7 +64,7 @@ class AsyncEmulatorTransport(httpx.AsyncBaseTransport):
             read = _timeout(request)
             if read is not None and read < resp.delay:
                 await asyncio.sleep(read)
-                raise httpx.ReadTimeout("timed out waiting for the submit's answer", request=request)
+                raise httpx.ReadTimeout("timed out waiting for the emulator's answer", request=request)
             await asyncio.sleep(resp.delay)
         return _answer(request, resp, sync=False)
 
@@ -82,6 +82,6 @@ class EmulatorTransport(httpx.BaseTransport):
             read = _timeout(request)
             if read is not None and read < resp.delay:
                 time.sleep(read)
-                raise httpx.ReadTimeout("timed out waiting for the submit's answer", request=request)
+                raise httpx.ReadTimeout("timed out waiting for the emulator's answer", request=request)
             time.sleep(resp.delay)
         return _answer(request, resp, sync=True)

@@ -1,0 +1,150 @@
+"""Reading a ``%%falimage`` / ``%falimage`` line: options, the prompt, ``{name}`` interpolation.
+
+Everything here runs before anything is sent, and every mistake becomes a one-line
+``UsageError``.  No heavy imports: this module loads with ``%load_ext falnb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import keyword
+import shlex
+import string
+from collections.abc import Mapping
+from typing import Any
+
+from IPython.core.error import UsageError
+
+__all__ = ["check_name", "interpolate", "parse_models", "parse_params", "split_options"]
+
+
+def split_options(line: str, parser: argparse.ArgumentParser) -> tuple[list[str], str]:
+    """Split ``line`` into option tokens (shell-quoted) and the rest, kept verbatim as the prompt.
+
+    Options come first; the first word that is not an option (or a ``--``) starts the prompt, so a
+    prompt may hold quotes, apostrophes, ``$`` and dashes without being mangled.
+    """
+    takes_value: dict[str, bool] = {}
+    for action in parser._actions:
+        for opt in action.option_strings:
+            takes_value[opt] = action.nargs != 0
+    tokens: list[str] = []
+    rest = line.strip()
+    expect_value = False
+    while rest:
+        if not expect_value and not rest.startswith("-"):
+            break
+        stream = io.StringIO(rest)
+        lex = shlex.shlex(stream, posix=True)
+        lex.whitespace_split = True
+        lex.commenters = ""
+        try:
+            token = lex.get_token()
+        except ValueError as exc:  # an unclosed quote in an option
+            raise UsageError(f"cannot read the options: {exc} in {rest!r}") from None
+        remaining = stream.read()
+        if token is None:
+            break
+        if not expect_value and token == "--":
+            rest = remaining.strip()
+            break
+        tokens.append(token)
+        rest = remaining.strip()
+        if expect_value:
+            expect_value = False
+            continue
+        name = token.split("=", 1)[0]
+        if name in takes_value:
+            expect_value = takes_value[name] and "=" not in token
+        elif not name.startswith("--") and len(name) > 2 and name[:2] in takes_value:
+            expect_value = False  # -mflux, -n4: the value is attached
+        elif name.startswith("--"):
+            # a unique prefix of a long option, as argparse allows; unknown ones fail in argparse
+            matches = [o for o in takes_value if o.startswith(name)]
+            expect_value = len(matches) == 1 and takes_value[matches[0]] and "=" not in token
+    return tokens, rest
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``-p KEY=VALUE`` items: VALUE as JSON when it parses (``4``, ``true``, ``[1,2]``), else a string."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--param {item!r}: write KEY=VALUE, e.g. -p guidance_scale=3.5")
+        if not key.replace("_", "a").replace("-", "a").replace(".", "a").isalnum():
+            raise UsageError(f"--param {item!r}: {key!r} is not a parameter name")
+        if key in ("prompt", "n", "size", "model"):
+            hint = {"prompt": "the prompt is the cell body (or the rest of the line)",
+                    "n": "use -n", "size": "use --size", "model": "use --model"}[key]
+            raise UsageError(f"--param {key}=...: {hint}")
+        if key in out:
+            raise UsageError(f"--param {key} is given twice")
+        try:
+            value: Any = json.loads(text)
+        except ValueError:
+            value = text
+        out[key] = value
+    return out
+
+
+def parse_models(text: str | None, default: str) -> list[str]:
+    """``-m a,b,c``: the model names in order (at least one, no blanks, no repeats)."""
+    raw = default if text is None else text
+    names = [m.strip() for m in raw.split(",")]
+    if not raw.strip() or any(not m for m in names):
+        raise UsageError(f"--model {raw!r}: give a model name, or several separated by commas "
+                         "(e.g. -m flux-schnell,flux-ultra)")
+    seen: set[str] = set()
+    for m in names:
+        if m in seen:
+            raise UsageError(f"--model: {m!r} is listed twice")
+        seen.add(m)
+    return names
+
+
+def check_name(name: str, option: str) -> str:
+    """A Python identifier to store a result under (``--out``) or read a list from (``--batch``)."""
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise UsageError(f"{option} {name!r}: not a valid Python variable name")
+    return name
+
+
+class _Formatter(string.Formatter):
+    """``str.format`` over the user namespace, with readable errors and no positional fields."""
+
+    def __init__(self, namespace: Mapping[str, Any], extra: Mapping[str, Any]) -> None:
+        self.namespace = namespace
+        self.extra = extra
+
+    def get_value(self, key: int | str, args: Any, kwargs: Any) -> Any:
+        if isinstance(key, int) or key == "":
+            raise UsageError("the prompt has an empty or numbered {} field; "
+                             "write {{ and }} for literal braces")
+        if key in self.extra:
+            return self.extra[key]
+        if key in self.namespace:
+            return self.namespace[key]
+        raise UsageError(f"{{{key}}} in the prompt: {key!r} is not defined in the notebook "
+                         "(define it, or write {{ and }} for literal braces); nothing was sent")
+
+
+def interpolate(template: str, namespace: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> str:
+    """Fill ``{name}`` (also ``{name.attr}``, ``{name[0]}``, ``{name:fmt}``) from ``namespace``.
+
+    ``{{`` and ``}}`` stand for literal braces.  A missing name or a stray brace is a UsageError.
+    """
+    if "{" not in template and "}" not in template:
+        return template
+    fmt = _Formatter(namespace, extra or {})
+    try:
+        return fmt.vformat(template, (), {})
+    except UsageError:
+        raise
+    except (ValueError, IndexError) as exc:
+        raise UsageError(f"cannot fill the prompt: {exc} (write {{{{ and }}}} for literal braces)") from None
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise UsageError(f"cannot fill the prompt: {type(exc).__name__}: {exc}") from None
