@@ -41,6 +41,9 @@ from ._exceptions import (
 
 if TYPE_CHECKING:
     from ._api import agenerate, agenerate_many, generate, generate_many, load_litellm_config
+    from ._cache import ResponseCache
+    from ._cache_db import CacheWarning
+    from ._form import form
     from ._catalog import ModelSpec, Param
     from ._client import Client
     from ._models import Generation, Image
@@ -52,6 +55,7 @@ __all__ = [
     "AuthenticationError",
     "BudgetExceededError",
     "CacheError",
+    "CacheWarning",
     "Client",
     "ConfigError",
     "ContentPolicyError",
@@ -72,6 +76,7 @@ __all__ = [
     "RequestCancelledError",
     "RequestNotFoundError",
     "RequestTimeoutError",
+    "ResponseCache",
     "SizeError",
     "SubmitUncertainError",
     "TransportError",
@@ -79,6 +84,7 @@ __all__ = [
     "__version__",
     "agenerate",
     "agenerate_many",
+    "form",
     "generate",
     "generate_many",
     "load_ipython_extension",
@@ -89,14 +95,17 @@ __all__ = [
 
 #: public names loaded on first access, so ``import falnb`` stays light
 _LAZY = {
+    "CacheWarning": "._cache_db",
     "Client": "._client",
     "Generation": "._models",
     "Image": "._models",
     "ModelSpec": "._catalog",
     "Param": "._catalog",
     "Progress": "._progress",
+    "ResponseCache": "._cache",
     "agenerate": "._api",
     "agenerate_many": "._api",
+    "form": "._form",
     "generate": "._api",
     "generate_many": "._api",
     "load_litellm_config": "._api",

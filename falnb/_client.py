@@ -8,6 +8,7 @@ touched.  ``agenerate`` awaits that work from the caller's loop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["Client", "default_client"]
 
 T = TypeVar("T")
+#: generations a client remembers in ``history``
+HISTORY_SIZE = 50
 ProgressCallback = Callable[[Progress], None]
 
 
@@ -43,13 +46,14 @@ class Client:
     ``offline``: use the in-process emulator (default: ``FALNB_OFFLINE=1``).
     ``cache``: True (the default cache dir, ``FALNB_CACHE_DIR``), a path, a ``ResponseCache``, or False.
     ``timeout``: the longest a call waits for fal, in seconds (None: no bound).
-    ``max_concurrency``: fal requests this client keeps in flight at once.
+    ``max_concurrency``: fal requests this client keeps in flight at once.  fal's own queue holds the
+    ones your account cannot run yet (queue time is not billed), so a batch is best submitted at once.
     ``transport``: an ``httpx.AsyncBaseTransport`` (tests, proxies).
     """
 
     def __init__(self, key: str | None = None, queue_url: str | None = None, offline: bool | None = None, *,
                  cache: bool | str | Path | ResponseCache = True, timeout: float | None = 600.0,
-                 max_concurrency: int = 16, transport: httpx.AsyncBaseTransport | None = None,
+                 max_concurrency: int = 64, transport: httpx.AsyncBaseTransport | None = None,
                  emulator: Emulator | None = None, catalog: Catalog | None = None,
                  retry: RetryPolicy | None = None, http_timeout: float = 30.0, use_stream: bool = True) -> None:
         self.offline = offline_from_env() if offline is None else bool(offline)
@@ -74,9 +78,11 @@ class Client:
         self._cache_arg = cache
         self._cache: ResponseCache | bool | None = None if cache is False else True
         self._http: httpx.AsyncClient | None = None
+        self._streams: httpx.AsyncClient | None = None
         self._queue: QueueClient | None = None
         self._sem: asyncio.Semaphore | None = None
-        self.history: list[Generation] = []
+        #: the latest generations of this client (bounded: each holds its image bytes)
+        self.history: collections.deque[Generation] = collections.deque(maxlen=HISTORY_SIZE)
 
     def __repr__(self) -> str:
         where = "offline emulator" if self.offline else self.queue_url
@@ -116,10 +122,13 @@ class Client:
     def _queue_client(self) -> QueueClient:
         if self._queue is None:
             self._http = httpx.AsyncClient(transport=self._transport, timeout=self._http_timeout,
-                                           limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+                                           limits=httpx.Limits(max_connections=48, max_keepalive_connections=48),
                                            follow_redirects=True)
+            # each waiting request holds a status stream: uncapped, so streams never starve submits
+            self._streams = httpx.AsyncClient(transport=self._transport, timeout=self._http_timeout,
+                                              limits=httpx.Limits(max_connections=None, max_keepalive_connections=16))
             self._queue = QueueClient(self._http, self.queue_url, self.key, self._retry,
-                                      use_stream=self._use_stream)
+                                      use_stream=self._use_stream, stream_http=self._streams)
             self._sem = asyncio.Semaphore(self._max_concurrency)
         return self._queue
 
@@ -143,6 +152,11 @@ class Client:
         """
         plan = self.plan(prompt, model=model, n=n, size=size, seed=seed, extra_headers=extra_headers, **params)
         tracker = ProgressTracker(plan.spec.id, len(plan.requests))
+        hit = self._from_cache(plan, refresh=refresh, use_cache=cache, tracker=tracker)
+        if hit is not None:
+            if on_progress is not None:
+                on_progress(tracker.snapshot())
+            return hit
         return self._sync(self._run_plan(plan, refresh=refresh, use_cache=cache, timeout=timeout,
                                          tracker=tracker), tracker, on_progress)
 
@@ -153,6 +167,11 @@ class Client:
         """The async twin of :meth:`generate` (``await`` it in a cell or any event loop)."""
         plan = self.plan(prompt, model=model, n=n, size=size, seed=seed, extra_headers=extra_headers, **params)
         tracker = ProgressTracker(plan.spec.id, len(plan.requests))
+        hit = self._from_cache(plan, refresh=refresh, use_cache=cache, tracker=tracker)
+        if hit is not None:
+            if on_progress is not None:
+                on_progress(tracker.snapshot())
+            return hit
         coro = self._run_plan(plan, refresh=refresh, use_cache=cache, timeout=timeout, tracker=tracker)
         return await self._async(coro, tracker, on_progress)
 
@@ -190,9 +209,10 @@ class Client:
         return out
 
     def close(self) -> None:
-        if self._http is not None:
-            http, self._http, self._queue = self._http, None, None
-            run_sync(http.aclose())
+        clients = [c for c in (self._http, self._streams) if c is not None]
+        self._http = self._streams = self._queue = None
+        for c in clients:
+            run_sync(c.aclose())
 
     def __enter__(self) -> Client:
         return self
@@ -248,13 +268,46 @@ class Client:
         tasks = [asyncio.ensure_future(self._run_request(plan, i, req, refresh=refresh, use_cache=use_cache,
                                                          timeout=bound, tracker=tracker))
                  for i, req in enumerate(plan.requests)]
+        gathered = asyncio.gather(*tasks)
+        gathered.add_done_callback(_retrieve)  # its error is re-raised from the tasks, or moot once cancelled
         try:
-            parts = await asyncio.gather(*tasks)
+            # ``timeout`` bounds the whole call (submit, wait, result, download), not only the wait:
+            # the wait's own bound answers first, this one catches a hung submit, result or download
+            done, _ = await asyncio.wait({gathered}, timeout=None if bound is None else bound + _DEADLINE_GRACE)
+            if not done:
+                raise _timed_out(plan, bound, tracker)
+            parts = gathered.result()
         except BaseException:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+        return self._generation(plan, parts, started)
+
+    def _from_cache(self, plan: Plan, *, refresh: bool, use_cache: bool,
+                    tracker: ProgressTracker) -> Generation | None:
+        """Every request of ``plan`` from the cache, in the caller's thread (no hop to the loop,
+        no key, no network), or None when any of them is missing."""
+        if refresh or not use_cache:
+            return None
+        store = self.cache
+        if store is None:
+            return None
+        started = time.monotonic()
+        hits = []
+        for req in plan.requests:
+            hit = store.get(req.key)
+            if hit is None:
+                return None
+            hits.append(hit)
+        parts = []
+        for i, (req, hit) in enumerate(zip(plan.requests, hits, strict=True)):
+            tracker.update(i, "cached", request_id=hit.request_id)
+            store.ledger.record_saved(req.cost, model=req.model)
+            parts.append(_Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0))
+        return self._generation(plan, parts, started)
+
+    def _generation(self, plan: Plan, parts: list[_Part], started: float) -> Generation:
         images = [img for part in parts for img in part.images]
         cached = all(p.cached for p in parts)
         gen = Generation(
@@ -276,9 +329,6 @@ class Client:
         ``cache=False`` (``use_cache``) reads and writes no entry and no journal row; the budget and
         the ledger still apply (a budget that ``cache=False`` could slip past would be no budget).
         """
-        from ._exceptions import CacheError
-        from ._ledger import session_ledger
-
         store = self.cache
         cache = store if use_cache else None
         if cache is not None and not refresh:
@@ -287,23 +337,25 @@ class Client:
                 tracker.update(index, "cached", request_id=hit.request_id)
                 cache.ledger.record_saved(req.cost, model=req.model)
                 return _Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0)
+        from ._exceptions import CacheError
+        from ._ledger import session_ledger
+
         ledger = store.ledger if store is not None else session_ledger(self.cache_namespace)
 
-        def ahead() -> float | None:
-            # the rest of this call that is not cached: a call crossing a budget is refused whole,
-            # before any of its requests is sent (every request of the call computes the same sum)
-            rest = [r.cost for r in plan.requests[index + 1:] if cache is None or refresh or not cache.has(r.key)]
-            return None if any(c is None for c in rest) else float(sum(c for c in rest if c is not None))
+        def call_cost() -> float | None:
+            # this call's requests that are not cached: a call crossing a budget is refused whole,
+            # before any of its requests is sent
+            costs = [r.cost for r in plan.requests if cache is None or refresh or not cache.has(r.key)]
+            return None if any(c is None for c in costs) else float(sum(c for c in costs if c is not None))
 
-        reservation = ledger.reserve(req.cost, ahead=ahead, model=req.model)
+        reservation = ledger.reserve(req.cost, model=req.model, group=plan, group_cost=call_cost)
         try:
             queue = self._queue_client()
             assert self._sem is not None
             async with self._sem:
                 if cache is None:
                     return await self._fetch(queue, plan, index, req, None, timeout, tracker, reservation)
-                async with cache.inflight(req.key, req.model, req.canonical, refresh=refresh,
-                                          timeout=timeout) as slot:
+                async with cache.inflight(req.key, req.model, refresh=refresh, timeout=timeout) as slot:
                     if slot.entry is not None:  # stored by another process while we waited: nothing to pay
                         tracker.update(index, "cached", request_id=slot.entry.request_id)
                         cache.ledger.record_saved(req.cost, model=req.model)
@@ -406,6 +458,33 @@ class _Part:
                  cached: bool = False, saved: float = 0.0) -> None:
         self.images, self.request_id, self.response, self.cached, self.saved = (
             images, request_id, dict(response), cached, saved)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+#: the whole-call bound fires this long after ``timeout``, so the wait's own (clearer) timeout wins
+_DEADLINE_GRACE = 0.25
+
+
+def _timed_out(plan: Plan, bound: float | None, tracker: ProgressTracker) -> FalnbError:
+    from ._exceptions import RequestTimeoutError
+
+    snap = tracker.snapshot()
+    ids = ", ".join(snap.request_ids)
+    if snap.state == "checking":
+        hint = "Nothing was sent by this call: re-run it, or raise the timeout."
+    elif snap.state == "submitting":
+        hint = ("A submit got no answer in time: fal may have queued it (and will bill it if it completes); "
+                "falnb will not send it again by itself. Check https://fal.ai/dashboard/requests, or raise the "
+                "timeout.")
+    else:
+        hint = "fal holds the request: re-run the same call to re-attach (with the cache on), or raise the timeout."
+    return RequestTimeoutError(f"{plan.spec.id} did not answer within the timeout of {bound:g} s "
+                               f"(while {snap.state}{'; request ' + ids if ids else ''})", model=plan.spec.id,
+                               hint=hint)
 
 
 def _int(v: Any) -> int | None:

@@ -80,7 +80,8 @@ class FalMagics(Magics):
     preview_quality = Int(80, help="JPEG/WebP quality of previews, 1-95.").tag(config=True)
     grid_columns = Int(4, help="Images per row in the preview grid; 0 shows each image as its own "
                        "output.").tag(config=True)
-    batch_concurrency = Int(8, help="Prompts of a --batch generated at once.").tag(config=True)
+    batch_concurrency = Int(64, help="Prompts of a --batch submitted at once (fal queues the rest; queue time is "
+                            "not billed).").tag(config=True)
     show_progress = Bool(True, help="Show live progress while waiting.").tag(config=True)
     short_errors = Bool(True, help="Errors in one or two lines; False shows full tracebacks."
                         ).tag(config=True)

@@ -14,9 +14,10 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -88,35 +89,72 @@ class RetryPolicy:
         return float(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) * random.uniform(0.75, 1.25))
 
 
-def _status_from(body: Mapping[str, Any]) -> Status:
-    logs = tuple(str(entry.get("message", "")) for entry in body.get("logs") or [] if isinstance(entry, Mapping))
-    pos = body.get("queue_position")
-    return Status(status=str(body.get("status", "")), queue_position=pos if isinstance(pos, int) else None,
-                  logs=logs, metrics=body.get("metrics") or {}, error=body.get("error"))
+def _status_from(body: Any) -> Status:
+    """A status from fal's JSON; ValueError when it is not a status object."""
+    if not isinstance(body, Mapping) or not isinstance(body.get("status"), str):
+        raise ValueError("not a status object")
+    entries = body.get("logs")
+    logs = tuple(str(e.get("message", "")) for e in entries if isinstance(e, Mapping)) \
+        if isinstance(entries, list) else ()
+    pos, metrics, error = body.get("queue_position"), body.get("metrics"), body.get("error")
+    return Status(status=body["status"], queue_position=pos if isinstance(pos, int) else None, logs=logs,
+                  metrics=metrics if isinstance(metrics, Mapping) else {},
+                  error=None if error is None else str(error))
+
+
+def _json(resp: httpx.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:  # not JSON (a proxy's page), or not UTF-8
+        return None
+
+
+class _KeyAuth(httpx.Auth):
+    """Puts fal's ``Authorization: Key ...`` on a request as it leaves.
+
+    The secret is then held by no local variable of falnb's frames: verbose tracebacks (IPython's
+    ``%xmode Verbose``, pytest's ``--showlocals``, error trackers) print those.  httpx drops the
+    header on a redirect to another host."""
+
+    def __init__(self, key: Key | None) -> None:
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._key is not None:
+            request.headers["Authorization"] = self._key.header()
+        yield request
+
+    def __repr__(self) -> str:
+        return f"<falnb key auth {self._key!r}>"
 
 
 class QueueClient:
     """One fal queue (``base_url``) reached through one ``httpx.AsyncClient``."""
 
     def __init__(self, http: httpx.AsyncClient, base_url: str, key: Key | None,
-                 retry: RetryPolicy | None = None, poll_interval: float = 0.5, use_stream: bool = True) -> None:
+                 retry: RetryPolicy | None = None, poll_interval: float = 0.5, use_stream: bool = True,
+                 stream_http: httpx.AsyncClient | None = None) -> None:
         self._http = http
+        #: status streams hold a connection each while they wait: a pool of their own keeps the
+        #: short calls' pool small (httpcore scans every pooled connection on each request)
+        self._stream_http = stream_http or http
         self._base = base_url.rstrip("/")
         self._key = key
+        self._auth = _KeyAuth(key)
         self._retry = retry or RetryPolicy()
         self._poll_max = poll_interval
         self._use_stream = use_stream
 
     def _headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        # no Authorization here: ``_KeyAuth`` adds it as the request leaves (see there)
         h = {"Accept": "application/json", "User-Agent": "falnb"}
-        if self._key is not None:
-            h["Authorization"] = self._key.header()
         h.update(extra or {})
         return h
 
     def handle(self, model: str, request_id: str) -> Submitted:
         """URLs for a request known only by id (re-attaching after a restart)."""
-        root = f"{self._base}/{app_prefix(model)}/requests/{request_id}"
+        # the id is one path segment, whatever it holds ("../", "?"): it cannot steer us elsewhere
+        root = f"{self._base}/{app_prefix(model)}/requests/{quote(request_id, safe='')}"
         return Submitted(model, request_id, f"{root}/status", root, f"{root}/cancel")
 
     # -- submit: never blindly retried ----------------------------------------------------
@@ -130,7 +168,7 @@ class QueueClient:
             if on_sending is not None:
                 on_sending()
             try:
-                resp = await self._http.post(url, content=body, headers=hdrs)
+                resp = await self._http.post(url, content=body, headers=hdrs, auth=self._auth)
             except _NOT_SENT as exc:
                 if attempt == self._retry.submit_attempts:
                     raise TransportError(f"cannot reach fal at {self._base} to submit {model}: "
@@ -157,14 +195,23 @@ class QueueClient:
     def _submitted(self, model: str, resp: httpx.Response) -> Submitted:
         try:
             data = resp.json()
-            rid = str(data["request_id"])
+            rid = data["request_id"]
         except (ValueError, KeyError, TypeError):
-            raise FalServerError(f"fal's answer to the submit for {model} has no request_id", model=model,
-                                 status_code=resp.status_code) from None
+            rid = None
+        if not isinstance(rid, str) or not 0 < len(rid) <= 200 or not rid.isprintable():
+            raise SubmitUncertainError(
+                f"fal answered the submit to {model} ({resp.status_code}) without a usable request id: "
+                "fal may have queued it and will bill it if it completes", model=model,
+                hint="falnb did not send it again. Check https://fal.ai/dashboard/requests.")
         built = self.handle(model, rid)
-        return Submitted(model, rid, str(data.get("status_url") or built.status_url),
-                         str(data.get("response_url") or built.response_url),
-                         str(data.get("cancel_url") or built.cancel_url))
+
+        def url(name: str, default: str) -> str:
+            # fal's own URL, unless it points away from the queue we talk to: the key goes only there
+            given = data.get(name)
+            return given if isinstance(given, str) and _same_origin(given, self._base) else default
+
+        return Submitted(model, rid, url("status_url", built.status_url), url("response_url", built.response_url),
+                         url("cancel_url", built.cancel_url))
 
     # -- calls on an existing request: retried -------------------------------------------
 
@@ -173,7 +220,7 @@ class QueueClient:
         last: Exception | None = None
         for attempt in range(1, self._retry.attempts + 1):
             try:
-                resp = await self._http.request(method, url, headers=self._headers(), params=params)
+                resp = await self._http.request(method, url, headers=self._headers(), params=params, auth=self._auth)
             except _RETRYABLE as exc:
                 last = exc
             else:
@@ -193,23 +240,28 @@ class QueueClient:
     async def status(self, sub: Submitted, logs: bool = True) -> Status:
         resp = await self._call("GET", sub.status_url, sub.model, sub.request_id, "status",
                                 params={"logs": "1"} if logs else None)
-        return _status_from(resp.json())
+        try:
+            return _status_from(_json(resp))
+        except ValueError:
+            raise FalServerError(f"fal's status answer for request {sub.request_id} ({sub.model}) is not a status "
+                                 f"(HTTP {resp.status_code}, {resp.headers.get('content-type', 'no type')})",
+                                 model=sub.model, request_id=sub.request_id, status_code=resp.status_code,
+                                 hint="The request is still on fal: re-run the same call to re-attach.") from None
 
     async def result(self, sub: Submitted) -> dict[str, Any]:
         resp = await self._call("GET", sub.response_url, sub.model, sub.request_id, "result", ok=(200,))
-        data = resp.json()
+        data = _json(resp)
         if not isinstance(data, dict):
-            raise FalServerError(f"fal's result for {sub.model} is not an object", model=sub.model)
+            raise FalServerError(f"fal's result for {sub.model} is not a JSON object", model=sub.model,
+                                 request_id=sub.request_id, status_code=resp.status_code)
         return data
 
     async def cancel(self, sub: Submitted) -> str:
         """Ask fal to cancel; returns fal's word (``CANCELLATION_REQUESTED``, ``ALREADY_COMPLETED``...)."""
         resp = await self._call("PUT", sub.cancel_url, sub.model, sub.request_id, "cancel",
                                 ok=(200, 202, 400, 404))
-        try:
-            return str(resp.json().get("status", resp.status_code))
-        except ValueError:
-            return str(resp.status_code)
+        data = _json(resp)
+        return str(data.get("status", resp.status_code)) if isinstance(data, dict) else str(resp.status_code)
 
     # -- waiting ---------------------------------------------------------------------------
 
@@ -220,7 +272,7 @@ class QueueClient:
             return await asyncio.wait_for(self._wait(sub, on_status), timeout)
         except asyncio.TimeoutError:
             raise RequestTimeoutError(
-                f"request {sub.request_id} for {sub.model} did not finish within {timeout:g} s", model=sub.model,
+                f"request {sub.request_id} for {sub.model} did not finish within {_secs(timeout)} s", model=sub.model,
                 hint="It may still be running on fal: re-run the same call to re-attach, or raise the timeout."
             ) from None
 
@@ -247,20 +299,64 @@ class QueueClient:
 
     async def _stream(self, sub: Submitted, report: Callable[[Status], None]) -> Status | None:
         url = sub.status_url.rstrip("/") + "/stream"
-        timeout = httpx.Timeout(10.0, read=60.0)
-        async with self._http.stream("GET", url, headers=self._headers({"Accept": "text/event-stream"}),
-                                     params={"logs": "1"}, timeout=timeout) as resp:
+        # events may be minutes apart (a long queue): a long read timeout between them, but the
+        # stream must open (connect, and the answer's headers) within the client's own http timeout
+        bound = self._stream_http.timeout
+        request = self._stream_http.build_request(
+            "GET", url, headers=self._headers({"Accept": "text/event-stream"}), params={"logs": "1"},
+            timeout=httpx.Timeout(connect=bound.connect, read=_STREAM_IDLE, write=bound.write, pool=bound.pool))
+        try:
+            resp = await asyncio.wait_for(self._stream_http.send(request, stream=True, auth=self._auth), bound.read)
+        except asyncio.TimeoutError:
+            raise _StreamUnavailable() from None
+        try:
             if resp.status_code != 200 or "text/event-stream" not in resp.headers.get("content-type", ""):
                 raise _StreamUnavailable()
-            async for line in resp.aiter_lines():
+            lines = resp.aiter_lines()
+            async for line in lines:
                 if not line.startswith("data:"):
                     continue
                 st = _status_from(json.loads(line[5:].strip()))
                 report(st)
                 if st.done:
+                    await _drain(lines)
                     return st
+        finally:
+            await resp.aclose()
         return None
+
+
+def _same_origin(url: str, base: str) -> bool:
+    try:
+        a, b = httpx.URL(url), httpx.URL(base)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return False
+    default = {"http": 80, "https": 443}
+    return (a.scheme, a.host, a.port or default.get(a.scheme)) == (b.scheme, b.host, b.port or default.get(b.scheme))
+
+
+def _secs(t: float | None) -> str:
+    """Seconds for a message: ``0.5``, ``1``, ``12.5``, ``600`` (a remaining 0.9986 s reads as 1)."""
+    t = float(t or 0.0)
+    return f"{t:.2g}" if t < 1 else f"{t:.1f}".removesuffix(".0")
+
+
+#: longest silence between two events of the status stream before falling back to polling
+_STREAM_IDLE = 60.0
 
 
 class _StreamUnavailable(Exception):
     pass
+
+
+async def _drain(lines: AsyncIterator[str]) -> None:
+    """Read the stream to its end (briefly) so its connection goes back to the pool for reuse."""
+
+    async def rest() -> None:
+        async for _ in lines:
+            pass
+
+    try:
+        await asyncio.wait_for(rest(), 0.05)
+    except (asyncio.TimeoutError, httpx.HTTPError):
+        pass

@@ -313,7 +313,7 @@ class App:
                     return None, True
                 return self._status_body(s, base, with_logs), s.phase == "COMPLETED"
             return Response(200, [("content-type", "text/event-stream"), ("cache-control", "no-cache"), *rid],
-                            EventStream(poll))
+                            EventStream(poll, next_change=lambda: self.queue.next_change(request_id)))
         if kind == "status":
             return json_response(200 if snap.phase == "COMPLETED" else 202,
                                  self._status_body(snap, base, with_logs), rid)

@@ -19,10 +19,13 @@ class EventStream:
     Iterate synchronously (the HTTP server) or asynchronously (the in-process transport).
     """
 
-    def __init__(self, poll: Callable[[], tuple[dict[str, Any] | None, bool]], interval: float = 0.02,
-                 max_seconds: float = 3600.0) -> None:
+    def __init__(self, poll: Callable[[], tuple[dict[str, Any] | None, bool]], interval: float = 0.25,
+                 max_seconds: float = 3600.0, next_change: Callable[[], float] | None = None) -> None:
         self._poll = poll
+        #: the longest sleep between checks; ``next_change`` (seconds until the status may change)
+        #: wakes the stream right at a change instead of on a polling grid, and idle streams cost nothing
         self._interval = interval
+        self._next_change = next_change
         self._max = max_seconds
         self._last: str | None = None
 
@@ -37,6 +40,12 @@ class EventStream:
             event = f"data: {text}\n\n".encode()
         return event, final
 
+    def _pause(self) -> float:
+        if self._next_change is None:
+            return min(self._interval, 0.005)
+        # just past the change, bounded: a cancel or a knob change can move the schedule
+        return max(0.0005, min(self._interval, self._next_change() + 0.0005))
+
     def __iter__(self) -> Iterator[bytes]:
         deadline = time.monotonic() + self._max
         while True:
@@ -45,7 +54,7 @@ class EventStream:
                 yield event
             if done or time.monotonic() > deadline:
                 return
-            time.sleep(self._interval)
+            time.sleep(self._pause())
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         deadline = time.monotonic() + self._max
@@ -55,7 +64,7 @@ class EventStream:
                 yield event
             if done or time.monotonic() > deadline:
                 return
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self._pause())
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -11,15 +12,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ._emulator import Emulator
-from ._http import EventStream
+from ._http import EventStream, Response
 from ._knobs import Faults
 
 __all__ = ["EmulatorServer", "main", "serve"]
 
 
+#: path prefix of the emulated synchronous endpoint (fal's ``https://fal.run``), which LiteLLM calls
+SYNC_PREFIX = "/_sync"
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "falnb-emulator"
+    #: http.server writes headers and body separately; with Nagle on, the body waits for the
+    #: client's delayed ACK (~40 ms an answer), which fal's servers do not add
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -31,7 +39,10 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length > 0 else b""
         host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
         headers = {k.lower(): v for k, v in self.headers.items()}
-        resp = self.server.emulator.handle(self.command, f"http://{host}{self.path}", headers, body)
+        if self.path.startswith(SYNC_PREFIX + "/") and self.command == "POST":
+            resp = self._run_sync(f"http://{host}", self.path[len(SYNC_PREFIX):], headers, body)
+        else:
+            resp = self.server.emulator.handle(self.command, f"http://{host}{self.path}", headers, body)
         if resp.delay > 0:
             time.sleep(resp.delay)
         if resp.drop:
@@ -56,6 +67,22 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
+    def _run_sync(self, base: str, path: str, headers: dict[str, str], body: bytes) -> Response:
+        """fal's synchronous endpoint: queue the job, wait for it here, answer with its result.
+
+        Like fal.run, it bills the request even if the caller has gone by the time it finishes."""
+        emu = self.server.emulator
+        sub = emu.handle("POST", f"{base}{path}", headers, body)
+        if sub.status != 200 or sub.delay > 0 or sub.drop:
+            return sub
+        urls = json.loads(bytes(sub.body) if not isinstance(sub.body, EventStream) else b"{}")
+        while True:
+            st = emu.handle("GET", urls["status_url"], headers, b"")
+            if st.status != 202:
+                break
+            time.sleep(0.005)
+        return emu.handle("GET", urls["response_url"], headers, b"")
+
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _serve
 
 
@@ -65,12 +92,18 @@ class _Server(ThreadingHTTPServer):
     #: socketserver's default backlog (5) overflows under a few dozen concurrent clients: the kernel
     #: then resets connections whose request was already written, which a client must treat as a
     #: submit that may have reached fal (fal's nginx has a deep backlog)
-    request_queue_size = 128
+    request_queue_size = 512
 
     def __init__(self, address: tuple[str, int], emulator: Emulator, verbose: bool) -> None:
         self.emulator = emulator
         self.verbose = verbose
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that vanished (killed, timed out, closed early) is not the server's error
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class EmulatorServer:
@@ -83,6 +116,8 @@ class EmulatorServer:
         self.port: int = self._httpd.server_address[1]
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.port}"
+        #: the emulated synchronous endpoint (fal.run): LiteLLM's ``api_base``
+        self.sync_url = self.url + SYNC_PREFIX
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name=f"falnb-emulator:{self.port}", daemon=True)
         self._thread.start()

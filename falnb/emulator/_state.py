@@ -128,6 +128,23 @@ class Queue:
                 return Snapshot("IN_PROGRESS", 0, job, now)
             return Snapshot("IN_QUEUE", self._position(job), job, now)
 
+    def next_change(self, request_id: str) -> float:
+        """Seconds until this request's status may next change: a start or an end anywhere in the
+        queue (positions move up then), or its next log line while it runs."""
+        with self.lock:
+            now = self.advance()
+            soonest = float("inf")
+            for job in self._jobs.values():
+                if job.finished is not None:
+                    continue
+                for t in (job.eta if job.start is None else None, job.end):
+                    if t is not None and now < t < soonest:
+                        soonest = t
+            own = self._jobs.get(request_id)
+            if own is not None and own.start is not None and own.finished is None:
+                soonest = min(soonest, now + own.duration / 9)  # the log ticks (steps) while it runs
+            return soonest - now
+
     def position_of(self, request_id: str) -> int:
         with self.lock:
             job = self._jobs.get(request_id)

@@ -1,0 +1,78 @@
+"""3. Batch: 64 prompts, emulator concurrency 16, fixed generation time; wall time of the whole batch.
+
+falnb ``Client.generate_many`` (its default concurrency, 16, matches the account's limit) against
+fal-client ``AsyncClient.subscribe`` + ``asyncio.gather`` and LiteLLM ``aimage_generation`` +
+``asyncio.gather``, all over real HTTP to one emulator process.  Ideal = jobs / limit x generation
+time; the ratio is falnb / ideal.  Each client runs in a fresh process per round (one warm-up
+request first), rounds alternate the clients.
+
+Also recorded, from the emulator's own schedule: when each wave of 16 started (a client that
+keeps fewer than 16 requests on fal leaves runners idle) and the emulator's makespan; and falnb
+with ``concurrency=64`` (every prompt submitted at once, fal's queue orders them, as the peers do).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import Row, have, median, ratio, run_json
+from ._emu import Emu, emulator
+
+SIZE = "512x512"
+
+
+def _schedule(emu: Emu, jobs: int, limit: int) -> dict[str, Any]:
+    js = sorted(emu.ask("jobs"), key=lambda j: j["submitted"])[-jobs:]  # drop the warm-up
+    if len(js) < jobs or any(j["start"] is None for j in js):
+        return {}
+    t0 = js[0]["submitted"]
+    starts = sorted(j["start"] - t0 for j in js)
+    return {"wave_starts_s": [round(starts[i], 3) for i in range(0, jobs, limit)],
+            "server_makespan_s": round(max(j["end"] for j in js) - t0, 3),
+            "submit_spread_s": round(js[-1]["submitted"] - t0, 3)}
+
+
+def run(quick: bool = False) -> list[Row]:
+    jobs, limit, gen, rounds = (8, 4, 0.1, 1) if quick else (64, 16, 0.5, 3)
+    ideal = math.ceil(jobs / limit) * gen
+    variants = [("falnb", limit), ("fal-client", limit), ("litellm", limit), ("falnb", jobs)]
+    walls: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    sched: dict[str, list[dict[str, Any]]] = {}
+    with emulator(latency=gen, concurrency=limit) as emu:
+        sync = bool(emu.get("sync_url"))
+        for r in range(rounds):
+            for client, conc in variants:
+                if not have(client) or (client == "litellm" and not sync):
+                    continue
+                key = client if conc == limit else f"{client} concurrency={conc}"
+                args = ["-m", "bench._clients", "batch", client, "--url", emu["url"], "--size", SIZE,
+                        "--jobs", str(jobs), "--warmup", "1", "--concurrency", str(conc), "--tag", str(r)]
+                if sync:
+                    args += ["--sync-url", emu["sync_url"]]
+                emu.reset()
+                out = run_json(args)
+                walls.setdefault(key, []).append(out["wall"])
+                cpu.setdefault(key, []).append(out.get("cpu_s", 0.0))
+                sched.setdefault(key, []).append(_schedule(emu, jobs, limit))
+    med = {c: median(v) for c, v in walls.items()}
+    r = ratio(med.get("falnb"), ideal)
+    row = Row(f"3. batch {jobs} prompts, limit {limit}, gen {gen:g} s", "s", med.get("falnb"), med.get("fal-client"),
+              med.get("litellm"), ratio=r, ratio_label=f"of ideal {ideal:g} s", target="<=1.1x ideal",
+              met=r is not None and r <= 1.1,
+              detail={"ideal_s": ideal, "rounds": rounds, "walls_s": {c: [round(x, 3) for x in v]
+                                                                     for c, v in walls.items()},
+                      "vs_ideal": {c: round(m / ideal, 3) for c, m in med.items()},
+                      "client_cpu_s": {c: round(median(v), 3) for c, v in cpu.items()},
+                      "emulator_schedule": sched})
+    alt = f"falnb concurrency={jobs}"
+    if alt in med:
+        row.notes.append(f"falnb with concurrency={jobs} (all submitted at once): {med[alt]:.3g} s = "
+                         f"{med[alt] / ideal:.3g}x ideal")
+    first = sched.get("falnb", [{}])[0]
+    if first.get("wave_starts_s"):
+        row.notes.append(f"falnb's waves started at {first['wave_starts_s']} s (ideal every {gen:g} s)")
+    if not sync:
+        row.notes.append("LiteLLM: the emulator has no synchronous endpoint")
+    return [row]

@@ -1,0 +1,353 @@
+"""The in-flight journal: one submit per request across kernels and processes, and re-attaching.
+
+One journal row per (namespace, key) in the cache index, with a state:
+
+``claimed``    a process owns the request and has not sent it yet;
+``sending``    its submit POST is on the wire (the answer, and so the request id, is not known);
+``submitted``  fal accepted it: ``request_id`` and fal's URLs are recorded, *before* any polling;
+``uncertain``  a submit was sent but its answer was lost (or the process died while sending);
+``done``       the entry is stored.
+
+``async with cache.inflight(key, model, refresh=...) as slot`` claims the row in a
+``BEGIN IMMEDIATE`` transaction:
+
+* an entry is stored already (and no ``refresh``): ``slot.entry`` is it, nothing is sent;
+* a live owner (this process, or a process alive on this host, heartbeat fresh) holds the row:
+  wait, polling the index, and take its entry when it stores one;
+* a ``submitted`` row whose owner is gone (killed, restarted, interrupted after fal accepted):
+  ``slot.request_id`` is its id: the caller re-attaches (status, then result) instead of paying
+  again.  If fal no longer holds it (404), the caller calls ``slot.forget()`` and submits anew:
+  that is not paying twice, fal has dropped it.  ``refresh=True`` re-attaches too: a picture paid
+  for and never delivered is as new as a new one;
+* a ``sending``/``uncertain`` row whose owner is gone, with no request id: the submit may have
+  reached fal, and fal has no way to find it by input.  Within fal's result retention (an hour)
+  this raises :class:`SubmitUncertainError` (check fal's dashboard, or ``refresh=True`` to submit
+  anew); after that hour, no answer could be re-attached any more, so falnb warns and submits anew.
+
+On leaving the block: a stored entry marks the row ``done``; a known request id that may still
+give pictures is kept (owner released) so the next run re-attaches; a request fal answered
+definitively (4xx), or one cancelled before it ran, is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ._cache_db import CacheWarning
+from ._exceptions import (
+    AuthenticationError,
+    BudgetExceededError,
+    CacheError,
+    ConfigError,
+    FalError,
+    FalServerError,
+    InputError,
+    RateLimitError,
+    RequestTimeoutError,
+    SubmitUncertainError,
+    TransportError,
+)
+from ._queue import QueueClient, Submitted
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._cache import CacheEntry, ResponseCache
+
+__all__ = ["HEARTBEAT", "RESULT_RETENTION", "InFlight", "Slot"]
+
+#: fal keeps a result for an hour at most: past that, an unanswered submit can no longer be re-attached
+RESULT_RETENTION = 3600.0
+#: an owner refreshes its row this often; a row not refreshed for STALE is no longer owned
+HEARTBEAT = 10.0
+STALE = 90.0
+HOST = socket.gethostname()
+
+#: (index path, namespace, key) claimed by a task of this process
+_CLAIMED: set[tuple[str, str, str]] = set()
+_CLAIMED_LOCK = threading.Lock()
+_PSTART: tuple[int, str | None] | None = None
+
+
+class Slot:
+    """What ``inflight`` hands the caller: a stored entry, or a claim (maybe with a request id)."""
+
+    def __init__(self, owner: InFlight | None, entry: CacheEntry | None = None, request_id: str | None = None,
+                 urls: tuple[str, str, str] | None = None) -> None:
+        self._owner = owner
+        self.entry = entry
+        self.request_id = request_id
+        self._urls = urls
+        #: fal finished the request and its result was read: worth re-attaching to if we stop now
+        self.completed = False
+        #: fal's answer to our cancel, if we sent one
+        self.cancel_answer: str | None = None
+        #: fal finished the request with an error: nothing to re-attach to
+        self.failed = False
+
+    def __repr__(self) -> str:
+        return f"<falnb journal slot request_id={self.request_id!r} entry={self.entry is not None}>"
+
+    def resume(self, queue: QueueClient, model: str) -> Submitted:
+        """The journaled request, with the URLs fal gave when they point at the same queue host."""
+        assert self.request_id is not None
+        built = queue.handle(model, self.request_id)
+        if self._urls and all(_same_host(u, built.status_url) for u in self._urls):
+            return Submitted(model, self.request_id, *self._urls)
+        return built
+
+    def record_sending(self) -> None:
+        """Right before a submit POST: if we die now, the next run knows a submit may have gone out."""
+        self._update("state='sending', sent=?, updated=?", (time.time(), time.time()))
+
+    def record(self, sub: Submitted) -> None:
+        """Right after fal accepted the submit, before polling: the id a restart re-attaches to."""
+        self.request_id = sub.request_id
+        self._urls = (sub.status_url, sub.response_url, sub.cancel_url)
+        self._update("state='submitted', request_id=?, status_url=?, response_url=?, cancel_url=?, updated=?",
+                     (sub.request_id, sub.status_url, sub.response_url, sub.cancel_url, time.time()))
+
+    def forget(self) -> None:
+        """fal no longer holds the journaled request (404): drop its id, keep the claim, submit anew."""
+        self.request_id, self._urls, self.completed = None, None, False
+        self._update("state='claimed', request_id=NULL, status_url=NULL, response_url=NULL, cancel_url=NULL, "
+                     "sent=NULL, updated=?", (time.time(),))
+
+    def _update(self, assignments: str, args: tuple[Any, ...]) -> None:
+        owner = self._owner
+        if owner is None:
+            return
+        try:
+            with owner.cache._index.write() as c:
+                c.execute(f"UPDATE journal SET {assignments} WHERE ns=? AND key=? AND pid=?",
+                          (*args, owner.cache.namespace, owner.key, os.getpid()))
+        except CacheError as exc:
+            _warn(exc)
+
+
+class InFlight:
+    """The async context manager behind :meth:`ResponseCache.inflight`."""
+
+    def __init__(self, cache: ResponseCache, key: str, model: str, *, refresh: bool = False,
+                 timeout: float | None = None, poll: float = 0.25) -> None:
+        self.cache, self.key, self.model = cache, key, model
+        self.refresh, self.timeout, self._poll = refresh, timeout, poll
+        self._token = (str(cache._index.path), cache.namespace, key)
+        self._slot: Slot | None = None
+        self._beat: asyncio.Task[None] | None = None
+        self._ignore_entry = False
+
+    # -- entering: claim, or wait for the owner ------------------------------------------------
+
+    async def __aenter__(self) -> Slot:
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        delay = 0.02
+        while True:
+            try:
+                outcome = self._try_claim()
+            except CacheError as exc:  # the index is unusable: go on without a journal rather than fail
+                _warn(exc)
+                return Slot(None)
+            if isinstance(outcome, Slot):
+                if outcome._owner is not None:
+                    self._slot = outcome
+                    self._beat = asyncio.ensure_future(self._heartbeat())
+                return outcome
+            if outcome == "again":  # a damaged entry was removed: claim now (and never loop on one that was not)
+                self._ignore_entry = True
+                continue
+            if deadline is not None and time.monotonic() > deadline:
+                raise RequestTimeoutError(
+                    f"another process ({outcome}) is generating this same {self.model} request; waited "
+                    f"{self.timeout:g} s for it", model=self.model,
+                    hint="Run the call again to keep waiting for it (it will not be paid twice).")
+            await asyncio.sleep(delay)
+            delay = min(self._poll, delay * 1.5)
+
+    def _try_claim(self) -> Slot | str:
+        """One transaction: a Slot (entry or claim), "again" (a damaged entry was removed), or the
+        description of a live owner to wait for."""
+        cache, ns, key = self.cache, self.cache.namespace, self.key
+        now = time.time()
+        with cache._index.write() as c:
+            if not (self.refresh or self._ignore_entry) and c.execute("SELECT 1 FROM entries WHERE ns=? AND key=?",
+                                              (ns, key)).fetchone() is not None:
+                has_entry = True
+            else:
+                has_entry = False
+                row = c.execute("SELECT state, request_id, status_url, response_url, cancel_url, pid, pstart, host, "
+                                "started, sent, updated FROM journal WHERE ns=? AND key=?", (ns, key)).fetchone()
+                rid: str | None = None
+                urls: tuple[str, str, str] | None = None
+                if row is not None and row[0] != "done":
+                    state, rid, s_url, r_url, c_url, pid, pstart, host, _started, sent, updated = row
+                    if self._alive(pid, pstart, host, updated):
+                        return f"pid {pid} on {host}, {state}"
+                    if rid is None and state in ("sending", "uncertain"):
+                        self._stale_send(now - float(sent or updated), pid)
+                    elif s_url and r_url and c_url:
+                        urls = (s_url, r_url, c_url)
+                pid_start = _own_start()
+                c.execute("INSERT OR REPLACE INTO journal(ns, key, model, state, request_id, status_url, response_url, "
+                          "cancel_url, pid, pstart, host, started, sent, updated) "
+                          "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                          (ns, key, self.model, "submitted" if rid else "claimed", rid,
+                           *(urls or (None, None, None)), os.getpid(), pid_start, HOST, now, now))
+                with _CLAIMED_LOCK:
+                    _CLAIMED.add(self._token)
+                return Slot(self, request_id=rid, urls=urls)
+        if has_entry:
+            entry = cache.get(key)
+            return Slot(None, entry=entry) if entry is not None else "again"
+        return "again"  # pragma: no cover
+
+    def _alive(self, pid: int, pstart: str | None, host: str, updated: float) -> bool:
+        if not pid:
+            return False  # released by its owner
+        if pid == os.getpid() and host == HOST:
+            with _CLAIMED_LOCK:
+                return self._token in _CLAIMED  # a task of ours (otherwise: a row we left, or a reused pid)
+        if time.time() - float(updated) > STALE:
+            return False  # no heartbeat: dead, hung, or another machine that stopped
+        return host != HOST or _pid_alive(pid, pstart)
+
+    def _stale_send(self, age: float, pid: int) -> None:
+        """A submit went out (or was going out) and its answer never arrived."""
+        if self.refresh:
+            return
+        mins = max(1, round(age / 60))
+        who = "an earlier run" + (f" (pid {pid})" if pid else "")
+        if age < RESULT_RETENTION:
+            raise SubmitUncertainError(
+                f"{who} sent this same {self.model} request to fal {mins} min ago and never learned fal's answer: "
+                "fal may have queued it, and will bill it if it completed. falnb did not send it again",
+                model=self.model,
+                hint="Check https://fal.ai/dashboard/requests; re-run with refresh=True to submit anew (it may be "
+                     f"billed twice). After {int(RESULT_RETENTION // 60)} min falnb submits anew by itself.")
+        warnings.warn(f"falnb: {who} sent this {self.model} request {mins} min ago and never learned fal's answer; "
+                      "fal no longer holds a result that old, so falnb submits it anew (the first may have been "
+                      "billed too).", CacheWarning, stacklevel=5)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            try:
+                self._update_row("updated=?", (time.time(),))
+            except CacheError:  # pragma: no cover - the next beat retries
+                pass
+
+    def _update_row(self, assignments: str, args: tuple[Any, ...]) -> None:
+        with self.cache._index.write() as c:
+            c.execute(f"UPDATE journal SET {assignments} WHERE ns=? AND key=? AND pid=? AND state != 'done'",
+                      (*args, self.cache.namespace, self.key, os.getpid()))
+
+    # -- leaving: done, keep for re-attaching, uncertain, or drop ------------------------------
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        slot = self._slot
+        if slot is None:
+            return
+        if self._beat is not None:
+            self._beat.cancel()
+        with _CLAIMED_LOCK:
+            _CLAIMED.discard(self._token)
+        try:
+            self._leave_row(slot, exc)
+        except CacheError as err:
+            _warn(err)
+
+    def _leave_row(self, slot: Slot, exc: BaseException | None) -> None:
+        with self.cache._index.write() as c:
+            row = c.execute("SELECT state, request_id FROM journal WHERE ns=? AND key=? AND pid=?",
+                            (self.cache.namespace, self.key, os.getpid())).fetchone()
+            if row is None or row[0] == "done":
+                return
+            action = _leave(row[0], row[1], slot, exc)
+            args = (self.cache.namespace, self.key, os.getpid())
+            if action == "delete":
+                c.execute("DELETE FROM journal WHERE ns=? AND key=? AND pid=?", args)
+            else:
+                state = "uncertain" if action == "uncertain" else row[0]
+                c.execute("UPDATE journal SET state=?, pid=0, updated=? WHERE ns=? AND key=? AND pid=?",
+                          (state, time.time(), *args))
+
+
+def _leave(state: str, request_id: str | None, slot: Slot, exc: BaseException | None) -> str:
+    """What the journal keeps when a claim ends without a stored entry: release / uncertain / delete."""
+    if request_id is None:
+        if state == "sending" and exc is not None and not _answered_or_unsent(exc):
+            return "uncertain"  # the POST may have reached fal: never resubmit silently
+        return "delete"
+    if slot.failed:
+        return "delete"
+    if exc is None or slot.completed:
+        return "release"  # a result fal may still hold: the next run re-attaches
+    if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
+        # our cancel went out: a queued request is gone (not billed); a running or finished one may still deliver
+        return "release" if slot.cancel_answer in (None, "", "ALREADY_COMPLETED", "CANCELLATION_REQUESTED") \
+            else "delete"
+    if isinstance(exc, FalError) and not isinstance(exc, (FalServerError, RateLimitError, AuthenticationError)):
+        return "delete"  # fal answered about this request for good (a 4xx: refused, unknown)
+    return "release"  # a timeout, a lost connection, a 5xx: re-running re-attaches
+
+
+def _warn(exc: CacheError) -> None:
+    warnings.warn(f"falnb: {exc.message}; going on without the in-flight journal", CacheWarning, stacklevel=3)
+
+
+def _answered_or_unsent(exc: BaseException) -> bool:
+    """Errors after which a submit certainly did not queue anything unknown to us."""
+    if isinstance(exc, SubmitUncertainError):
+        return False
+    return isinstance(exc, (FalError, TransportError, InputError, ConfigError, BudgetExceededError))
+
+
+def _same_host(a: str, b: str) -> bool:
+    pa, pb = urlsplit(a), urlsplit(b)
+    return (pa.scheme, pa.netloc) == (pb.scheme, pb.netloc)
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state letter, start time) of a Linux process from /proc, or None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()
+    return (fields[0], fields[19]) if len(fields) > 19 else None
+
+
+def _own_start() -> str | None:
+    global _PSTART
+    pid = os.getpid()
+    if _PSTART is None or _PSTART[0] != pid:
+        st = _proc_stat(pid)
+        _PSTART = (pid, st[1] if st else None)
+    return _PSTART[1]
+
+
+def _pid_alive(pid: int, pstart: str | None) -> bool:
+    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) is not a probe there: trust the heartbeat
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    st = _proc_stat(pid)
+    if st is not None:
+        if st[0] in ("Z", "X"):
+            return False  # killed, not yet reaped
+        if pstart and st[1] != pstart:
+            return False  # the pid was reused by another process
+    return True

@@ -1,0 +1,33 @@
+"""The benchmarks run (at a tiny size): ``python -m bench --quick``.  No timing is asserted here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_quick_runs() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--no-write"], cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "measurement" in out and "met?" in out
+    for row in ("1. import falnb", "2. one-request overhead", "3. batch", "4. cache hit", "5. notebook bytes",
+                "6. peak RSS"):
+        assert row in out, f"missing row {row!r}:\n{out}"
+    assert "(failed)" not in out, out
+
+
+def test_table_formats_missing_figures() -> None:
+    from bench import Row
+    from bench.__main__ import table
+
+    rows = [Row("x", "ms", 1.5, None, 2000.0, ratio=0.00075, ratio_label="of LiteLLM", target="t", met=True),
+            Row("y", "B", None, notes=["n/a"])]
+    text = table(rows)
+    assert "n/a" in text and "1.5 ms" in text and "yes" in text
+    md = table(rows, markdown=True)
+    assert md.splitlines()[1].startswith("|---")

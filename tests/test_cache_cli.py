@@ -1,0 +1,97 @@
+"""``falnb cache ...`` from the command line: dir, list, stats, journal, prune, clear, export, import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from falnb import Client
+from falnb._cache import default_directory
+from falnb._cli import main
+from falnb._queue import RetryPolicy
+from falnb.emulator import Emulator
+
+FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, submit_attempts=3)
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["cache", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def filled() -> Emulator:
+    emu = Emulator(latency=0.01, concurrency=8)
+    client = Client(offline=True, emulator=emu, retry=FAST)
+    client.generate("a lighthouse at dusk", model="flux-schnell", n=2, seed=1, size="512x512")
+    client.generate("a red fox in the snow", model="flux-pro", seed=2)
+    return emu
+
+
+def test_dir_and_an_empty_cache(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert run(capsys, "dir") == (0, f"{default_directory()}\n", "")
+    assert run(capsys, "dir", "--dir", str(tmp_path / "x"))[1].strip() == str(tmp_path / "x")
+    for cmd in ("list", "stats", "journal"):
+        code, out, _ = run(capsys, cmd)
+        assert code == 0 and "no cache at" in out
+    assert not default_directory().exists()  # looking creates nothing
+    assert run(capsys, "export", str(tmp_path / "e.zip"))[0] == 1
+    code, out, _ = run(capsys)
+    assert code == 0
+
+
+def test_list_stats_journal(capsys: pytest.CaptureFixture[str], filled: Emulator) -> None:
+    code, out, _ = run(capsys, "list")
+    lines = out.strip().splitlines()
+    assert code == 0 and len(lines) == 2
+    assert "fal-ai/flux-pro/v1.1" in lines[0] and "a red fox" in lines[0] and "emulator" in lines[0]
+    assert "fal-ai/flux/schnell" in lines[1] and " 2 img" in lines[1]
+    code, out, _ = run(capsys, "list", "--json", "--model", "flux-schnell")
+    rows = json.loads(out)
+    assert [r["prompt"] for r in rows] == ["a lighthouse at dusk"] and rows[0]["images"] == 2
+    assert run(capsys, "list", "--namespace", "fal")[1].strip() == "(no entries)"
+    code, out, _ = run(capsys, "stats")
+    assert code == 0 and "entries:   2 (3 images)" in out and "2 request(s)" in out
+    stats = json.loads(run(capsys, "stats", "--json")[1])
+    assert stats["entries"] == 2 and stats["total"]["requests"] == 2 and stats["bytes"] > 0
+    assert run(capsys, "journal")[1].strip() == "(nothing in flight)"
+
+
+def test_prune_and_clear(capsys: pytest.CaptureFixture[str], filled: Emulator) -> None:
+    assert run(capsys, "prune")[0] == 2
+    code, _, err = run(capsys, "prune", "--older-than", "soon")
+    assert code == 1 and "not an age" in err
+    assert run(capsys, "prune", "--older-than", "30d")[1].strip() == "removed 0 entries, 0 B"
+    code, out, _ = run(capsys, "prune", "--max-size", "1", "--dry-run")
+    assert out.startswith("would remove 2 entries")
+    assert len(json.loads(run(capsys, "list", "--json")[1])) == 2
+    code, _, err = run(capsys, "clear")  # stdin is not a terminal here: refuses without --yes
+    assert code == 2 and "--yes" in err
+    assert run(capsys, "clear", "--yes")[1].strip().startswith("removed")
+    assert run(capsys, "list")[1].strip() == "(no entries)"
+
+
+def test_export_import(capsys: pytest.CaptureFixture[str], filled: Emulator, tmp_path: Path) -> None:
+    zip_path = tmp_path / "team.zip"
+    code, out, _ = run(capsys, "export", str(zip_path), "--model", "flux-pro", "--since", "1d")
+    assert code == 0 and out.strip() == f"exported 1 entries to {zip_path}"
+    other = tmp_path / "clone"
+    code, out, _ = run(capsys, "import", str(zip_path), "--dir", str(other))
+    assert code == 0 and out.strip() == "imported 1 entries, skipped 0 already present"
+    assert "a red fox" in run(capsys, "list", "--dir", str(other))[1]
+    code, _, err = run(capsys, "import", str(tmp_path / "missing.zip"))
+    assert code == 1 and "not a falnb cache export" in err
+
+
+def test_the_falnb_command_dispatches_to_cache() -> None:
+    out = subprocess.run([sys.executable, "-m", "falnb._cli", "cache", "dir"], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == str(default_directory())
+    helptext = subprocess.run([sys.executable, "-m", "falnb._cli", "cache", "--help"], capture_output=True,
+                              text=True, check=True).stdout
+    assert "export" in helptext and "prune" in helptext
