@@ -1,0 +1,533 @@
+"""``falnb.form()``: an ipywidgets form for exploring models, for people who would rather click than type.
+
+Pick a model (catalog aliases included), write a prompt, set the size (aspect ratios or presets and
+pixels, as the model takes them), ``n``, a seed and the model's own parameters (the "Advanced"
+section, generated from the catalog), then **Generate**.  The work runs on falnb's private loop,
+so the kernel stays free; **Cancel** sends fal's cancel.  The status line follows the request
+(queued with its position, running with fal's latest log line, done, cached, or the error), the
+estimated cost shows before and after, and the pictures land in the gallery.
+
+Widget state is not saved in the .ipynb, so: **Show in notebook output** writes the result into
+the cell's own output (it persists), and **Copy as %%falimage cell** inserts the equivalent cell
+below (JupyterLab and Notebook 7 when the app is reachable, else the clipboard; from code,
+``form.insert_cell()``).  The history re-opens any of the session's generations from the cache
+without paying again.
+
+Only core widgets are used, so it works wherever ipywidgets 8 does.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from ._client import default_client
+from ._exceptions import FalnbError, InputError, ParameterError
+from ._form_cell import falimage_cell, insert_cell_js
+from ._form_fields import LABEL_STYLE, ParamField, SizeControl, model_options
+from ._form_history import HistoryItem, settings_of
+from ._form_job import FormJob
+from ._form_media import output_bundles, preview
+from ._form_status import cancelled_text, cost_text, done_text, error_text, estimate_text, progress_text
+
+if TYPE_CHECKING:
+    from ._catalog import ModelSpec
+    from ._client import Client
+    from ._models import Generation, Image
+    from ._progress import Progress
+    from ._request import Plan
+
+__all__ = ["MAX_FORM_N", "FalForm", "form"]
+
+#: the most pictures one click asks for (more: ``falnb.generate(n=...)``)
+MAX_FORM_N = 8
+_OWN = ("prompt", "size", "n", "seed")
+
+
+def form(model: str | None = None, *, client: Client | None = None, **defaults: Any) -> FalForm:
+    """A form for ``model`` (default: the first catalogued model), pre-filled from ``defaults``.
+
+    ``defaults``: ``prompt``, ``size`` (``"WxH"``, ``"W:H"`` or a preset), ``n``, ``seed`` and any model
+    parameter (e.g. ``guidance_scale=3``); a name the catalog does not know is forwarded to fal
+    unchanged.  ``client``: a :class:`falnb.Client` (default: the one behind ``falnb.generate``).
+    """
+    return FalForm(model, client=client, **defaults)
+
+
+class FalForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type information
+    """The form (an ipywidgets ``VBox``).  See :func:`form`; every control is an attribute."""
+
+    def __init__(self, model: str | None = None, *, client: Client | None = None, **defaults: Any) -> None:
+        super().__init__()
+        self.client = client if client is not None else default_client()
+        self.catalog = self.client.catalog
+        self.result: Generation | None = None
+        self.job: FormJob | None = None
+        self.history: list[HistoryItem] = []
+        self.pinned: list[Generation] = []
+        self._lock = threading.Lock()
+        self._outcome_lock = threading.Lock()
+        self._reported = True  # the last job's outcome is on the status line (none ran yet)
+        self._quiet = False
+        self._handles: tuple[Any, Any] | None = None
+
+        self._options = model_options(self.catalog)
+        name = self._pick(model or self._options[0][1])
+        wide = widgets.Layout(width="100%", max_width="760px")
+        self.model_picker = widgets.Dropdown(options=list(self._options), value=name, description="model",
+                                             style=LABEL_STYLE, layout=widgets.Layout(width="560px"))
+        self.prompt_box = widgets.Textarea(value=str(defaults.pop("prompt", "") or ""), description="prompt",
+                                           placeholder="describe the picture", rows=3, style=LABEL_STYLE,
+                                           layout=wide)
+        self.n_box = widgets.BoundedIntText(value=1, min=1, max=MAX_FORM_N, description="n",
+                                            tooltip=f"pictures to make, 1 to {MAX_FORM_N}", style=LABEL_STYLE,
+                                            layout=widgets.Layout(width="230px"))
+        self.seed_box = widgets.Text(value="", description="seed", placeholder="random",
+                                     style={"description_width": "60px"},
+                                     layout=widgets.Layout(width="300px"),
+                                     tooltip="same seed, same picture; empty for a random one")
+        self.extra_box = widgets.Text(value="", description="other inputs", style=LABEL_STYLE, layout=wide,
+                                      placeholder='JSON sent to fal as is, e.g. {"new_param": 1}',
+                                      tooltip="inputs falnb's catalog does not list, forwarded unchanged")
+        self.size_row = widgets.HBox()
+        self.params_box = widgets.VBox()
+        self.advanced = widgets.Accordion(children=[widgets.VBox([self.params_box, self.extra_box])],
+                                          titles=("Advanced: model parameters",), selected_index=None,
+                                          layout=wide)
+
+        self.generate_button = widgets.Button(description="Generate", button_style="primary", icon="play",
+                                              tooltip="start the request; the kernel stays free")
+        self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True,
+                                            tooltip="cancel the fal request(s)")
+        self.estimate_label = widgets.Label("")
+        self.status_label = widgets.HTML("ready", layout=wide)  # HTML: a long error wraps, a Label cuts it
+        self.cost_label = widgets.Label("")
+        self.caption_label = widgets.Label("")
+        self.slots = [widgets.Image(layout=widgets.Layout(max_width="256px", max_height="256px",
+                                                          object_fit="contain", margin="2px"))
+                      for _ in range(MAX_FORM_N)]
+        self.gallery = widgets.HBox([], layout=widgets.Layout(flex_flow="row wrap", max_width="800px"))
+        self.show_button = widgets.Button(description="Show in notebook output", icon="thumb-tack",
+                                          disabled=True, layout=widgets.Layout(width="auto"),
+                                          tooltip="put the result into this cell's output: it is saved "
+                                                  "with the notebook")
+        self.copy_button = widgets.Button(description="Copy as %%falimage cell", icon="copy",
+                                          layout=widgets.Layout(width="auto"),
+                                          tooltip="insert a %%falimage cell with these settings below")
+        self.cell_box = widgets.Textarea(value="", rows=3, layout=widgets.Layout(
+            width="100%", max_width="760px", display="none"))
+        self.history_picker = widgets.Dropdown(options=[("(no generations yet)", -1)], value=-1,
+                                               description="history", style=LABEL_STYLE,
+                                               layout=widgets.Layout(width="560px"))
+        self.reopen_button = widgets.Button(description="Re-open", icon="history", disabled=True,
+                                            tooltip="show it again from the cache: nothing is paid")
+        self.refresh_button = widgets.Button(icon="refresh", layout=widgets.Layout(width="36px"),
+                                             tooltip="list generations made elsewhere in this session")
+        self.output_area = widgets.Output()  # fallback when the form has no cell output of its own
+        self._script = widgets.Output(layout=widgets.Layout(height="0px", overflow="hidden"))
+
+        self.spec: ModelSpec = self.catalog.resolve(name)
+        self.size_control = SizeControl(self.spec)
+        self.fields: dict[str, ParamField] = {}
+        self._build_model_widgets()
+
+        self.children = [
+            self.model_picker, self.prompt_box, self.size_row,
+            widgets.HBox([self.n_box, self.seed_box]), self.advanced,
+            widgets.HBox([self.generate_button, self.cancel_button, self.estimate_label],
+                         layout=widgets.Layout(align_items="center")),
+            self.status_label, self.gallery, self.caption_label, self.cost_label,
+            widgets.HBox([self.show_button, self.copy_button]), self.cell_box,
+            widgets.HBox([self.history_picker, self.reopen_button, self.refresh_button]),
+            self.output_area, self._script,
+        ]
+        self.add_class("falnb-form")
+        for w, cls in ((self.model_picker, "falnb-model"), (self.prompt_box, "falnb-prompt"),
+                       (self.n_box, "falnb-n"), (self.seed_box, "falnb-seed"),
+                       (self.status_label, "falnb-status"), (self.gallery, "falnb-gallery"),
+                       (self.estimate_label, "falnb-estimate"), (self.cost_label, "falnb-cost"),
+                       (self.cell_box, "falnb-cell-text"), (self.history_picker, "falnb-history")):
+            w.add_class(cls)
+
+        self._apply(defaults)
+        self.model_picker.observe(self._on_model, names="value")
+        for w in (self.prompt_box, self.n_box, self.seed_box, self.extra_box):
+            w.observe(self._on_change, names="value")
+        self.generate_button.on_click(lambda _: self.generate())
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.show_button.on_click(lambda _: self.show_result())
+        self.copy_button.on_click(lambda _: self.copy_cell())
+        self.reopen_button.on_click(lambda _: self._reopen_selected())
+        self.refresh_button.on_click(lambda _: self.refresh_history())
+        self.refresh_history()
+        self.update_estimate()
+
+    def __repr__(self) -> str:
+        return f"<falnb form: {self.model_picker.value}>"
+
+    @property
+    def status(self) -> str:
+        """The status line as plain text."""
+        return html.unescape(str(self.status_label.value))
+
+    @status.setter
+    def status(self, text: str) -> None:
+        self.status_label.value = html.escape(text)
+
+    # -- display ---------------------------------------------------------------------------
+
+    def _ipython_display_(self) -> None:
+        """Show the form, then two (empty) outputs that "Show in notebook output" fills later."""
+        from IPython.display import display
+
+        display(self._repr_mimebundle_(), raw=True)  # type: ignore[no-untyped-call]
+        caption = display({"text/plain": ""}, raw=True, display_id=True)  # type: ignore[no-untyped-call]
+        picture = display({"text/plain": ""}, raw=True, display_id=True)  # type: ignore[no-untyped-call]
+        self._handles = (caption, picture)
+        if self.pinned:
+            self._render_pinned()
+
+    # -- settings ----------------------------------------------------------------------------
+
+    def _pick(self, model: str) -> str:
+        """The picker's name for ``model`` (an alias, id or route), adding an option when it has none."""
+        names = [v for _, v in self._options]
+        if model in names:
+            return model
+        spec = self.catalog.resolve(model)  # UnknownModelError, with a "did you mean", for a typo
+        if spec.alias in names and not spec.defaults:
+            return spec.alias
+        self._options.append((f"{spec.title} ({spec.id})" if spec.title != spec.id else spec.id, model))
+        if hasattr(self, "model_picker"):
+            self.model_picker.options = list(self._options)
+        return model
+
+    def _build_model_widgets(self, carry: dict[str, Any] | None = None) -> None:
+        spec = self.spec
+        old_size = self.size_control.value if carry is not None else None
+        self.size_control = SizeControl(spec)
+        if old_size is not None:
+            try:
+                self.size_control.set(old_size)  # keep the shape when switching models
+            except FalnbError:
+                pass
+        self.size_control.observe(self._on_change)
+        self.size_row.children = [self.size_control.widget]
+        self.fields = {}
+        for p in spec.params:
+            if p.name == "seed":
+                continue
+            f = ParamField(p, spec.defaults.get(p.name, p.default))
+            if carry and p.name in carry:
+                try:
+                    f.set(carry[p.name])
+                except (FalnbError, ValueError, TypeError):
+                    pass
+            f.observe(self._on_change)
+            self.fields[p.name] = f
+        shown = list(self.fields.values())
+        self.params_box.children = [f.widget for f in shown] or [
+            widgets.Label("falnb's catalog lists no parameters for this model: use 'other inputs'")]
+        seed = spec.param("seed")
+        self.seed_box.disabled = spec.known and seed is None
+        self.seed_box.placeholder = ("not taken by this model" if self.seed_box.disabled
+                                     else f"{seed.default} (the model's fixed default)"
+                                     if seed is not None and seed.default is not None else "random")
+        if self.seed_box.disabled:
+            self.seed_box.value = ""
+
+    def _on_model(self, change: dict[str, Any]) -> None:
+        carry: dict[str, Any] = {}
+        for name, f in self.fields.items():
+            try:
+                if f.changed():
+                    carry[name] = f.value
+            except InputError:
+                pass
+        old = [self.size_control.widget, *(f.widget for f in self.fields.values())]
+        self.spec = self.catalog.resolve(str(change["new"]))
+        quiet, self._quiet = self._quiet, True
+        try:
+            self._build_model_widgets(carry)
+        finally:
+            self._quiet = quiet
+        for w in old:
+            w.close()
+        self.update_estimate()
+
+    def _on_change(self, _: Any = None) -> None:
+        if not self._quiet:
+            self.update_estimate()
+
+    def _apply(self, settings: dict[str, Any]) -> None:
+        """Show ``settings`` (``model``, ``prompt``, ``size``, ``n``, ``seed``, params) in the controls."""
+        settings = dict(settings)
+        params = dict(settings.pop("params", None) or {})
+        if "model" in settings:
+            self.model_picker.value = self._pick(str(settings.pop("model")))
+        if "prompt" in settings:
+            self.prompt_box.value = str(settings.pop("prompt") or "")
+        if settings.get("size") is not None:
+            self.size_control.set(settings["size"])
+        settings.pop("size", None)
+        if "n" in settings:
+            self.n_box.value = max(1, min(MAX_FORM_N, int(settings.pop("n"))))
+        if "seed" in settings:
+            seed = settings.pop("seed")
+            self.seed_box.value = "" if seed is None else str(seed)
+        params.update(settings)
+        extra: dict[str, Any] = {}
+        for name, f in self.fields.items():
+            f.set(params.pop(name, None))
+        extra.update(params)
+        self.extra_box.value = json.dumps(extra) if extra else ""
+
+    def settings(self) -> dict[str, Any]:
+        """The current settings: ``model``, ``prompt``, ``size``, ``n``, ``seed`` and the changed ``params``.
+
+        Raises an InputError for a seed or a JSON field that cannot be read.
+        """
+        text = self.seed_box.value.strip()
+        seed: int | None = None
+        if text and not self.seed_box.disabled:
+            try:
+                seed = int(text)
+            except ValueError:
+                raise ParameterError(f"seed {text!r} is not a whole number", field="seed",
+                                     hint="Leave it empty for a random seed.") from None
+        params = {name: f.value for name, f in self.fields.items() if f.changed()}
+        extra = self.extra_box.value.strip()
+        if extra:
+            try:
+                more = json.loads(extra)
+            except ValueError:
+                more = None
+            if not isinstance(more, dict):
+                raise ParameterError(f"other inputs {extra!r} is not a JSON object", field="other inputs",
+                                     hint='Write e.g. {"new_param": 1}.')
+            params.update(more)
+        return {"model": str(self.model_picker.value), "prompt": self.prompt_box.value,
+                "n": int(self.n_box.value), "size": self.size_control.value, "seed": seed, "params": params}
+
+    def plan(self, settings: dict[str, Any] | None = None) -> Plan:
+        """What Generate would send (validated against the catalog; nothing is sent)."""
+        s = settings or self.settings()
+        return self.client.plan(s["prompt"], model=s["model"], n=s["n"], size=s["size"], seed=s["seed"],
+                                **s["params"])
+
+    def update_estimate(self) -> str:
+        """Refresh and return the "estimated cost" text for the current settings."""
+        try:
+            s = self.settings()
+            if not s["prompt"].strip():
+                s["prompt"] = "(prompt)"  # the price does not depend on the words
+            text = estimate_text(self.plan(s))
+        except InputError as exc:
+            text = "⚠ " + str(exc).replace("\n", " ")
+        self.estimate_label.value = text
+        return text
+
+    # -- generate and cancel --------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and not self.job.finished
+
+    def generate(self) -> FormJob | None:
+        """Start a generation with the current settings and return at once (the Generate button)."""
+        if self.running:
+            return self.job
+        try:
+            settings = self.settings()
+            plan = self.plan(settings)
+        except FalnbError as exc:
+            self.status = error_text(exc)
+            return None
+        name = self._name()
+        self.status = f"{name}: starting…"
+        self._set_running(True)
+        with self._outcome_lock:
+            self._reported = False
+        job = FormJob(self.client, plan, on_progress=lambda p: self._on_progress(p, name),
+                      on_done=lambda gen: self._on_done(gen, settings, plan, name),
+                      on_error=self._on_error, on_cancelled=lambda p: self._on_cancelled(p, name))
+        self.job = job
+        return job.start()
+
+    def cancel(self) -> bool:
+        """Cancel the running generation (the Cancel button); fal's cancel goes out for its requests."""
+        job = self.job
+        with self._outcome_lock:  # the outcome, once shown, is never overwritten by "cancelling…"
+            if job is None or self._reported:
+                return False
+            self.status = f"{self._name()}: cancelling…"
+        return job.cancel()
+
+    def wait(self, timeout: float | None = None) -> Generation | None:
+        """Block until the current generation has finished (for scripts and tests); the result or None."""
+        if self.job is not None and not self.job.wait(timeout):
+            raise TimeoutError("the form's generation is still running")
+        return self.result
+
+    def _name(self) -> str:
+        return self.spec.alias
+
+    def _set_running(self, running: bool) -> None:
+        self.generate_button.disabled = running
+        self.cancel_button.disabled = not running
+
+    # the callbacks below run on falnb's loop thread: they only set widget traits
+
+    def _on_progress(self, progress: Progress, name: str) -> None:
+        with self._outcome_lock:
+            if not self._reported:
+                self.status = progress_text(progress, name)
+
+    def _report(self, status: str) -> None:
+        with self._outcome_lock:
+            self._reported = True
+            self.status = status
+        self._set_running(False)
+
+    def _on_done(self, gen: Generation, settings: dict[str, Any], plan: Plan, name: str) -> None:
+        self._show(gen.images)
+        self.result = gen
+        with self._lock:
+            self.history.append(HistoryItem(gen, settings, plan))
+        self.refresh_history()
+        self.caption_label.value = gen.caption()
+        self.cost_label.value = cost_text(gen)
+        self.show_button.disabled = False
+        self._report(done_text(gen, name))
+
+    def _on_error(self, exc: BaseException) -> None:
+        self._report(error_text(exc))
+
+    def _on_cancelled(self, progress: Progress, name: str) -> None:
+        self._report(cancelled_text(progress, name))
+
+    def _show(self, images: list[Image]) -> None:
+        for slot, img in zip(self.slots, images, strict=False):
+            data, fmt = preview(img)
+            slot.format = fmt
+            slot.value = data
+        self.gallery.children = self.slots[:len(images)]
+
+    # -- results that persist -----------------------------------------------------------------
+
+    def show_result(self) -> bool:
+        """Put the current result into the cell's output, where it is saved with the notebook.
+
+        Each result shown is added (one caption line and one row of the picture sheet each).
+        Returns False when there is nothing to show yet.
+        """
+        if self.result is None:
+            self.status = "nothing to show yet: generate first"
+            return False
+        if self.result not in self.pinned:
+            self.pinned.append(self.result)
+        where = self._render_pinned()
+        self.status = f"shown {where} ({len(self.pinned)} result(s)); saved with the notebook"
+        return True
+
+    def _render_pinned(self) -> str:
+        caption, picture = output_bundles(self.pinned)
+        if self._handles is not None:
+            self._handles[0].update(caption, raw=True)
+            self._handles[1].update(picture, raw=True)
+            return "in this cell's output"
+        self.output_area.outputs = tuple({"output_type": "display_data", "data": b, "metadata": {}}
+                                         for b in (caption, picture))
+        return "below the form"
+
+    def cell_text(self) -> str:
+        """The ``%%falimage`` cell with the current settings (it hits the same cache entry)."""
+        s = self.settings()
+        return falimage_cell(s["prompt"], model=s["model"], n=s["n"], size=s["size"], seed=s["seed"],
+                             params=s["params"])
+
+    def insert_cell(self) -> str:
+        """Insert the ``%%falimage`` cell below the running cell (call it from a cell); returns its text."""
+        text = self.cell_text()
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            shell.set_next_input(text, replace=False)
+        return text
+
+    def copy_cell(self) -> str | None:
+        """The "Copy as %%falimage cell" button: insert the cell below (or copy it), and show its text."""
+        try:
+            text = self.cell_text()
+        except FalnbError as exc:
+            self.status = error_text(exc)
+            return None
+        self.cell_box.value = text
+        self.cell_box.layout.display = ""
+        token = uuid.uuid4().hex
+        script = {"application/javascript": insert_cell_js(text, token), "text/plain": ""}
+        self._script.outputs = ({"output_type": "display_data", "metadata": {}, "data": script},)
+        self.status = ("%%falimage cell: inserted below (or copied to the clipboard); "
+                                   "its text is also shown below")
+        return text
+
+    # -- history ------------------------------------------------------------------------------
+
+    def refresh_history(self) -> None:
+        """List the session's generations (this form's, and the client's from elsewhere)."""
+        with self._lock:
+            known = {id(item.generation) for item in self.history}
+            for gen in list(self.client.history):
+                if id(gen) not in known:
+                    self.history.append(HistoryItem(gen, settings_of(gen, self.catalog)))
+                    known.add(id(gen))
+            self.history.sort(key=lambda item: item.generation.created)
+            items = list(enumerate(self.history))
+        if not items:
+            return
+        options = [(item.label(i + 1, self.catalog), i) for i, item in reversed(items)]
+        self.history_picker.options = options
+        self.history_picker.value = options[0][1]
+        self.reopen_button.disabled = False
+
+    def _reopen_selected(self) -> None:
+        index = self.history_picker.value
+        if not isinstance(index, int) or index < 0:
+            return
+        if self.running:
+            self.status = "wait for the running generation (or cancel it) before re-opening"
+            return
+        self.reopen(index)
+
+    def reopen(self, index: int) -> Generation:
+        """Show history item ``index`` again and restore its settings; nothing is sent to fal."""
+        if self.running:
+            raise RuntimeError("wait for the running generation (or cancel it) before re-opening")
+        with self._lock:
+            item = self.history[index]
+        images, source = item.images(self.client)
+        quiet, self._quiet = self._quiet, True
+        try:
+            self._apply(item.settings)
+        except FalnbError:
+            pass
+        finally:
+            self._quiet = quiet
+        self.update_estimate()
+        gen = item.generation
+        self._show(images)
+        self.result = gen
+        self.caption_label.value = gen.caption()
+        self.cost_label.value = "cost: nothing (re-opened from " + (
+            "the cache)" if source == "cache" else "this session's memory)")
+        self.status = f"re-opened from the {'cache' if source == 'cache' else 'session'}: " \
+                                  f"{len(images)} image(s), nothing paid"
+        self.show_button.disabled = False
+        return gen
+

@@ -1,0 +1,77 @@
+"""The ``%%falimage`` cell equivalent to a form's settings (pure text, no widgets).
+
+The magic parses ``-p KEY=VALUE`` as JSON when it parses, else as a string; a string that would
+parse as something else (``"2"``, ``"true"``) is therefore written as a JSON string.  Braces in
+the prompt are doubled because the magic fills ``{name}`` from the user namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["falimage_cell", "insert_cell_js", "param_text"]
+
+
+def param_text(value: Any) -> str:
+    """How ``-p KEY=VALUE`` spells ``value`` so that the magic reads it back unchanged."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def falimage_cell(prompt: str, *, model: str, n: int = 1, size: str | None = None, seed: int | None = None,
+                  params: Mapping[str, Any] | None = None) -> str:
+    """The text of a ``%%falimage`` cell that asks for the same pictures (and hits the same cache entry)."""
+    words = ["--model", model]
+    if size:
+        words += ["--size", size]
+    if n != 1:
+        words += ["-n", str(n)]
+    if seed is not None:
+        words += ["--seed", str(seed)]
+    for key, value in (params or {}).items():
+        words += ["-p", f"{key}={param_text(value)}"]
+    line = "%%falimage " + " ".join(shlex.quote(w) for w in words)
+    body = prompt.replace("{", "{{").replace("}", "}}")
+    return f"{line}\n{body}"
+
+
+def insert_cell_js(text: str, token: str) -> str:
+    """Insert ``text`` as a code cell below the form's cell, or copy it to the clipboard.
+
+    JupyterLab and Notebook 7 expose their app as ``window.jupyterapp`` when started with
+    ``--LabApp.expose_app_in_browser`` (``--JupyterNotebookApp.expose_app_in_browser``); without
+    it a page script cannot reach the notebook, so the text goes to the clipboard (and is shown
+    in the form).  From a cell, ``FalForm.insert_cell()`` inserts it in any frontend.
+    """
+    return f"""(function (element) {{
+  var text = {json.dumps(text)}, token = {json.dumps(token)};
+  var seen = window.__falnbCells = window.__falnbCells || {{}};
+  if (seen[token]) {{ return; }}
+  seen[token] = true;
+  var mark = function (how) {{ if (element) {{ element.setAttribute('data-falnb-cell', how); }} }};
+  try {{
+    var app = window.jupyterapp, panel = app && app.shell && app.shell.currentWidget;
+    var nb = panel && panel.content;
+    if (nb && nb.widgets && app.commands.hasCommand('notebook:insert-cell-below')) {{
+      var index = nb.widgets.findIndex(function (c) {{ return element && c.node.contains(element); }});
+      if (index >= 0) {{ nb.activeCellIndex = index; }}
+      app.commands.execute('notebook:insert-cell-below').then(function () {{
+        nb.activeCell.model.sharedModel.setSource(text);
+        mark('inserted');
+      }});
+      return;
+    }}
+  }} catch (err) {{ /* fall back to the clipboard */ }}
+  if (navigator.clipboard && navigator.clipboard.writeText) {{
+    navigator.clipboard.writeText(text).then(function () {{ mark('copied'); }},
+                                             function () {{ mark('shown'); }});
+  }} else {{ mark('shown'); }}
+}})(typeof element === 'undefined' ? null : element);"""
