@@ -43,9 +43,9 @@ if TYPE_CHECKING:
     from ._api import agenerate, agenerate_many, generate, generate_many, load_litellm_config
     from ._cache import ResponseCache
     from ._cache_db import CacheWarning
-    from ._form import form
     from ._catalog import ModelSpec, Param
     from ._client import Client
+    from ._form import form
     from ._models import Generation, Image
     from ._progress import Progress
 
