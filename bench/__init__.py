@@ -11,9 +11,11 @@ from yet another process), and the clients take turns round by round so drifts h
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +36,7 @@ PY = sys.executable
 MODEL = "fal-ai/flux/schnell"
 
 _TMP = Path(tempfile.mkdtemp(prefix="falnb-bench-"))
+atexit.register(shutil.rmtree, _TMP, True)
 
 
 @dataclass

@@ -65,7 +65,9 @@ class Falnb(Driver):
         super().__init__(a)
         import falnb
 
-        self.client = falnb.Client(queue_url=a.url, cache=False, max_concurrency=a.concurrency)
+        # --concurrency 0: falnb's own default (every prompt of a batch goes to fal's queue at once)
+        extra = {"max_concurrency": a.concurrency} if a.concurrency > 0 else {}
+        self.client = falnb.Client(queue_url=a.url, cache=False, **extra)
 
     def one(self, prompt: str) -> Any:
         return self.client.generate(prompt, model=MODEL, size=self.size, n=self.a.n, seed=SEED)

@@ -408,7 +408,7 @@ class Client:
                     continue
                 if final.error and slot is not None:
                     slot.failed = True  # fal says it failed for good: the journal will not re-attach to it
-                response = await queue.result(sub)
+                response = await queue.result(sub, retry=not final.error)
             except RequestNotFoundError:
                 if not reattached:
                     raise
@@ -446,7 +446,8 @@ class Client:
                          else str(item.get("content_type") or ctype),
                          width=w or _int(item.get("width")), height=h or _int(item.get("height")),
                          url=None if url.startswith("data:") else url,
-                         seed=_int(response.get("seed")) if isinstance(response, Mapping) else None)
+                         # fal's echo, else what was sent (Bria and Imagen echo no seed)
+                         seed=_int(response.get("seed")) or _int(req.input.get("seed")))
 
         return list(await asyncio.gather(*(one(i) for i in items)))
 

@@ -81,32 +81,57 @@ def _decode_data_uri(url: str, model: str) -> bytes:
         raise FalServerError(f"{model} returned an unreadable data URI", model=model) from None
 
 
+#: redirects followed for one image (each hop is checked: http(s) only)
+MAX_REDIRECTS = 5
+
+
+def _refuse(url: str, model: str, how: str = "returned") -> FalServerError:
+    return FalServerError(f"{model} {how} an image URL falnb will not fetch: {url[:60]!r}", model=model,
+                          hint="Only http(s) URLs and data: URIs are fetched; nothing was read from it.")
+
+
 async def fetch_image(http: httpx.AsyncClient, url: str, *, model: str, attempts: int = 4) -> bytes:
-    """The bytes behind an image URL from fal (retried: a GET of a stored file is safe)."""
+    """The bytes behind an image URL from fal (retried: a GET of a stored file is safe).
+
+    Redirects are followed here, not by httpx, so that every hop is held to the same rule."""
     if url.startswith("data:"):
         return _decode_data_uri(url, model)
     if urlsplit(url).scheme not in ("http", "https"):
-        raise FalServerError(f"{model} returned an image URL falnb will not fetch: {url[:60]!r}", model=model,
-                             hint="Only http(s) URLs and data: URIs are fetched.")
+        raise _refuse(url, model)
     last = ""
     for attempt in range(attempts):
         try:
-            async with http.stream("GET", url, headers={"Accept": "image/*"}) as resp:
-                if resp.status_code == 200:
-                    chunks: list[bytes] = []
-                    size = 0
-                    async for chunk in resp.aiter_bytes():
-                        size += len(chunk)
-                        if size > MAX_IMAGE_BYTES:
-                            raise FalServerError(f"an image from {model} is larger than "
-                                                 f"{MAX_IMAGE_BYTES >> 20} MB", model=model)
-                        chunks.append(chunk)
-                    return b"".join(chunks)
-                last = f"HTTP {resp.status_code}"
-                if resp.status_code < 500 and resp.status_code != 429:
+            target = httpx.URL(url)
+            for _hop in range(MAX_REDIRECTS + 1):
+                async with http.stream("GET", target, headers={"Accept": "image/*"}, follow_redirects=False) as resp:
+                    if resp.is_redirect:
+                        target = resp.url.join(resp.headers["location"])
+                        if target.scheme not in ("http", "https"):
+                            raise _refuse(str(target), model, "redirected to")
+                        continue
+                    if resp.status_code == 200:
+                        return await _read_capped(resp, model)
+                    last = f"HTTP {resp.status_code}"
                     break
-        except httpx.TransportError as exc:
+            else:
+                raise FalServerError(f"an image URL from {model} redirects more than {MAX_REDIRECTS} times",
+                                     model=model)
+            if not last.startswith("HTTP 5") and last != "HTTP 429":
+                break  # a 4xx: asking again will not help
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
             last = type(exc).__name__
-        await asyncio.sleep(0.2 * 2**attempt)
+        if attempt + 1 < attempts:
+            await asyncio.sleep(0.2 * 2**attempt)
     raise TransportError(f"could not download an image from {model}: {last}", model=model,
                          hint="fal's image URLs last at least 7 days; re-run the same call to retry.")
+
+
+async def _read_capped(resp: httpx.Response, model: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_IMAGE_BYTES:
+            raise FalServerError(f"an image from {model} is larger than {MAX_IMAGE_BYTES >> 20} MB", model=model)
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -35,7 +35,16 @@ from ._exceptions import BudgetExceededError, CacheError, ConfigError
 if TYPE_CHECKING:
     from ._cache_db import Index
 
-__all__ = ["Ledger", "Reservation", "Spend", "session_ledger", "session_spend", "totals"]
+__all__ = ["Ledger", "Reservation", "Spend", "session_ledger", "session_spend", "totals", "usd"]
+
+
+def usd(amount: float) -> str:
+    """Dollars as people read them: cents, and tenths of a cent below $1 where they matter
+    (a schnell image costs $0.003: "$0.00" would hide it)."""
+    if abs(amount) >= 1 or abs(round(amount, 2) - amount) < 5e-7:
+        return f"${amount:.2f}"
+    return f"${amount:.3f}"
+
 
 _UNSET = object()
 
@@ -54,10 +63,10 @@ class Spend:
     hits: int = 0
 
     def __str__(self) -> str:
-        s = f"${self.paid:.2f} paid for {self.requests} request(s)"
+        s = f"{usd(self.paid)} paid for {self.requests} request(s)"
         if self.unknown:
             s += f" ({self.unknown} of unknown price)"
-        return s + f", ${self.saved:.2f} saved by {self.hits} cache hit(s)"
+        return s + f", {usd(self.saved)} saved by {self.hits} cache hit(s)"
 
 
 class _Session:
@@ -168,18 +177,18 @@ class Ledger:
         checks: list[tuple[str, float, float, str, str]] = []
         if session_budget is not None:
             spent = self.session().paid
-            checks.append(("session", session_budget, spent, f"${spent:.2f} so far in this session",
+            checks.append(("session", session_budget, spent, f"{usd(spent)} so far in this session",
                            "FALNB_BUDGET_SESSION"))
         if total_budget is not None:
             total = self.total().paid
             checks.append(("total", total_budget, total,
-                           f"${total:.2f} in total through {self._where or 'this cache'}", "FALNB_BUDGET_TOTAL"))
+                           f"{usd(total)} in total through {self._where or 'this cache'}", "FALNB_BUDGET_TOTAL"))
         for name, budget, spent, said, env in checks:
             if spent + reserved + cost > budget + 1e-9:
-                pending = f" and ${reserved:.2f} held by requests in flight" if reserved > 1e-12 else ""
+                pending = f" and {usd(reserved)} held by requests in flight" if reserved > 1e-12 else ""
                 need = _suggest(spent + reserved + cost)
                 raise BudgetExceededError(
-                    f"{what} (~${cost:.2f}) would cross the {name} budget of ${budget:.2f}: "
+                    f"{what} (~{usd(cost)}) would cross the {name} budget of {usd(budget)}: "
                     f"spent {said}{pending}; nothing was sent", model=model,
                     hint=f"Raise it with %env {env}={need} or client.cache.ledger.budget_{name} = {need} "
                          "(None removes it).")

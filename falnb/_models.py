@@ -128,7 +128,11 @@ class Generation:
         first = self.images[0] if self.images else None
         dims = f"{first.width}x{first.height}" if first and first.width and first.height else "size by model"
         parts = [self.model, dims]
-        if self.seed is not None:
+        seeds = sorted({img.seed for img in self.images if img.seed is not None})
+        if len(seeds) > 1:  # n split over several requests, each with its own seed
+            parts.append(f"seeds {seeds[0]}–{seeds[-1]}" if seeds[-1] - seeds[0] == len(seeds) - 1
+                         else "seeds " + ", ".join(map(str, seeds)))
+        elif self.seed is not None:
             parts.append(f"seed {self.seed}")
         parts.append("cost unknown" if self.cost is None else f"~${self.cost:.3f}")
         if self.cached:

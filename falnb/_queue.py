@@ -177,12 +177,16 @@ class QueueClient:
                 await asyncio.sleep(self._retry.delay(attempt))
                 continue
             except httpx.TransportError as exc:
+                waited = self._http.timeout.read
+                why = (f"no answer within {_secs(waited)} s" if isinstance(exc, httpx.TimeoutException) and waited
+                       else type(exc).__name__)
                 raise SubmitUncertainError(
-                    f"the submit to {model} was sent but its answer was lost ({type(exc).__name__}); "
+                    f"the submit to {model} was sent but its answer was lost ({why}); "
                     "fal may have queued it and will bill it if it completes",
                     model=model,
                     hint="falnb did not send it again. Check https://fal.ai/dashboard/requests, or "
-                    "re-run with refresh=True to submit anew (it may be billed twice).") from None
+                    "re-run with refresh=True to submit anew (it may be billed twice). If fal is slow to "
+                    "answer, raise Client(http_timeout=...).") from None
             if resp.status_code in (200, 201, 202):
                 return self._submitted(model, resp)
             if (resp.status_code == 429 or is_ingress_error(resp)) and attempt < self._retry.submit_attempts:
@@ -216,9 +220,11 @@ class QueueClient:
     # -- calls on an existing request: retried -------------------------------------------
 
     async def _call(self, method: str, url: str, model: str, rid: str, during: str,
-                    params: Mapping[str, str] | None = None, ok: tuple[int, ...] = (200, 202)) -> httpx.Response:
+                    params: Mapping[str, str] | None = None, ok: tuple[int, ...] = (200, 202),
+                    attempts: int | None = None) -> httpx.Response:
         last: Exception | None = None
-        for attempt in range(1, self._retry.attempts + 1):
+        tries = attempts or self._retry.attempts
+        for attempt in range(1, tries + 1):
             try:
                 resp = await self._http.request(method, url, headers=self._headers(), params=params, auth=self._auth)
             except _RETRYABLE as exc:
@@ -226,12 +232,12 @@ class QueueClient:
             else:
                 if resp.status_code in ok:
                     return resp
-                if resp.status_code not in (429, 500, 502, 503, 504) or attempt == self._retry.attempts:
+                if resp.status_code not in (429, 500, 502, 503, 504) or attempt == tries:
                     raise error_from_response(resp, model=model, request_id=rid, during=during)
                 last = error_from_response(resp, model=model, request_id=rid, during=during)
                 await asyncio.sleep(self._retry.delay(attempt, resp.headers.get("retry-after")))
                 continue
-            if attempt < self._retry.attempts:
+            if attempt < tries:
                 await asyncio.sleep(self._retry.delay(attempt))
         raise TransportError(f"lost contact with fal during the {during} of request {rid} for {model}: "
                              f"{type(last).__name__}", model=model,
@@ -248,8 +254,11 @@ class QueueClient:
                                  model=sub.model, request_id=sub.request_id, status_code=resp.status_code,
                                  hint="The request is still on fal: re-run the same call to re-attach.") from None
 
-    async def result(self, sub: Submitted) -> dict[str, Any]:
-        resp = await self._call("GET", sub.response_url, sub.model, sub.request_id, "result", ok=(200,))
+    async def result(self, sub: Submitted, retry: bool = True) -> dict[str, Any]:
+        """The model's output.  ``retry=False`` when the status already said it failed: its error
+        answer is final, and retrying it would only delay the message."""
+        resp = await self._call("GET", sub.response_url, sub.model, sub.request_id, "result", ok=(200,),
+                                attempts=None if retry else 1)
         data = _json(resp)
         if not isinstance(data, dict):
             raise FalServerError(f"fal's result for {sub.model} is not a JSON object", model=sub.model,

@@ -1,0 +1,1 @@
+"""Child processes for the reliability tests (crashes, races)."""

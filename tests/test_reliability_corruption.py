@@ -1,0 +1,148 @@
+"""Figure 5: a damaged cache is detected, reported once, and healed; nothing crashes a generation.
+
+Complements ``test_cache.py`` (one damaged file or row, a garbage header): here the SQLite index is
+damaged in the middle of its pages or cut short, its WAL is garbage, every image file is gone at
+once, and journal rows hold garbage.  Each time: the calls still return their pictures, at most a
+couple of CacheWarnings are shown however many entries are read, and the next run is clean.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sqlite3
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from falnb import Client, _cache_db
+from falnb._cache_db import CacheWarning
+from falnb.emulator import Emulator
+
+MODEL = "flux-schnell"
+PROMPTS = [f"entry {i} " + "padding " * 40 for i in range(150)]
+READ = PROMPTS[:40]
+
+
+@pytest.fixture
+def emu() -> Emulator:
+    return Emulator(latency=0.0, concurrency=64)
+
+
+def _fill(emu: Emulator, cache: Path) -> None:
+    c = Client(offline=True, emulator=emu, cache=cache)
+    c.generate_many(PROMPTS, model=MODEL, size="64x64", seed=1)
+    store = c.cache
+    assert store is not None
+    store._index.flush()
+    c.close()
+    with sqlite3.connect(cache / "index.sqlite3") as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    _cache_db._INDEXES.clear()  # as a new kernel sees the directory
+
+
+def _run(emu: Emulator, cache: Path, prompts: list[str]) -> tuple[int, int, int, list[str]]:
+    """(results with pictures, from the cache, new submits, warnings) of one new client's batch."""
+    submits = emu.ledger.submits
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        c = Client(offline=True, emulator=emu, cache=cache)
+        results = c.generate_many(prompts, model=MODEL, size="64x64", seed=1)
+        c.close()
+    ok = [r for r in results if hasattr(r, "images") and r.images]
+    messages = [str(w.message) for w in seen if issubclass(w.category, CacheWarning)]
+    return len(ok), sum(r.cached for r in ok), emu.ledger.submits - submits, messages
+
+
+def _damage(cache: Path, how: str) -> None:
+    index = cache / "index.sqlite3"
+    data = bytearray(index.read_bytes())
+    if how == "garbage pages":
+        garbage = random.Random(5)
+        for off in range(4096 * 3, len(data) - 4096, 4096 * 2):  # header and schema pages intact
+            data[off + 100:off + 600] = garbage.randbytes(500)
+        index.write_bytes(bytes(data))
+    elif how == "truncated index":
+        index.write_bytes(bytes(data[: len(data) // 2]))
+    elif how == "garbage WAL":
+        Path(str(index) + "-wal").write_bytes(random.Random(6).randbytes(64 * 1024))
+        Path(str(index) + "-shm").unlink(missing_ok=True)
+    elif how == "all image files gone":
+        shutil.rmtree(cache / "objects")
+    else:  # pragma: no cover
+        raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["garbage pages", "truncated index", "garbage WAL", "all image files gone"])
+def test_figure_corruption_detected_reported_once_healed(how: str, emu: Emulator, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    _fill(emu, cache)
+    _damage(cache, how)
+    ok, cached, submits, messages = _run(emu, cache, READ)
+    ok2, cached2, submits2, messages2 = _run(emu, cache, READ)
+    print(f"FIGURE corruption ({how}): {ok}/{len(READ)} calls returned their pictures, {cached} from the cache, "
+          f"{submits} regenerated, {len(messages)} warning(s); next run: {cached2}/{len(READ)} from the cache, "
+          f"{submits2} submits, {len(messages2)} warnings")
+    assert ok == len(READ) and ok2 == len(READ)
+    assert not messages2 and submits2 == 0 and cached2 == len(READ)  # healed
+    if how == "garbage WAL":  # SQLite checks a WAL's checksums: garbage frames are ignored
+        assert cached == len(READ) and not messages
+    elif how == "all image files gone":  # one warning per damaged entry read, none twice
+        assert submits == len(READ) and len(messages) == len(READ) and len(set(messages)) == len(READ)
+    else:  # the index is set aside as a whole: reported once, plus the reads or claims that saw it fail
+        # while it was being set aside (a handful, not one per entry)
+        assert 1 <= len(messages) <= 3, messages
+        assert any("damaged" in m for m in messages)
+        assert list(cache.glob("index.sqlite3.corrupt-*"))
+
+
+@pytest.mark.parametrize("row", [
+    pytest.param({"state": "submitted", "request_id": "abc", "pid": "garbage", "updated": "yesterday"},
+                 id="garbage-pid-and-time",
+                 marks=pytest.mark.xfail(reason="_journal._try_claim: float('yesterday') raises ValueError "
+                                                "(reported to the cache engineer)", raises=ValueError)),
+    pytest.param({"state": "weird", "request_id": None, "pid": 0, "updated": None}, id="unknown-state"),
+    pytest.param({"state": "submitted", "request_id": "../../../_emulator/reset", "pid": 0, "updated": None},
+                 id="hostile-request-id"),
+])
+def test_garbage_journal_rows_do_not_break_a_generation(row: dict[str, object], emu: Emulator,
+                                                        tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    c = Client(offline=True, emulator=emu, cache=cache)
+    first = c.generate("journal row", model=MODEL, size="64x64", seed=1)
+    c.close()
+    with sqlite3.connect(cache / "index.sqlite3", isolation_level=None) as db:
+        (key,) = db.execute("SELECT key FROM entries").fetchone()
+        db.execute("DELETE FROM entries")
+        db.execute("INSERT OR REPLACE INTO journal(ns, key, model, state, request_id, pid, host, started, updated) "
+                   "VALUES('emulator', ?, 'fal-ai/flux/schnell', ?, ?, ?, 'h', ?, ?)",
+                   (key, row["state"], row["request_id"], row["pid"], time.time(),
+                    row["updated"] if row["updated"] is not None else time.time()))
+    jobs = len(emu.requests())
+    c = Client(offline=True, emulator=emu, cache=cache)
+    again = c.generate("journal row", model=MODEL, size="64x64", seed=1)
+    c.close()
+    assert again.images and [i.data for i in again.images] == [i.data for i in first.images]
+    assert len(emu.requests()) == jobs + 1  # generated anew, once
+    # a hostile id stayed one path segment: the emulator's control route was never reached
+    assert emu.ledger.submits >= 2
+
+
+@pytest.mark.xfail(reason="_cache.ResponseCache: a directory where an image file should be is never healed "
+                          "(_drop_object_if_bad's open() fails inside the healing transaction, which rolls "
+                          "the row's removal back; put() then fails on os.replace) -- reported to the cache "
+                          "engineer", strict=False)
+def test_a_directory_in_place_of_an_image_file_is_healed(emu: Emulator, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    c = Client(offline=True, emulator=emu, cache=cache)
+    c.generate("a directory", model=MODEL, size="64x64", seed=1)
+    c.close()
+    obj = next(p for p in (cache / "objects").rglob("*") if p.is_file())
+    obj.unlink()
+    obj.mkdir()
+    for _ in range(2):
+        _run(emu, cache, ["a directory"])
+    _, cached, _, messages = _run(emu, cache, ["a directory"])
+    assert cached == 1 and not messages

@@ -1,0 +1,116 @@
+"""Figure 3: SIGKILL a child Python process at random points of a request's life, then re-run.
+
+The emulator runs as a real HTTP server in this process; each trial starts a child Python process
+(``tests/_procs/gen_child.py``) that calls ``Client.generate`` with a shared ``FALNB_CACHE_DIR``
+and kills itself with SIGKILL from a timer thread at a random moment of the chosen phase (before
+submit, right after submit, while queued, while running, while downloading).  A second child then
+runs the same call.  Where fal (the emulator) still holds the request, the re-run re-attaches:
+no new submit, nothing billed twice; every request ends with its pictures, in the cache too.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from falnb import Client
+from falnb.emulator import Emulator, EmulatorServer, Faults, serve
+
+from ._procs.runner import run_child
+
+KEY = "sk-test-crash"
+MODEL = "fal-ai/flux/schnell"
+PHASES = ["before-submit", "after-submit", "queued", "running", "downloading"]
+
+
+@pytest.fixture
+def server() -> Iterator[EmulatorServer]:
+    emu = Emulator(latency=0.25, concurrency=1, faults=Faults(file_answer_delay=0.25))
+    srv = serve(port=0, emulator=emu)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def _landed(phases: list[str]) -> str:
+    last = phases[-1].split()[0] if phases else "start"
+    return {"start": "before-submit", "submitting": "before-submit", "submitted": "after-submit",
+            "completed": "downloading"}.get(last, last)
+
+
+def test_figure_crashes_sigkill_at_random_points_then_rerun(server: EmulatorServer, tmp_path: Path) -> None:
+    emu = server.emulator
+    cache_dir = tmp_path / "shared-cache"
+    rng = random.Random(20240807)
+    plan = PHASES * 4
+    rng.shuffle(plan)
+    landed: collections.Counter[str] = collections.Counter()
+    outcome: collections.Counter[str] = collections.Counter()
+    rows = []
+    started = time.monotonic()
+    for i, target in enumerate(plan):
+        prompt = f"crash trial {i}: {target}"
+        if target == "queued":  # requests ahead of ours, so it waits in fal's queue
+            for k in range(3):
+                httpx.post(f"{server.url}/{MODEL}", json={"prompt": f"blocker {i}.{k}"},
+                           headers={"Authorization": f"Key {KEY}"}).raise_for_status()
+        # before submit: at the submit's start (the claim is journaled, nothing sent); right after:
+        # the moment fal's answer is journaled; the longer phases: a random moment within them
+        delay = {"before-submit": 0.0, "after-submit": 0.0}.get(target, rng.uniform(0.0, 0.2))
+        base = {"url": server.url, "key": KEY, "prompts": [prompt], "seed": 7}
+        code, phases, _ = run_child({**base, "kill": target, "delay": delay}, cache_dir)
+        where = _landed(phases) if code == -signal.SIGKILL else "finished"
+        landed[where] += 1
+        killed_id = next((p.split()[1] for p in phases if p.startswith("submitted ")), None)
+
+        code, _, result = run_child(base, cache_dir)
+        assert code == 0 and result is not None
+        first = result[0]
+        if first.get("error") == "SubmitUncertainError":
+            # killed between sending the submit and journaling fal's answer: falnb cannot know
+            # whether fal queued it; the user decides to pay again
+            outcome["uncertain, refreshed by the user"] += 1
+            code, _, result = run_child({**base, "refresh": True}, cache_dir)
+            first = result[0]
+        assert "error" not in first, first
+        jobs = [j for j in emu.requests() if j.inputs.get("prompt") == prompt]
+        ids = {j.request_id for j in jobs}
+        billed = [e for e in emu.ledger.entries if e.request_id in ids]
+        (rid,) = first["request_ids"]
+        if killed_id is not None:
+            assert rid == killed_id, "the re-run did not re-attach to the request fal holds"
+            outcome["re-attached, no new submit"] += 1
+        elif where != "finished":
+            outcome["submitted anew (nothing had been sent)"] += 1
+        rows.append((i, target, where, len(jobs), len(billed)))
+        assert rid in ids
+        assert len(jobs) == 1 and len(billed) == 1, (target, where, len(jobs), len(billed))
+        [[sha, w, h]] = first["images"]
+        assert (w, h) == (256, 256)
+        # the pictures are in the shared cache: served with no key and no network
+        reader = Client(queue_url="http://127.0.0.1:9", cache=cache_dir)
+        hit = reader.generate(prompt, model=MODEL, size="256x256", seed=7)
+        assert hit.cached and hashlib.sha256(hit.image.data).hexdigest() == sha
+        reader.close()
+    took = time.monotonic() - started
+    requests = len(plan)
+    total_jobs = sum(r[3] for r in rows)
+    total_billed = sum(r[4] for r in rows)
+    print(f"FIGURE crashes: {requests} SIGKILL trials; landed in: "
+          + ", ".join(f"{p} {landed.get(p, 0)}" for p in [*PHASES, "finished"] if landed.get(p, 0) or p != "finished"))
+    print("FIGURE crashes: re-runs: " + ", ".join(f"{k} {v}" for k, v in outcome.items())
+          + f"; submits {total_jobs} and billed {total_billed} for {requests} requests; "
+          f"{len(rows)}/{requests} ended with their images (cache hit afterwards); {took:.1f} s")
+    assert total_jobs == requests and total_billed == requests
+    assert all(landed.get(p, 0) >= 2 for p in PHASES), landed
+    # nothing is left half-done in the journal
+    assert Client(queue_url="http://127.0.0.1:9", cache=cache_dir).cache.journal() == []  # type: ignore[union-attr]
