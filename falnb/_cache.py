@@ -29,7 +29,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import sqlite3
+import stat
 import tempfile
 import threading
 import time
@@ -40,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._cache_db import CacheWarning, Index, index_for, private_dir
+from ._cache_db import CacheWarning, Index, IndexSetAside, index_for, private_dir
 from ._exceptions import CacheError, FalnbError, InputError
 from ._ledger import _UNSET, Ledger, Spend, session_spend, totals
 from ._models import Image
@@ -162,16 +164,19 @@ class _Bad(Exception):
         self.sha = sha
 
 
-#: path -> (inode, size, mtime_ns, ctime_ns) of files whose SHA-256 was checked in this process
-_VERIFIED: dict[str, tuple[int, int, int, int]] = {}
-_VERIFIED_MAX = 100_000
+#: path -> hash((inode, size, mtime_ns, ctime_ns)) of files whose SHA-256 was checked in this process.
+#: An int, not the tuple, and at most _VERIFIED_MAX paths (the oldest forgotten first): about 2.5 MB.
+#: (A changed file whose signature hashes the same as before is a 2**-64 chance: it is re-hashed anyway
+#: when its size differs.)
+_VERIFIED: dict[str, int] = {}
+_VERIFIED_MAX = 10_000
 _REPORTED: set[tuple[str, str, str]] = set()
 _O_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 _REPORTED_LOCK = threading.Lock()
 
 
-def _sig(st: os.stat_result) -> tuple[int, int, int, int]:
-    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+def _sig(st: os.stat_result) -> int:
+    return hash((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
 
 
 class ResponseCache:
@@ -216,7 +221,9 @@ class ResponseCache:
                 "SELECT request_id, response, images, model, created, used FROM entries WHERE ns=? AND key=?",
                 (ns, key)).fetchone()
         except sqlite3.Error as exc:
-            self._report(key, f"the cache index cannot be read ({self._index.failed(exc).message})")
+            err = self._index.failed(exc)
+            if not isinstance(err, IndexSetAside):  # (set aside: reported once already, by failed())
+                self._report(key, f"the cache index cannot be read ({err.message})")
             return None
         if row is None:
             return None
@@ -268,7 +275,7 @@ class ResponseCache:
                 os.close(fd)
             if len(data) != size:
                 raise _Bad(f"the image file {sha[:12]}… has {st.st_size} bytes instead of {size}", sha)
-            sig = (st.st_ino, size, st.st_mtime_ns, st.st_ctime_ns)
+            sig = hash((st.st_ino, size, st.st_mtime_ns, st.st_ctime_ns))
             if verified.get(path) != sig:
                 if hashlib.sha256(data).hexdigest() != sha:
                     raise _Bad(f"the image file {sha[:12]}… does not match its checksum", sha)
@@ -306,15 +313,20 @@ class ResponseCache:
             pass
 
     def _drop_object_if_bad(self, sha: str) -> None:
+        """Remove the image file of ``sha`` unless it is good (another entry may share a good one).
+        Never raises: it runs inside the healing transaction, whose row removal must commit."""
         path = f"{self._objects}/{sha[:2]}/{sha}"
         _VERIFIED.pop(path, None)
         try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                _remove_any(path)  # a directory, a link...: never an image file
+                return
             with open(path, "rb") as f:
                 ok = hashlib.sha256(f.read()).hexdigest() == sha
-        except FileNotFoundError:
+        except OSError:  # gone, or unreadable: a put replaces it
             return
         if not ok:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.unlink(path)
 
     # -- storing -----------------------------------------------------------------------------
@@ -340,17 +352,24 @@ class ResponseCache:
                                         separators=(",", ":"), default=str)
         except (TypeError, ValueError) as exc:
             raise CacheError(f"the response of {model} cannot be stored as JSON: {exc}", model=model) from None
-        now = time.time()
         try:
-            with self._index.write() as c:  # the write lock also keeps prune from collecting new files
-                for sha, data in blobs:
-                    self._store_object(sha, data)
-                c.execute("INSERT OR REPLACE INTO entries(ns, key, model, canonical, request_id, response, images, "
-                          "cost, bytes, created, used) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                          (self.namespace, key, model, canonical_json, request_id, response_json,
-                           json.dumps(metas, separators=(",", ":")), cost, sum(len(b) for _, b in blobs), now, now))
-                c.execute("UPDATE journal SET state='done', updated=? WHERE ns=? AND key=? AND pid=?",
-                          (now, self.namespace, key, os.getpid()))
+            for attempt in (1, 2):  # the index was damaged and set aside (reported): store into the new one
+                now = time.time()
+                try:
+                    with self._index.write() as c:  # the write lock also keeps prune from collecting new files
+                        for sha, data in blobs:
+                            self._store_object(sha, data)
+                        c.execute("INSERT OR REPLACE INTO entries(ns, key, model, canonical, request_id, response, "
+                                  "images, cost, bytes, created, used) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                  (self.namespace, key, model, canonical_json, request_id, response_json,
+                                   json.dumps(metas, separators=(",", ":")), cost, sum(len(b) for _, b in blobs),
+                                   now, now))
+                        c.execute("UPDATE journal SET state='done', updated=? WHERE ns=? AND key=? AND pid=?",
+                                  (now, self.namespace, key, os.getpid()))
+                    break
+                except IndexSetAside:
+                    if attempt == 2:
+                        raise
         except (OSError, CacheError) as exc:
             raise CacheError(f"could not store the pictures of {model} in the cache {self.directory}: {exc}",
                              model=model, hint="The pictures are in memory; free disk space or set "
@@ -361,8 +380,11 @@ class ResponseCache:
         shard = Path(self._objects) / sha[:2]
         path = str(shard / sha)
         try:
-            st = os.stat(path)
+            st: os.stat_result | None = os.lstat(path)
         except FileNotFoundError:
+            st = None
+        if st is not None and not stat.S_ISREG(st.st_mode):  # a directory in its place: os.replace would fail
+            _remove_any(path)
             st = None
         if st is not None and st.st_size == len(data):
             if _VERIFIED.get(path) == _sig(st):
@@ -630,10 +652,22 @@ class ResponseCache:
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _remember(path: str, sig: tuple[int, int, int, int]) -> None:
-    if len(_VERIFIED) >= _VERIFIED_MAX:
-        _VERIFIED.clear()
+def _remember(path: str, sig: int) -> None:
+    if path not in _VERIFIED and len(_VERIFIED) >= _VERIFIED_MAX:
+        with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # another thread got there first
+            del _VERIFIED[next(iter(_VERIFIED))]  # the oldest: a file not checked for a while is hashed again
     _VERIFIED[path] = sig
+
+
+def _remove_any(path: str) -> None:
+    """Remove whatever is at ``path`` (a file, a link, a directory tree), best effort."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def _fsync_dir(path: Path) -> None:

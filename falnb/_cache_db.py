@@ -5,9 +5,10 @@ while one writer writes; writers queue behind ``busy_timeout``.  Every claim or 
 not race (a journal claim, an entry replacing another, a prune) runs in ``BEGIN IMMEDIATE``.
 
 One :class:`Index` per database file per process (see :func:`index_for`), one connection per
-thread (and a new one after a fork).  Small writes on the hot path (the last use of an entry, the
-spend saved by a hit) are buffered in memory and flushed with the next write, by ``flush()``, or
-at exit: a cache hit does not write.
+thread (and a new one after a fork).  At most :data:`MAX_OPEN` indexes keep connections open at
+once: using one more closes the least recently used one's (each thread closes its own).  Small
+writes on the hot path (the last use of an entry, the spend saved by a hit) are buffered in
+memory and flushed with the next write, by ``flush()``, or at exit: a cache hit does not write.
 """
 
 from __future__ import annotations
@@ -19,19 +20,27 @@ import sqlite3
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ._exceptions import CacheError
 
-__all__ = ["SCHEMA_VERSION", "CacheWarning", "Index", "index_for", "is_damaged", "private_dir", "private_file"]
+__all__ = ["SCHEMA_VERSION", "CacheWarning", "Index", "IndexSetAside", "index_for", "is_damaged", "private_dir",
+           "private_file"]
 
 SCHEMA_VERSION = 1
 #: how long a writer waits for another process's write lock before giving up (ms)
 BUSY_TIMEOUT_MS = 30_000
 #: buffered hits are written at most this long after they happen (or sooner, with any write)
 FLUSH_EVERY = 30.0
+#: indexes (cache directories) with open connections per process; the least recently used is closed first
+MAX_OPEN = 16
+#: where to look for requests whose journal was lost
+DASHBOARD = "https://fal.ai/dashboard/requests"
+_JOURNAL_COLUMNS = ("ns, key, model, state, request_id, status_url, response_url, cancel_url, pid, pstart, host, "
+                    "started, sent, updated")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;
@@ -65,6 +74,10 @@ class CacheWarning(UserWarning):
     """Something in the cache was damaged and has been set aside (it is regenerated on demand)."""
 
 
+class IndexSetAside(CacheError):
+    """The index was damaged and has been set aside (a CacheWarning said so already): retry on the new one."""
+
+
 def private_dir(path: Path) -> Path:
     """Create ``path`` (and missing parents) readable by the user only (0700)."""
     if not path.is_dir():
@@ -95,30 +108,50 @@ class Index:
         self._saved: dict[tuple[str, str | None], list[float]] = {}
         self._last_flush = time.monotonic()
         self._ready = False
-        #: bumped when the file is set aside: every thread's connection to the old file is then dropped
+        #: bumped when the file is set aside (or the index is closed as least recently used): every thread's
+        #: connection of an older epoch is then closed by that thread
         self._epoch = 0
+        self._aside_lock = threading.Lock()
+        #: journal rows salvaged from a damaged file, written into the new one when it is created
+        self._salvaged: list[tuple[object, ...]] = []
 
     # -- connections ------------------------------------------------------------------------
+
+    def _bump(self) -> None:
+        with _EPOCH_LOCK:
+            self._epoch += 1
 
     def conn(self) -> sqlite3.Connection:
         local = self._local
         c: sqlite3.Connection | None = getattr(local, "conn", None)
-        if c is not None and getattr(local, "epoch", 0) != self._epoch and local.pid == os.getpid():
-            c.close()  # another thread set the damaged file aside: this connection still reads it
-            c = None
-        if c is None or local.pid != os.getpid():
-            c = self._connect()
-            local.conn, local.pid, local.epoch = c, os.getpid(), self._epoch
+        if c is None or local.epoch != self._epoch or local.pid != os.getpid():
+            return self._reconnect(c)
+        if _OPEN_LAST[0] is not self:  # the hot path: one comparison while the same index is in use
+            _touch_open(self)
+        return c
+
+    def _reconnect(self, old: sqlite3.Connection | None) -> sqlite3.Connection:
+        local = self._local
+        if old is not None and local.pid == os.getpid():  # (after a fork it is the parent's: leave it)
+            with contextlib.suppress(sqlite3.Error):
+                old.close()  # set aside or closed as least recently used: this thread's own, closed here
+        local.conn = None
+        _sweep_thread()
+        c = self._connect()
+        # (set aside by another thread meanwhile, so c reads the old file: failed() sees the file changed)
+        local.conn, local.pid, local.epoch, local.ino = c, os.getpid(), self._epoch, _inode(self.path)
+        _held().add(self)
+        _register_open(self)
         return c
 
     def _connect(self) -> sqlite3.Connection:
         private_dir(self.path.parent)
         private_file(self.path)
+        epoch, ino = self._epoch, _inode(self.path)
         try:
             c = self._open()
         except sqlite3.DatabaseError as exc:
-            self._set_aside(exc)
-            self._ready = False
+            self._set_aside_once(exc, epoch, ino)
             private_file(self.path)
             c = self._open()
         return c
@@ -145,17 +178,36 @@ class Index:
                                 c.execute(stmt)
                         c.execute("INSERT OR REPLACE INTO meta(k, v) VALUES('schema', ?)", (str(SCHEMA_VERSION),))
                         c.execute("COMMIT")
+                    if self._salvaged:  # the journal of the damaged file: keep re-attaching, never pay twice
+                        c.execute("BEGIN IMMEDIATE")
+                        c.executemany(f"INSERT OR IGNORE INTO journal({_JOURNAL_COLUMNS}) "
+                                      "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._salvaged)
+                        c.execute("COMMIT")
+                        self._salvaged = []
                     self._ready = True
         except BaseException:
             c.close()
             raise
         return c
 
+    def _set_aside_once(self, exc: Exception, epoch: int, ino: int | None) -> bool:
+        """Set the file aside unless it was already: by another thread (the epoch moved on since the
+        failing connection was opened) or another process (the file at ``path`` is not the one it
+        opened).  One damage event, one warning; never the new index moved aside."""
+        with self._aside_lock:
+            if epoch != self._epoch or ino != _inode(self.path):
+                if epoch == self._epoch:
+                    self._bump()  # another process did: every thread reconnects to the new file
+                return False
+            self._set_aside(exc)
+            self._ready = False
+            return True
+
     def _set_aside(self, exc: Exception) -> None:
         """The index file is not a database: move it aside and start a new one (pictures stay)."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         moved = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        self._epoch += 1
+        self._bump()
         for suffix in ("", "-wal", "-shm"):
             try:
                 os.replace(str(self.path) + suffix, str(moved) + suffix)
@@ -164,8 +216,16 @@ class Index:
             except OSError as err:  # pragma: no cover - cannot move it: nothing safe to do
                 raise CacheError(f"the cache index {self.path} is damaged ({exc}) and cannot be moved: {err}",
                                  hint="Delete it, or set FALNB_CACHE_DIR to another folder.") from None
+        rows = _salvage_journal(moved)
+        if rows is None:
+            journal = (" Its in-flight journal could not be read: requests being generated or re-attachable "
+                       f"could not be recovered; check {DASHBOARD} before running them again (they may be "
+                       "billed twice).")
+        else:
+            self._salvaged = rows
+            journal = f" {len(rows)} request(s) in flight were recovered from it." if rows else ""
         warnings.warn(f"falnb: the cache index {self.path} was damaged ({exc}); it was moved to {moved.name} "
-                      "and a new index was started. Cached pictures it listed will be generated again.",
+                      f"and a new index was started. Cached pictures it listed will be generated again.{journal}",
                       CacheWarning, stacklevel=4)
 
     # -- transactions -----------------------------------------------------------------------
@@ -203,17 +263,21 @@ class Index:
             self.conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def failed(self, exc: sqlite3.Error) -> CacheError:
-        """The CacheError for ``exc``; a damaged file is set aside so the next call starts a new index."""
+        """The CacheError for ``exc``; a damaged file is set aside so the next call starts a new index.
+
+        An :class:`IndexSetAside` when the damage was reported already (here, or by the thread or
+        process that set the file aside first): the caller retries, and warns no more."""
         if is_damaged(exc):
-            c = getattr(self._local, "conn", None)
-            self._local.conn = None
+            local = self._local
+            c = getattr(local, "conn", None)
+            local.conn = None
             if c is not None:
                 with contextlib.suppress(sqlite3.Error):
                     c.close()
             with contextlib.suppress(CacheError, OSError):
                 if self.path.exists():
-                    self._set_aside(exc)
-            self._ready = False
+                    self._set_aside_once(exc, getattr(local, "epoch", self._epoch), getattr(local, "ino", None))
+            return IndexSetAside(f"the cache index {self.path} was damaged and has been set aside: {exc}")
         return CacheError(f"the cache index {self.path} failed: {exc}",
                           hint="falnb went on without it; set FALNB_CACHE_DIR to another folder if this repeats.")
 
@@ -265,8 +329,45 @@ class Index:
                           [(now, ns, model, v[1], int(v[0]), int(v[2]), pid) for (ns, model), v in saved.items()])
 
 
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _salvage_journal(path: Path) -> list[tuple[object, ...]] | None:
+    """The journal rows (not done) still readable in a damaged index file, or None if none could be
+    read.  Read-only, best effort: forward, then backward past a damaged page."""
+    rows: dict[tuple[object, object], tuple[object, ...]] = {}
+    readable = False
+    for mode, order in (("ro", "ASC"), ("ro", "DESC"), ("ro&immutable=1", "ASC")):
+        try:
+            db = sqlite3.connect(f"{path.as_uri()}?mode={mode}", uri=True, timeout=1.0)
+        except sqlite3.Error:
+            continue
+        try:
+            cur = db.execute(f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE state != 'done' "
+                             f"ORDER BY ns {order}, key {order}")
+            readable = True
+            while (row := cur.fetchone()) is not None:
+                rows.setdefault((row[0], row[1]), tuple(row))
+            if order == "ASC":
+                break  # read to the end
+        except sqlite3.Error:
+            continue
+        finally:
+            db.close()
+    return list(rows.values()) if readable or rows else None
+
+
 _INDEXES: dict[str, Index] = {}
 _INDEXES_LOCK = threading.Lock()
+#: indexes with connections open, least recently used first; [0] is the last one used (the hot path)
+_OPEN: OrderedDict[Index, None] = OrderedDict()
+_OPEN_LAST: list[Index | None] = [None]
+_THREAD = threading.local()
+_EPOCH_LOCK = threading.Lock()
 
 
 def index_for(path: Path) -> Index:
@@ -277,6 +378,57 @@ def index_for(path: Path) -> Index:
         if idx is None:
             idx = _INDEXES[name] = Index(Path(name))
         return idx
+
+
+def _touch_open(idx: Index) -> None:
+    with _INDEXES_LOCK:
+        if idx in _OPEN:
+            _OPEN.move_to_end(idx)
+        _OPEN_LAST[0] = idx
+
+
+def _register_open(idx: Index) -> None:
+    """``idx`` just opened a connection: the most recently used; close the least recently used beyond MAX_OPEN."""
+    with _INDEXES_LOCK:
+        _OPEN[idx] = None
+        _OPEN.move_to_end(idx)
+        _OPEN_LAST[0] = idx
+        victims = []
+        while len(_OPEN) > MAX_OPEN:
+            victim, _ = _OPEN.popitem(last=False)
+            victim._bump()  # every thread closes its connection to it (its buffered hits stay, flushed later)
+            victims.append(victim)
+    if victims:
+        _sweep_thread()
+
+
+def _held() -> set[Index]:
+    held: set[Index] | None = getattr(_THREAD, "held", None)
+    if held is None:
+        held = _THREAD.held = set()
+    return held
+
+
+def _sweep_thread() -> None:
+    """Close this thread's connections to indexes closed or set aside since.  A thread closes only its
+    own connections (never one another thread may be using); a thread's connections close when it ends."""
+    held = _held()
+    pid = os.getpid()
+    for idx in list(held):
+        local = idx._local
+        c = getattr(local, "conn", None)
+        if c is None or local.pid != pid:
+            held.discard(idx)
+        elif local.epoch != idx._epoch and not c.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                c.close()
+            local.conn = None
+            held.discard(idx)
+
+
+def open_connections() -> int:
+    """This thread's open index connections (for tests)."""
+    return sum(1 for idx in _held() if getattr(idx._local, "conn", None) is not None)
 
 
 @atexit.register

@@ -32,6 +32,7 @@ definitively (4xx), or one cancelled before it ran, is removed.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import socket
 import threading
@@ -40,7 +41,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ._cache_db import CacheWarning
+from ._cache_db import CacheWarning, IndexSetAside
 from ._exceptions import (
     AuthenticationError,
     BudgetExceededError,
@@ -74,6 +75,8 @@ HOST = socket.gethostname()
 _CLAIMED: set[tuple[str, str, str]] = set()
 _CLAIMED_LOCK = threading.Lock()
 _PSTART: tuple[int, str | None] | None = None
+#: damaged journal rows reported in this process: (index path, namespace, key)
+_REPORTED: set[tuple[str, str, str]] = set()
 
 
 class Slot:
@@ -149,9 +152,15 @@ class InFlight:
     async def __aenter__(self) -> Slot:
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         delay = 0.02
+        set_aside = False
         while True:
             try:
                 outcome = self._try_claim()
+            except IndexSetAside:  # the damaged index was set aside (and reported): claim in the new one,
+                if not set_aside:  # where the journal rows that could be read were copied
+                    set_aside = True
+                    continue
+                return Slot(None)
             except CacheError as exc:  # the index is unusable: go on without a journal rather than fail
                 _warn(exc)
                 return Slot(None)
@@ -176,6 +185,7 @@ class InFlight:
         description of a live owner to wait for."""
         cache, ns, key = self.cache, self.cache.namespace, self.key
         now = time.time()
+        uncertain: SubmitUncertainError | None = None
         with cache._index.write() as c:
             if not (self.refresh or self._ignore_entry) and c.execute("SELECT 1 FROM entries WHERE ns=? AND key=?",
                                               (ns, key)).fetchone() is not None:
@@ -187,26 +197,79 @@ class InFlight:
                 rid: str | None = None
                 urls: tuple[str, str, str] | None = None
                 if row is not None and row[0] != "done":
-                    state, rid, s_url, r_url, c_url, pid, pstart, host, _started, sent, updated = row
+                    state, rid, s_url, r_url, c_url, pid, pstart, host, _started, sent, updated = self._checked(
+                        c, row, now)
                     if self._alive(pid, pstart, host, updated):
                         return f"pid {pid} on {host}, {state}"
                     if rid is None and state in ("sending", "uncertain"):
-                        self._stale_send(now - float(sent or updated), pid)
+                        uncertain = self._stale_send(now - (sent or updated), pid)
                     elif s_url and r_url and c_url:
                         urls = (s_url, r_url, c_url)
-                pid_start = _own_start()
-                c.execute("INSERT OR REPLACE INTO journal(ns, key, model, state, request_id, status_url, response_url, "
-                          "cancel_url, pid, pstart, host, started, sent, updated) "
-                          "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-                          (ns, key, self.model, "submitted" if rid else "claimed", rid,
-                           *(urls or (None, None, None)), os.getpid(), pid_start, HOST, now, now))
-                with _CLAIMED_LOCK:
-                    _CLAIMED.add(self._token)
-                return Slot(self, request_id=rid, urls=urls)
+                if uncertain is None:
+                    pid_start = _own_start()
+                    c.execute("INSERT OR REPLACE INTO journal(ns, key, model, state, request_id, status_url, "
+                              "response_url, cancel_url, pid, pstart, host, started, sent, updated) "
+                              "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                              (ns, key, self.model, "submitted" if rid else "claimed", rid,
+                               *(urls or (None, None, None)), os.getpid(), pid_start, HOST, now, now))
+                    with _CLAIMED_LOCK:
+                        _CLAIMED.add(self._token)
+                    return Slot(self, request_id=rid, urls=urls)
+        if uncertain is not None:
+            raise uncertain  # (after the commit: a damaged row's repair is kept)
         if has_entry:
             entry = cache.get(key)
             return Slot(None, entry=entry) if entry is not None else "again"
         return "again"  # pragma: no cover
+
+    def _checked(self, c: Any, row: tuple[Any, ...], now: float) -> tuple[Any, ...]:
+        """The journal row with typed fields.  A damaged row (garbage where a pid, a time or a request
+        id belongs) is reported once and repaired in this transaction, never in a way that pays twice:
+
+        * a pid that is not a number: no owner can hold the row (owners update it ``WHERE pid=`` their
+          own pid), so it is released (0);
+        * a time that is not a number: now, so a live owner elsewhere still has its full STALE delay,
+          and a send of unknown age counts as recent (uncertain: not resubmitted for an hour);
+        * a request id that is not text: the submit went out and its id cannot be read, so the row
+          becomes ``uncertain``.  A readable request id is kept: the caller re-attaches to it."""
+        state, rid, s_url, r_url, c_url, pid, pstart, host, started, sent, updated = row
+        bad: list[str] = []
+        pid_n = _number(pid, int)
+        if pid_n is None:
+            bad.append(f"pid {pid!r}")
+            pid_n = 0
+        upd = _number(updated, float)
+        if upd is None:
+            bad.append(f"updated {updated!r}")
+            upd = now
+        snt = None if sent is None else _number(sent, float)
+        if sent is not None and snt is None:
+            bad.append(f"sent {sent!r}")
+        if rid is not None and (not isinstance(rid, str) or not rid):
+            bad.append(f"request id {rid!r}")
+            rid = None
+            if state in ("sending", "submitted"):
+                state = "uncertain"
+        urls = [u if isinstance(u, str) else None for u in (s_url, r_url, c_url)]
+        host = host if isinstance(host, str) else ""
+        pstart = pstart if isinstance(pstart, str) else None
+        if bad:
+            ns, key = self.cache.namespace, self.key
+            c.execute("UPDATE journal SET state=?, request_id=?, status_url=?, response_url=?, cancel_url=?, pid=?, "
+                      "pstart=?, host=?, sent=?, updated=? WHERE ns=? AND key=?",
+                      (state, rid, *urls, pid_n, pstart, host, snt, upd, ns, key))
+            token = (str(self.cache._index.path), ns, key)
+            with _CLAIMED_LOCK:
+                first = token not in _REPORTED
+                _REPORTED.add(token)
+            if first:
+                then = (f"falnb re-attaches to its request {rid}" if rid else
+                        "its submit may have reached fal: it is treated as uncertain" if state == "uncertain" else
+                        "it was released")
+                warnings.warn(f"falnb: the in-flight journal row of this {self.model} request in "
+                              f"{self.cache.directory} was damaged ({', '.join(bad)}); it was repaired and {then}.",
+                              CacheWarning, stacklevel=5)
+        return state, rid, *urls, pid_n, pstart, host, started, snt, upd
 
     def _alive(self, pid: int, pstart: str | None, host: str, updated: float) -> bool:
         if not pid:
@@ -214,18 +277,19 @@ class InFlight:
         if pid == os.getpid() and host == HOST:
             with _CLAIMED_LOCK:
                 return self._token in _CLAIMED  # a task of ours (otherwise: a row we left, or a reused pid)
-        if time.time() - float(updated) > STALE:
+        if time.time() - updated > STALE:
             return False  # no heartbeat: dead, hung, or another machine that stopped
         return host != HOST or _pid_alive(pid, pstart)
 
-    def _stale_send(self, age: float, pid: int) -> None:
-        """A submit went out (or was going out) and its answer never arrived."""
+    def _stale_send(self, age: float, pid: int) -> SubmitUncertainError | None:
+        """A submit went out (or was going out) and its answer never arrived: the error to raise (after
+        the transaction commits), or None to submit anew."""
         if self.refresh:
-            return
+            return None
         mins = max(1, round(age / 60))
         who = "an earlier run" + (f" (pid {pid})" if pid else "")
         if age < RESULT_RETENTION:
-            raise SubmitUncertainError(
+            return SubmitUncertainError(
                 f"{who} sent this same {self.model} request to fal {mins} min ago and never learned fal's answer: "
                 "fal may have queued it, and will bill it if it completed. falnb did not send it again",
                 model=self.model,
@@ -234,6 +298,7 @@ class InFlight:
         warnings.warn(f"falnb: {who} sent this {self.model} request {mins} min ago and never learned fal's answer; "
                       "fal no longer holds a result that old, so falnb submits it anew (the first may have been "
                       "billed too).", CacheWarning, stacklevel=5)
+        return None
 
     async def _heartbeat(self) -> None:
         while True:
@@ -297,6 +362,15 @@ def _leave(state: str, request_id: str | None, slot: Slot, exc: BaseException | 
     if isinstance(exc, FalError) and not isinstance(exc, (FalServerError, RateLimitError, AuthenticationError)):
         return "delete"  # fal answered about this request for good (a 4xx: refused, unknown)
     return "release"  # a timeout, a lost connection, a 5xx: re-running re-attaches
+
+
+def _number(value: Any, kind: type[int] | type[float]) -> Any:
+    """``value`` as an int or a float, or None when it is not a number (a damaged row)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    if kind is int:
+        return int(value) if value == int(value) else None
+    return float(value)
 
 
 def _warn(exc: CacheError) -> None:

@@ -249,11 +249,13 @@ class Ledger:
             else:
                 acc[0] += cost
         if self._index is not None:
+            from ._cache_db import IndexSetAside  # (loaded already: the index comes from it)
+
             try:
-                with self._index.write() as c:
-                    c.execute("INSERT INTO ledger(ts, ns, kind, model, request_id, cost, unknown, pid) "
-                              "VALUES(?, ?, 'paid', ?, ?, ?, ?, ?)",
-                              (time.time(), self.namespace, model, request_id, cost, int(cost is None), os.getpid()))
+                try:
+                    self._record_paid(cost, model, request_id)
+                except IndexSetAside:  # the damaged index was set aside (and reported): record into the new one
+                    self._record_paid(cost, model, request_id)
             except CacheError as exc:  # the request is paid and running: do not fail it over bookkeeping
                 import warnings
 
@@ -261,6 +263,13 @@ class Ledger:
 
                 warnings.warn(f"falnb: the spend of request {request_id} was not recorded: {exc.message}",
                               CacheWarning, stacklevel=3)
+
+    def _record_paid(self, cost: float | None, model: str | None, request_id: str | None) -> None:
+        assert self._index is not None
+        with self._index.write() as c:
+            c.execute("INSERT INTO ledger(ts, ns, kind, model, request_id, cost, unknown, pid) "
+                      "VALUES(?, ?, 'paid', ?, ?, ?, ?, ?)",
+                      (time.time(), self.namespace, model, request_id, cost, int(cost is None), os.getpid()))
 
     def record_saved(self, cost: float | None, *, model: str | None = None) -> None:
         """A cache hit: ``cost`` not spent.  Buffered: a hit does not write to disk."""

@@ -7,6 +7,7 @@ judge: a cache that works is one that makes fal bill less.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -662,3 +663,131 @@ def test_an_interrupted_request_is_cancelled_and_the_rerun_does_not_stall(emu: E
     assert len(gen.images) == 2 and not gen.cached
     assert emu.ledger.submits == 2 and emu.ledger.requests == 1  # the cancelled one was not billed
     assert cache.journal() == []
+
+
+# -- a damaged index: the journal is salvaged, one warning per damage event -----------------------------
+
+
+def _damage_event(idx: Any) -> None:
+    idx.failed(sqlite3.DatabaseError("database disk image is malformed"))
+
+
+def test_setting_a_damaged_index_aside_keeps_its_journal(emu: Emulator) -> None:
+    client = offline(emu)
+    req = client.plan(PROMPT, **KW).requests[0]
+    client.cache._index.conn()  # type: ignore[union-attr]
+    _journal_row(req.key, "sending", age=120)  # a submit whose answer was lost: uncertain, never resubmitted
+    _journal_row("f" * 64, "submitted", "an-id-fal-may-still-hold")  # re-attachable
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _damage_event(client.cache._index)  # type: ignore[union-attr]
+    messages = [str(w.message) for w in seen if issubclass(w.category, CacheWarning)]
+    assert len(messages) == 1 and "2 request(s) in flight were recovered" in messages[0], messages
+    assert list(cache_dir().glob("index.sqlite3.corrupt-*"))
+    rows = {r["key"]: (r["state"], r["request_id"]) for r in client.cache.journal("*")}  # type: ignore[union-attr]
+    assert rows == {req.key: ("sending", None), "f" * 64: ("submitted", "an-id-fal-may-still-hold")}
+    with pytest.raises(SubmitUncertainError):  # still not paid twice
+        client.generate(PROMPT, **KW)
+    assert emu.ledger.submits == 0
+
+
+def test_an_unreadable_index_warns_once_that_in_flight_requests_are_lost(emu: Emulator) -> None:
+    from falnb import _cache_db
+
+    offline(emu).generate(PROMPT, **KW)
+    _cache_db._INDEXES.clear()
+    for suffix in ("-wal", "-shm"):
+        Path(str(cache_dir() / "index.sqlite3") + suffix).unlink(missing_ok=True)
+    (cache_dir() / "index.sqlite3").write_bytes(b"this is not a database" * 100)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        gen = offline(emu).generate(PROMPT, **KW)
+    messages = [str(w.message) for w in seen if issubclass(w.category, CacheWarning)]
+    assert len(gen.images) == 2 and len(messages) == 1, messages
+    assert "could not be recovered" in messages[0] and "fal.ai/dashboard/requests" in messages[0]
+
+
+def test_a_stale_connection_never_sets_the_new_index_aside(emu: Emulator) -> None:
+    import threading
+
+    client = offline(emu)
+    client.generate(PROMPT, **KW)
+    idx = client.cache._index  # type: ignore[union-attr]
+    opened = threading.Event()
+    damaged = threading.Event()
+
+    def other_thread() -> None:  # its connection still reads the old file when it meets the damage
+        idx.conn()
+        opened.set()
+        damaged.wait(10)
+        _damage_event(idx)
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        t = threading.Thread(target=other_thread)
+        t.start()
+        opened.wait(10)
+        _damage_event(idx)
+        idx.conn()  # the new index
+        damaged.set()
+        t.join(10)
+    assert len([w for w in seen if issubclass(w.category, CacheWarning)]) == 1
+    assert len(list(cache_dir().glob("index.sqlite3.corrupt-*[0-9]"))) == 1  # (and its -wal, -shm)
+    assert (cache_dir() / "index.sqlite3").exists()
+
+
+# -- bounded memory and open files ----------------------------------------------------------------------
+
+
+def test_verified_files_are_remembered_compactly_and_boundedly(emu: Emulator,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from falnb import _cache
+
+    assert _cache._VERIFIED_MAX <= 10_000
+    monkeypatch.setattr(_cache, "_VERIFIED", {})
+    monkeypatch.setattr(_cache, "_VERIFIED_MAX", 3)
+    client = offline(emu)
+    for i in range(4):
+        client.generate(f"{PROMPT} {i}", **KW)  # 8 files
+    assert len(_cache._VERIFIED) == 3 and all(type(v) is int for v in _cache._VERIFIED.values())
+    assert all(client.generate(f"{PROMPT} {i}", **KW).cached for i in range(4))  # forgotten: hashed again
+    assert len(_cache._VERIFIED) == 3 and emu.ledger.submits == 4
+
+
+def _open_index_dirs(root: Path) -> set[str]:
+    """The directories under ``root`` whose index file this process holds open."""
+    import gc
+
+    gc.collect()  # a connection of an ended thread is closed when collected
+    out = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith(str(root)) and target.endswith("index.sqlite3"):
+                out.add(os.path.dirname(target))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts open files in /proc")
+def test_open_indexes_are_bounded_per_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import threading
+
+    from falnb import _cache_db
+
+    monkeypatch.setattr(_cache_db, "MAX_OPEN", 3)
+    caches = [ResponseCache(tmp_path / f"d{i}", "emulator") for i in range(12)]
+
+    def use_all() -> None:  # in this thread and in another (falnb's event loop thread uses them too)
+        for cache in caches:
+            assert not cache.has("0" * 64)
+            assert _cache_db.open_connections() <= 3 + 1
+
+    use_all()
+    assert len(_open_index_dirs(tmp_path)) <= 3 + 1
+    t = threading.Thread(target=use_all)
+    t.start()
+    t.join()
+    assert len(_open_index_dirs(tmp_path)) <= 3 + 1
+    use_all()  # a closed index reopens on use
+    assert caches[0].stats().entries == 0
+    assert len(_open_index_dirs(tmp_path)) <= 3 + 1
