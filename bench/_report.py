@@ -22,15 +22,12 @@ METHOD = """\
 - **Pointing the peers at the emulator:** fal-client through `fal_client.client.QUEUE_URL_FORMAT`
   and `RUN_URL_FORMAT`; LiteLLM through `api_base`. LiteLLM's fal provider calls fal's
   *synchronous* endpoint, `POST {api_base}/fal-ai/flux/schnell` with the input as JSON and expects
-  the model's output JSON in the answer (checked against a logging server). Where the emulator has
-  no such endpoint, LiteLLM's columns say n/a.
-- **Three settings of the emulator's HTTP server are changed in its process** (reported to its
-  engineer; without them the emulator's artefacts swamp the clients' own overheads):
-  `TCP_NODELAY` on answers (`http.server` writes headers and body separately, and Nagle's algorithm
-  held every body about 40 ms for the client's delayed ACK); a listen backlog of 256 instead of 5 (a
-  client opening 64 connections at once had SYNs dropped and retried after 1 s); and the status
-  stream checks for a change every 5 ms instead of 20 ms (fal pushes changes; a 20 ms grid adds
-  10 ms on average to a client that waits on the stream).
+  the model's output JSON in the answer (checked against a logging server); the emulator serves it under
+  `{server}/_sync` (`EmulatorServer.sync_url`).
+- **The emulator's HTTP server** answers with `TCP_NODELAY`, listens with a backlog of 512, and its
+  status streams wake when a request's status can change (no polling grid): these are its defaults
+  now (without them, `http.server`'s artefacts, 40 ms of Nagle delay per answer and SYNs dropped
+  beyond a backlog of 5, swamped the clients' own overheads). `bench/_emu.py` still checks them.
 - **Import** (row 1): `perf_counter` around the statement in a fresh interpreter, 7 runs each,
   interleaved; `LITELLM_LOCAL_MODEL_COST_MAP=True` is set so `import litellm` reads its bundled price
   list instead of trying to download one (which it does at import otherwise). `%load_ext falnb` runs
