@@ -152,10 +152,8 @@ class Client:
         """
         plan = self.plan(prompt, model=model, n=n, size=size, seed=seed, extra_headers=extra_headers, **params)
         tracker = ProgressTracker(plan.spec.id, len(plan.requests))
-        hit = self._from_cache(plan, refresh=refresh, use_cache=cache, tracker=tracker)
+        hit = self._from_cache(plan, refresh=refresh, use_cache=cache, tracker=tracker, on_progress=on_progress)
         if hit is not None:
-            if on_progress is not None:
-                on_progress(tracker.snapshot())
             return hit
         return self._sync(self._run_plan(plan, refresh=refresh, use_cache=cache, timeout=timeout,
                                          tracker=tracker), tracker, on_progress)
@@ -167,10 +165,8 @@ class Client:
         """The async twin of :meth:`generate` (``await`` it in a cell or any event loop)."""
         plan = self.plan(prompt, model=model, n=n, size=size, seed=seed, extra_headers=extra_headers, **params)
         tracker = ProgressTracker(plan.spec.id, len(plan.requests))
-        hit = self._from_cache(plan, refresh=refresh, use_cache=cache, tracker=tracker)
+        hit = self._from_cache(plan, refresh=refresh, use_cache=cache, tracker=tracker, on_progress=on_progress)
         if hit is not None:
-            if on_progress is not None:
-                on_progress(tracker.snapshot())
             return hit
         coro = self._run_plan(plan, refresh=refresh, use_cache=cache, timeout=timeout, tracker=tracker)
         return await self._async(coro, tracker, on_progress)
@@ -284,8 +280,8 @@ class Client:
             raise
         return self._generation(plan, parts, started)
 
-    def _from_cache(self, plan: Plan, *, refresh: bool, use_cache: bool,
-                    tracker: ProgressTracker) -> Generation | None:
+    def _from_cache(self, plan: Plan, *, refresh: bool, use_cache: bool, tracker: ProgressTracker,
+                    on_progress: ProgressCallback | None = None) -> Generation | None:
         """Every request of ``plan`` from the cache, in the caller's thread (no hop to the loop,
         no key, no network), or None when any of them is missing."""
         if refresh or not use_cache:
@@ -305,6 +301,8 @@ class Client:
             tracker.update(i, "cached", request_id=hit.request_id)
             store.ledger.record_saved(req.cost, model=req.model)
             parts.append(_Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0))
+        if on_progress is not None:
+            on_progress(tracker.snapshot())
         return self._generation(plan, parts, started)
 
     def _generation(self, plan: Plan, parts: list[_Part], started: float) -> Generation:
