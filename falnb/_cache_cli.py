@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(cache: Any, ns: str, args: argparse.Namespace) -> int:
-    from ._cache import _human
+    from ._cache_admin import _human
 
     cmd = args.command
     if cmd == "dir":

@@ -289,6 +289,8 @@ class Catalog:
     def __init__(self, models: tuple[ModelSpec, ...] = SEED_MODELS) -> None:
         self._by_id: dict[str, ModelSpec] = {m.id: m for m in models}
         self._aliases: dict[str, ModelSpec] = {}
+        #: bumped whenever an alias is added, so memoised plans never outlive the names they used
+        self.version = 0
         for m in models:
             for a in m.aliases:
                 self._aliases[a] = m
@@ -305,6 +307,7 @@ class Catalog:
         base = self.resolve(model)
         spec = replace(base, aliases=(alias, *base.aliases), defaults={**base.defaults, **(defaults or {})})
         self._aliases[alias] = spec
+        self.version += 1
         return spec
 
     def resolve(self, name: str) -> ModelSpec:

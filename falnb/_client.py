@@ -35,6 +35,8 @@ __all__ = ["Client", "default_client"]
 T = TypeVar("T")
 #: generations a client remembers in ``history``
 HISTORY_SIZE = 50
+#: plans a client remembers (see ``Client.plan``)
+_PLAN_MEMO = 256
 ProgressCallback = Callable[[Progress], None]
 
 
@@ -81,6 +83,7 @@ class Client:
         self._streams: httpx.AsyncClient | None = None
         self._queue: QueueClient | None = None
         self._sem: asyncio.Semaphore | None = None
+        self._plans: collections.OrderedDict[Any, Plan] = collections.OrderedDict()
         #: the latest generations of this client (bounded: each holds its image bytes)
         self.history: collections.deque[Generation] = collections.deque(maxlen=HISTORY_SIZE)
 
@@ -137,7 +140,17 @@ class Client:
     def plan(self, prompt: str, *, model: str, n: int = 1, size: Any = None, seed: int | None = None,
              **params: Any) -> Plan:
         """Validate and map a request without sending anything (what ``generate`` would send)."""
-        return build_plan(prompt, model=model, n=n, size=size, seed=seed, catalog=self.catalog, **params)
+        # plans are immutable: a re-run cell (the cache-hit path) reuses its plan instead of rebuilding it
+        memo = _freeze((prompt, model, n, size, seed, params, self.catalog.version))
+        if memo is not None and memo in self._plans:
+            self._plans.move_to_end(memo)
+            return self._plans[memo]
+        plan = build_plan(prompt, model=model, n=n, size=size, seed=seed, catalog=self.catalog, **params)
+        if memo is not None:
+            self._plans[memo] = plan
+            if len(self._plans) > _PLAN_MEMO:
+                self._plans.popitem(last=False)
+        return plan
 
     def generate(self, prompt: str, *, model: str, n: int = 1, size: Any = None, seed: int | None = None,
                  refresh: bool = False, cache: bool = True, timeout: float | None = None,
@@ -346,7 +359,8 @@ class Client:
             costs = [r.cost for r in plan.requests if cache is None or refresh or not cache.has(r.key)]
             return None if any(c is None for c in costs) else float(sum(c for c in costs if c is not None))
 
-        reservation = ledger.reserve(req.cost, model=req.model, group=plan, group_cost=call_cost)
+        # the group is this call (its tracker), not the plan: plans are memoised and shared by re-runs
+        reservation = ledger.reserve(req.cost, model=req.model, group=tracker, group_cost=call_cost)
         try:
             queue = self._queue_client()
             assert self._sem is not None
@@ -484,6 +498,19 @@ def _timed_out(plan: Plan, bound: float | None, tracker: ProgressTracker) -> Fal
     return RequestTimeoutError(f"{plan.spec.id} did not answer within the timeout of {bound:g} s "
                                f"(while {snap.state}{'; request ' + ids if ids else ''})", model=plan.spec.id,
                                hint=hint)
+
+
+def _freeze(value: Any) -> Any:
+    """A hashable twin of call arguments (dicts and lists become sorted tuples), or None if it has none."""
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return (type(value).__name__, value)  # 1, 1.0 and True stay distinct requests
+    if isinstance(value, (list, tuple)):
+        items = [_freeze(v) for v in value]
+        return None if any(i is None for i in items) else (type(value).__name__, *items)
+    if isinstance(value, Mapping):
+        pairs = [(str(k), _freeze(v)) for k, v in value.items()]
+        return None if any(v is None for _, v in pairs) else ("map", *sorted(pairs))
+    return None
 
 
 def _int(v: Any) -> int | None:

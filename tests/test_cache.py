@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from falnb import BudgetExceededError, Client, SubmitUncertainError
-from falnb._cache import CacheWarning, ResponseCache, default_directory, parse_age, parse_bytes
+from falnb._cache import CacheWarning, ResponseCache, default_directory
+from falnb._cache_admin import parse_age, parse_bytes
 from falnb._journal import InFlight, Slot, _leave
 from falnb._queue import RetryPolicy
 from falnb.emulator import Emulator, serve

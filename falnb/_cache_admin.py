@@ -1,0 +1,432 @@
+"""The response cache's controls: list, count, prune and clear entries, and export / import them
+for team replay (:class:`CacheAdmin`, which :class:`~falnb._cache.ResponseCache` inherits).
+
+Their ``namespace`` argument: None (the default) means the cache's own namespace, ``"*"`` every
+namespace.  The hot path (get, has, put, healing) is in :mod:`falnb._cache`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import time
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._cache_files import NAMESPACE, BadEntry, dir_bytes, object_sizes, read_object, references, shas
+from ._exceptions import CacheError, FalnbError, InputError
+from ._ledger import Spend, session_spend, totals
+
+if TYPE_CHECKING:
+    from ._cache_db import Index
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "EXPORT_VERSION",
+    "CacheAdmin",
+    "CacheStats",
+    "EntryInfo",
+    "ImportResult",
+    "PruneResult",
+    "parse_age",
+    "parse_bytes",
+    "parse_since",
+]
+
+EXPORT_FORMAT = "falnb-cache-export"
+EXPORT_VERSION = 1
+_MANIFEST = "falnb-cache.json"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """One entry as listed by :meth:`ResponseCache.entries` (no image bytes are read)."""
+
+    namespace: str
+    key: str
+    model: str
+    prompt: str
+    images: int
+    bytes: int
+    cost: float | None
+    request_id: str | None
+    created: float
+    used: float
+    canonical: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    directory: Path
+    #: entries in the namespace(s) asked for
+    entries: int
+    images: int
+    #: bytes of image files on disk (shared by every namespace; a picture stored once counts once)
+    bytes: int
+    #: requests in the journal that are being generated or can be re-attached
+    in_flight: int
+    #: everything recorded in this directory (all processes)
+    total: Spend
+    #: this process
+    session: Spend
+
+    def __str__(self) -> str:
+        return (f"{self.directory}\n  {self.entries} entries, {self.images} images, {_human(self.bytes)} of images"
+                f"\n  in flight: {self.in_flight}\n  total:   {self.total}\n  session: {self.session}")
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    entries: int
+    bytes: int
+    dry_run: bool = False
+
+    def __str__(self) -> str:
+        verb = "would remove" if self.dry_run else "removed"
+        return f"{verb} {self.entries} entries, {_human(self.bytes)}"
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    imported: int
+    skipped: int
+    damaged: int
+
+    def __str__(self) -> str:
+        s = f"imported {self.imported} entries, skipped {self.skipped} already present"
+        return s + (f", {self.damaged} damaged (not imported)" if self.damaged else "")
+
+
+class CacheAdmin:
+    """The controls of :class:`~falnb._cache.ResponseCache` (a mixin: it uses the cache's index and files)."""
+
+    if TYPE_CHECKING:
+        directory: Path
+        namespace: str
+        _index: Index
+        _objects: str
+
+        def _store_object(self, sha: str, data: bytes) -> None: ...
+
+        def _collect(self, c: sqlite3.Connection) -> None: ...
+
+    def journal(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """The journal's rows that are not done: requests in flight, re-attachable or uncertain."""
+        where, args = self._ns_where(namespace)
+        rows = self._index.conn().execute(
+            "SELECT ns, key, model, state, request_id, pid, host, started, sent, updated FROM journal "
+            f"{where} {'AND' if where else 'WHERE'} state != 'done' ORDER BY started", args).fetchall()
+        names = ("namespace", "key", "model", "state", "request_id", "pid", "host", "started", "sent", "updated")
+        return [dict(zip(names, r, strict=True)) for r in rows]
+
+    def _ns_where(self, namespace: str | None, prefix: str = "WHERE") -> tuple[str, tuple[str, ...]]:
+        ns = self.namespace if namespace is None else namespace
+        return ("", ()) if ns == "*" else (f"{prefix} ns=?", (ns,))
+
+    def entries(self, namespace: str | None = None, *, model: str | None = None, since: float | str | None = None,
+                limit: int | None = None) -> list[EntryInfo]:
+        """Stored entries, newest first (``since``: a time stamp, ``"7d"`` or ``"2025-01-31"``)."""
+        self._index.flush()
+        clauses, args = _filters(self.namespace if namespace is None else namespace, model, since)
+        sql = ("SELECT ns, key, model, canonical, images, bytes, cost, request_id, created, used FROM entries"
+               f"{clauses} ORDER BY created DESC")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        out = []
+        for ns, key, mdl, canonical, images, size, cost, rid, created, used in self._index.conn().execute(sql, args):
+            try:
+                canon = json.loads(canonical)
+                count = len(json.loads(images))
+            except (ValueError, TypeError):
+                canon, count = {}, 0
+            canon = canon if isinstance(canon, dict) else {}
+            out.append(EntryInfo(ns, key, mdl, str(canon.get("prompt", "")), count, int(size or 0), cost, rid,
+                                 created, used, canon))
+        return out
+
+    def stats(self, namespace: str | None = None) -> CacheStats:
+        """Entries, images and bytes, requests in flight, and the ledger's totals."""
+        self._index.flush()
+        ns = self.namespace if namespace is None else namespace
+        where, args = self._ns_where(namespace)
+        c = self._index.conn()
+        n_entries, n_images = 0, 0
+        for (images,) in c.execute(f"SELECT images FROM entries {where}", args):
+            n_entries += 1
+            with contextlib.suppress(ValueError, TypeError):
+                n_images += len(json.loads(images))
+        in_flight = c.execute(
+            f"SELECT COUNT(*) FROM journal {where} {'AND' if where else 'WHERE'} state != 'done'", args).fetchone()[0]
+        total = totals(self._index, None if ns == "*" else ns)
+        session = session_spend(None if ns == "*" else ns)
+        return CacheStats(self.directory, n_entries, n_images, dir_bytes(Path(self._objects)), int(in_flight), total,
+                          session)
+
+    def prune(self, older_than: float | str | _dt.timedelta | None = None, max_bytes: int | str | None = None,
+              namespace: str | None = None, *, dry_run: bool = False) -> PruneResult:
+        """Remove entries not used for ``older_than`` (seconds, ``"30d"``...), then the least recently used
+        until the image files take at most ``max_bytes`` (bytes or ``"500MB"``).  Image files no entry
+        uses any more are deleted."""
+        age = parse_age(older_than) if older_than is not None else None
+        limit = parse_bytes(max_bytes) if max_bytes is not None else None
+        with self._index.write() as c:
+            where, args = self._ns_where(namespace)
+            rows = c.execute(f"SELECT ns, key, images, bytes, used FROM entries {where} ORDER BY used", args).fetchall()
+            refs = references(c)
+            sizes = object_sizes(Path(self._objects))
+            doomed: list[tuple[str, str]] = []
+            freed = 0
+            now = time.time()
+            total = sum(sizes.values())
+
+            def drop(ns: str, key: str, images: str) -> None:
+                nonlocal freed, total
+                doomed.append((ns, key))
+                for sha in shas(images):
+                    refs[sha] = refs.get(sha, 1) - 1
+                    if refs[sha] <= 0 and sha in sizes:
+                        freed += sizes[sha]
+                        total -= sizes.pop(sha)
+
+            kept = []
+            for ns, key, images, _size, used in rows:
+                if age is not None and now - (used or 0) > age:
+                    drop(ns, key, images)
+                else:
+                    kept.append((ns, key, images))
+            if limit is not None:
+                for ns, key, images in kept:
+                    if total <= limit:
+                        break
+                    drop(ns, key, images)
+            if not dry_run:
+                c.executemany("DELETE FROM entries WHERE ns=? AND key=?", doomed)
+                c.execute(f"DELETE FROM journal WHERE state='done' {'AND ns=?' if args else ''}", args)
+                self._collect(c)
+        self._index.checkpoint()
+        return PruneResult(len(doomed), freed, dry_run)
+
+    def clear(self, namespace: str | None = None, *, ledger: bool = False) -> int:
+        """Remove every entry (of ``namespace``) and the image files no longer used; the ledger too if asked.
+
+        Requests in flight keep their journal rows (a process may be waiting on them)."""
+        with self._index.write() as c:
+            where, args = self._ns_where(namespace)
+            n = int(c.execute(f"DELETE FROM entries {where}", args).rowcount)
+            c.execute(f"DELETE FROM journal WHERE state='done' {'AND ns=?' if args else ''}", args)
+            if ledger:
+                c.execute(f"DELETE FROM ledger {where}", args)
+            self._collect(c)
+        self._index.checkpoint()
+        return n
+
+    # -- team replay: export / import -----------------------------------------------------------
+
+    def export(self, path: str | Path, namespace: str | None = None, *, model: str | None = None,
+               since: float | str | None = None) -> int:
+        """Write entries (and their image files) to a zip file another clone can :meth:`import_`."""
+        self._index.flush()
+        clauses, args = _filters(self.namespace if namespace is None else namespace, model, since)
+        rows = self._index.conn().execute(
+            "SELECT ns, key, model, canonical, request_id, response, images, cost, created FROM entries"
+            f"{clauses} ORDER BY created", args).fetchall()
+        dest = Path(path)
+        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+        entries, written = [], set()
+        try:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
+                for ns, key, mdl, canonical, rid, response, images, cost, created in rows:
+                    try:
+                        metas = json.loads(images)
+                        doc = {"namespace": ns, "key": key, "model": mdl, "canonical": json.loads(canonical),
+                               "request_id": rid, "response": json.loads(response), "images": metas, "cost": cost,
+                               "created": created}
+                        blobs = [(m["sha"], read_object(self._objects, m["sha"], m["size"])) for m in metas]
+                    except (BadEntry, ValueError, TypeError, KeyError):
+                        continue  # a damaged entry is not exported
+                    for sha, data in blobs:
+                        if sha not in written:
+                            z.writestr(f"objects/{sha}", data)
+                            written.add(sha)
+                    entries.append(doc)
+                manifest = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "created": time.time(),
+                            "entries": entries}
+                z.writestr(_MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1), zipfile.ZIP_DEFLATED)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return len(entries)
+
+    def import_(self, path: str | Path, *, replace: bool = False) -> ImportResult:
+        """Add the entries of an :meth:`export` file (every namespace in it); existing entries are kept
+        unless ``replace``.  Every file is checked against its SHA-256 before it is stored."""
+        imported = skipped = damaged = 0
+        try:
+            z = zipfile.ZipFile(path)
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise CacheError(f"{path} is not a falnb cache export: {exc}") from None
+        with z:
+            try:
+                manifest = json.loads(z.read(_MANIFEST))
+            except (KeyError, ValueError) as exc:
+                raise CacheError(f"{path} is not a falnb cache export (no readable {_MANIFEST}: {exc})") from None
+            if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
+                raise CacheError(f"{path} is not a falnb cache export")
+            if int(manifest.get("version", 0)) > EXPORT_VERSION:
+                raise CacheError(f"{path} was written by a newer falnb (format {manifest.get('version')})",
+                                 hint="Upgrade falnb to import it.")
+            names = set(z.namelist())
+            for doc in manifest.get("entries") or []:
+                try:
+                    row = _import_row(doc)
+                    blobs = []
+                    for m in row["metas"]:
+                        member = f"objects/{m['sha']}"
+                        if member not in names or z.getinfo(member).file_size != m["size"]:
+                            raise BadEntry("missing file")
+                        data = z.read(member)
+                        if hashlib.sha256(data).hexdigest() != m["sha"]:
+                            raise BadEntry("damaged file")
+                        blobs.append((m["sha"], data))
+                except (BadEntry, ValueError, TypeError, KeyError, zipfile.BadZipFile):
+                    damaged += 1
+                    continue
+                with self._index.write() as c:
+                    exists = c.execute("SELECT 1 FROM entries WHERE ns=? AND key=?",
+                                       (row["ns"], row["key"])).fetchone() is not None
+                    if exists and not replace:
+                        skipped += 1
+                        continue
+                    for sha, data in blobs:
+                        self._store_object(sha, data)
+                    now = time.time()
+                    c.execute("INSERT OR REPLACE INTO entries(ns, key, model, canonical, request_id, response, "
+                              "images, cost, bytes, created, used) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                              (row["ns"], row["key"], row["model"], row["canonical"], row["request_id"],
+                               row["response"], json.dumps(row["metas"], separators=(",", ":")), row["cost"],
+                               sum(len(d) for _, d in blobs), row["created"], now))
+                    imported += 1
+        self._index.checkpoint()
+        return ImportResult(imported, skipped, damaged)
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _filters(namespace: str, model: str | None, since: float | str | None) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if namespace != "*":
+        clauses.append("ns=?")
+        args.append(namespace)
+    if model:
+        from ._catalog import default_catalog
+
+        try:
+            model = default_catalog().resolve(model).id
+        except FalnbError:  # a name the catalog does not know: match the id as given
+            pass
+        clauses.append("model=?")
+        args.append(model)
+    if since is not None:
+        clauses.append("created>=?")
+        args.append(parse_since(since))
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
+
+
+def _import_row(doc: Any) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise BadEntry("not an object")
+    ns, key, model = doc["namespace"], doc["key"], doc["model"]
+    if not (isinstance(ns, str) and NAMESPACE.fullmatch(ns) and isinstance(key, str) and _HEX64.fullmatch(key)
+            and isinstance(model, str) and model):
+        raise BadEntry("bad names")
+    metas = doc["images"]
+    if not isinstance(metas, list) or not metas:
+        raise BadEntry("no images")
+    clean = []
+    for m in metas:
+        if not (isinstance(m, dict) and isinstance(m.get("sha"), str) and _HEX64.fullmatch(m["sha"])
+                and isinstance(m.get("size"), int) and m["size"] >= 0 and isinstance(m.get("type"), str)):
+            raise BadEntry("bad image")
+        clean.append({"sha": m["sha"], "size": m["size"], "type": m["type"], "w": _opt_int(m.get("w")),
+                      "h": _opt_int(m.get("h")), "url": m.get("url") if isinstance(m.get("url"), str) else None,
+                      "seed": _opt_int(m.get("seed"))})
+    response, canonical = doc["response"], doc["canonical"]
+    if not isinstance(response, dict) or not isinstance(canonical, dict):
+        raise BadEntry("bad response")
+    cost = doc.get("cost")
+    created = doc.get("created")
+    rid = doc.get("request_id")
+    return {"ns": ns, "key": key, "model": model, "metas": clean,
+            "canonical": json.dumps(canonical, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
+            "response": json.dumps(response, ensure_ascii=False, separators=(",", ":")),
+            "cost": float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None,
+            "created": float(created) if isinstance(created, (int, float)) else time.time(),
+            "request_id": rid if isinstance(rid, str) else None}
+
+
+def _opt_int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_SIZES = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+          "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
+
+
+def parse_age(value: float | str | _dt.timedelta) -> float:
+    """Seconds from ``90``, ``"30d"``, ``"12h"``, ``"2w"``, ``"45min"`` or a ``timedelta``."""
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", str(value).lower())
+    if not m or m.group(2) not in ({*_UNITS, ""}):
+        raise InputError(f"{value!r} is not an age", hint="Write e.g. 30d, 12h, 2w, 45min or a number of seconds.")
+    return float(m.group(1)) * _UNITS.get(m.group(2) or "s", 1)
+
+
+def parse_bytes(value: int | str) -> int:
+    """Bytes from ``1000``, ``"500MB"``, ``"1.5GB"``, ``"200KiB"``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", str(value).lower())
+    if not m or m.group(2) not in _SIZES:
+        raise InputError(f"{value!r} is not a size", hint="Write e.g. 500MB, 2GB or a number of bytes.")
+    return int(float(m.group(1)) * _SIZES[m.group(2)])
+
+
+def parse_since(value: float | str) -> float:
+    """A time stamp from a number, an age (``"7d"``: that long ago) or an ISO date/time."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return time.time() - parse_age(text)
+    except InputError:
+        pass
+    try:
+        when = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"{value!r} is not a date or an age",
+                         hint="Write e.g. 2025-01-31, 2025-01-31T12:00 or 7d.") from None
+    return when.timestamp()
+
+
+def _human(n: int | float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
