@@ -197,8 +197,8 @@ class Ledger:
                 group_cost: Callable[[], float | None] | None = None) -> Reservation:
         """Check the budgets and hold ``cost`` until the request is paid or released.
 
-        ``group`` (one ``generate`` call, e.g. its progress tracker) makes the call pass or fail whole: its first request
-        checks and holds ``group_cost()`` (the call's uncached estimate), and the others draw on that
+        ``group`` (one ``generate`` call, e.g. its progress tracker) makes the call pass or fail whole:
+        its first request checks and holds ``group_cost()`` (the call's uncached estimate), and the others draw on that
         hold, so no request of a call is sent when the call as a whole would cross a budget."""
         with _SESSION.check:  # a check and its hold are one step for this process
             if group is None or group_cost is None:
