@@ -412,7 +412,7 @@ def progress_text(items: Sequence[tuple[str, Progress | None]], elapsed: float) 
                 lines.append(f"{label}: waiting · {elapsed:.1f} s")
                 keys.append(f"{label}: waiting")
                 continue
-            what = _state(p)
+            what = p.what()
             lines.append(f"{label}: {what} · {p.elapsed:.1f} s")
             keys.append(f"{label}: {what}")
         return "\n".join(lines), "\n".join(keys)
@@ -432,16 +432,6 @@ def progress_text(items: Sequence[tuple[str, Progress | None]], elapsed: float) 
     return text, key
 
 
-def _state(p: Progress) -> str:
-    if p.state == "queued" and p.queue_position is not None:
-        what = f"queued (position {p.queue_position})"
-    elif p.state == "running" and p.log:
-        what = f"running: {_short(p.log, 120)}"
-    else:
-        what = p.state
-    if p.total > 1:
-        what += f" · {p.done}/{p.total} requests"
-    return what
 
 
 class ProgressView:

@@ -21,16 +21,20 @@ class Progress:
     elapsed: float = 0.0
     request_ids: tuple[str, ...] = ()
 
-    def line(self) -> str:
-        """One short human line, e.g. ``queued (position 3) · 1.2 s``."""
+    def what(self) -> str:
+        """The state in words, e.g. ``queued (position 3)`` or ``running: Step 2/4 · 1/2 requests``."""
         if self.state == "queued" and self.queue_position is not None:
             what = f"queued (position {self.queue_position})"
         elif self.state == "running" and self.log:
-            what = f"running: {self.log[:120]}"
+            log = " ".join(self.log.split())
+            what = f"running: {log if len(log) <= 120 else log[:119] + '…'}"
         else:
             what = self.state
-        count = f" · {self.done}/{self.total} requests" if self.total > 1 else ""
-        return f"{self.model}: {what}{count} · {self.elapsed:.1f} s"
+        return what + (f" · {self.done}/{self.total} requests" if self.total > 1 else "")
+
+    def line(self) -> str:
+        """One short human line, e.g. ``flux-schnell: queued (position 3) · 1.2 s``."""
+        return f"{self.model}: {self.what()} · {self.elapsed:.1f} s"
 
 
 _ORDER = ["checking", "submitting", "queued", "running", "downloading", "cached", "done"]
