@@ -36,7 +36,7 @@ T = TypeVar("T")
 #: generations a client remembers in ``history``
 HISTORY_SIZE = 50
 #: plans a client remembers (see ``Client.plan``)
-_PLAN_MEMO = 256
+_PLAN_MEMO = 128
 ProgressCallback = Callable[[Progress], None]
 
 
