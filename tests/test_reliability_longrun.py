@@ -1,7 +1,7 @@
 """Figure 6: 1,000 requests in one process, cache on and cache off: nothing grows without bound.
 
 The in-process emulator (zero latency) answers.  After a warm-up (connections, the SQLite index,
-``Client.history`` full at its cap), 1,000 more requests must not grow the threads, the open file
+``Client.history`` and the plan memo full at their caps), 1,000 more requests must not grow the threads, the open file
 descriptors, the tasks on falnb's loop, or the live objects falnb makes per request (generations,
 images, httpx responses...: a census with ``gc``); the process's RSS must stay within a bound (the
 emulator's own caches, the other side of the wire, are emptied before each reading).
