@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
@@ -517,20 +518,16 @@ def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-async def _cancel_quietly(queue: QueueClient, sub: Submitted) -> None:
-    try:
-        await asyncio.wait_for(queue.cancel(sub), 5.0)
-    except (FalnbError, asyncio.TimeoutError, httpx.HTTPError):
-        pass
-
-
 _DEFAULT: Client | None = None
+_DEFAULT_LOCK = threading.Lock()
 
 
 def default_client() -> Client:
-    """The client behind ``falnb.generate``: configured from the environment on first use."""
+    """The client behind ``falnb.generate``: configured from the environment on first use
+    (one per process, even when several threads ask at once)."""
     global _DEFAULT
-    if _DEFAULT is None:
-        _DEFAULT = Client()
-    return _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = Client()
+        return _DEFAULT
 
