@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._models import seed_text
+
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
@@ -75,14 +77,6 @@ class Entry:
 # -- images -----------------------------------------------------------------------------------
 
 
-def _open(image: Image) -> PILImage:
-    from PIL import Image as PIL
-
-    img = PIL.open(io.BytesIO(image.data))
-    img.load()
-    return img
-
-
 def _flatten(img: PILImage, fmt: str) -> PILImage:
     """JPEG has no alpha: put transparent pictures on white."""
     from PIL import Image as PIL
@@ -117,7 +111,7 @@ def preview(image: Image, long_side: int = 512, fmt: str = "jpeg",
     """
     from PIL import Image as PIL
 
-    img = _open(image)
+    img = image.to_pil()
     if max(img.size) > long_side:
         img.thumbnail((long_side, long_side), PIL.Resampling.LANCZOS)
     data = _encode(img, fmt, quality)
@@ -153,7 +147,7 @@ def contact_sheet(tiles: Sequence[tuple[Image | None, str]], columns: int, long_
         if image is None:
             thumbs.append(None)
             continue
-        img = _flatten(_open(image), "jpeg")
+        img = _flatten(image.to_pil(), "jpeg")
         img.thumbnail((long_side, long_side), PIL.Resampling.LANCZOS)
         thumbs.append(img)
     sizes = [t.size for t in thumbs if t is not None] or [(long_side, long_side)]
@@ -206,19 +200,6 @@ def _numbers(first: int, count: int) -> str:
     return f"[{first}]" if count == 1 else f"[{first}-{first + count - 1}]"
 
 
-def _seeds(gen: Generation) -> str | None:
-    seeds = sorted({s for s in (img.seed for img in gen.images) if isinstance(s, int)})
-    if not seeds and isinstance(gen.seed, int):
-        seeds = [gen.seed]
-    if not seeds:
-        return None
-    if len(seeds) == 1:
-        return f"seed {seeds[0]}"
-    if seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"seeds {seeds[0]}-{seeds[-1]}"
-    return "seeds " + ", ".join(str(s) for s in seeds[:6]) + (", …" if len(seeds) > 6 else "")
-
-
 def _dims(gen: Generation) -> str:
     dims = sorted({f"{img.width}x{img.height}" for img in gen.images if img.width and img.height})
     return ", ".join(dims) if dims else "size unknown"
@@ -255,7 +236,7 @@ def caption_lines(entries: Sequence[Entry], refs: Sequence[str] | None = None, *
             continue
         gen = result
         count = len(gen.images)
-        parts = [e.label, f"{count} images" if count > 1 else "", _dims(gen), _seeds(gen) or "",
+        parts = [e.label, f"{count} images" if count > 1 else "", _dims(gen), seed_text(gen) or "",
                  "cost unknown" if gen.cost is None else f"~{_money(gen.cost)}"]
         if gen.cached:
             parts.append(f"cached — saved ~{_money(gen.saved)}")
@@ -356,7 +337,7 @@ def _full_output(img: Image, label: str) -> Output:
     if img.content_type in _SHOWABLE:
         return {img.content_type: _b64(img.data), "text/plain": text}, {}
     buf = io.BytesIO()
-    _open(img).save(buf, "PNG")
+    img.to_pil().save(buf, "PNG")
     return {"image/png": _b64(buf.getvalue()), "text/plain": text}, {}
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["Generation", "Image"]
+__all__ = ["Generation", "Image", "images_from_response", "seed_text"]
 
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
 
@@ -128,12 +128,9 @@ class Generation:
         first = self.images[0] if self.images else None
         dims = f"{first.width}x{first.height}" if first and first.width and first.height else "size by model"
         parts = [self.model, dims]
-        seeds = sorted({img.seed for img in self.images if img.seed is not None})
-        if len(seeds) > 1:  # n split over several requests, each with its own seed
-            parts.append(f"seeds {seeds[0]}–{seeds[-1]}" if seeds[-1] - seeds[0] == len(seeds) - 1
-                         else "seeds " + ", ".join(map(str, seeds)))
-        elif self.seed is not None:
-            parts.append(f"seed {self.seed}")
+        seeds = seed_text(self)
+        if seeds:
+            parts.append(seeds)
         parts.append("cost unknown" if self.cost is None else f"~${self.cost:.3f}")
         if self.cached:
             parts.append(f"cached, saved ~${self.saved:.3f}")
@@ -153,6 +150,20 @@ class Generation:
         from ._display import show_generation
 
         show_generation(self)
+
+
+def seed_text(gen: Generation) -> str | None:
+    """``seed 7``, or ``seeds 7-9`` when ``n`` was split over requests with their own seeds."""
+    seeds = sorted({img.seed for img in gen.images if isinstance(img.seed, int)})
+    if not seeds and isinstance(gen.seed, int):
+        seeds = [gen.seed]
+    if not seeds:
+        return None
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return "seeds " + ", ".join(str(s) for s in seeds[:6]) + (", …" if len(seeds) > 6 else "")
 
 
 def images_from_response(response: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
