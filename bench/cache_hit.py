@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["FALNB_CACHE_DIR"] = tmp
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from falnb import Client
-    from falnb._models import Image
     from falnb.emulator import Emulator
+    from falnb.results._generation import Image
 
     client = Client(offline=True, emulator=Emulator(latency=0.01, concurrency=4))
     kw = {"model": args.model, "n": 4, "size": args.size, "seed": 1}
@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         assert entry is not None
         return entry
 
-    from falnb import _cache
-    from falnb._models import Generation
+    from falnb.cache import _store as _cache
+    from falnb.results._generation import Generation
 
     def sync_hit() -> Generation:
         # the same hit built in the caller's thread, without the hand-off to falnb's event loop: what a

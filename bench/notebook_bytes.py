@@ -3,7 +3,7 @@
 A 1024x1024 picture is generated with falnb (the in-process emulator, ``output_format="png"``) and
 displayed the way a ``%%falimage`` cell does by default: through ``%%falimage`` itself in a fresh
 ``InteractiveShell`` when the magics are there (its display calls captured), else through
-``falnb._display.render_outputs`` with the default ``DisplaySettings``.  The outputs are put in a
+``falnb.results._render.render_outputs`` with the default ``DisplaySettings``.  The outputs are put in a
 notebook with nbformat and written as nbformat writes it; the bytes they add to the ``.ipynb``
 are compared with the picture as a PNG file (Pillow's default PNG encoding of the same pixels).
 
@@ -26,7 +26,7 @@ import nbformat
 from PIL import Image as PIL
 
 import falnb
-from falnb._models import Image as FImage
+from falnb.results._generation import Image as FImage
 
 which = sys.argv[1]
 side = int(sys.argv[2])
@@ -92,10 +92,10 @@ try:
 except Exception as exc:  # the magics may not be there yet
     path = f"shell path failed: {type(exc).__name__}: {exc}"
 if outputs is None:
-    from falnb._display import DisplaySettings, Entry, render_outputs
+    from falnb.results._render import DisplaySettings, Entry, render_outputs
     outputs = render_outputs([Entry(gen.model, gen.prompt, gen)], settings or DisplaySettings())
-    path = ("falnb._display.render_outputs with the magics' display settings" if settings is not None
-            else f"falnb._display.render_outputs with DisplaySettings() ({path})")
+    path = ("falnb.results._render.render_outputs with the magics' display settings" if settings is not None
+            else f"falnb.results._render.render_outputs with DisplaySettings() ({path})")
 
 def as_nb(outs):
     nb = nbformat.v4.new_notebook()
@@ -122,7 +122,7 @@ images_only = total - (as_nb(text_only(encoded)) - empty)
 mimes = sorted({k for d, _ in encoded for k in d})
 falnb_count = None
 try:
-    from falnb._display import notebook_bytes
+    from falnb.results._render import notebook_bytes
     falnb_count = notebook_bytes(encoded)
 except Exception:
     pass

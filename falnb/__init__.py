@@ -41,13 +41,13 @@ from ._exceptions import (
 
 if TYPE_CHECKING:
     from ._api import agenerate, agenerate_many, generate, generate_many, load_litellm_config
-    from ._cache import ResponseCache
-    from ._cache_db import CacheWarning
-    from ._catalog import ModelSpec, Param
     from ._client import Client
-    from ._form import form
-    from ._models import Generation, Image
-    from ._progress import Progress
+    from .cache._index import CacheWarning
+    from .cache._store import ResponseCache
+    from .catalog._catalog import ModelSpec, Param
+    from .fal._progress import Progress
+    from .notebook._form import form
+    from .results._generation import Generation, Image
 
 __version__ = "0.1.0"
 
@@ -95,17 +95,17 @@ __all__ = [
 
 #: public names loaded on first access, so ``import falnb`` stays light
 _LAZY = {
-    "CacheWarning": "._cache_db",
+    "CacheWarning": ".cache._index",
     "Client": "._client",
-    "Generation": "._models",
-    "Image": "._models",
-    "ModelSpec": "._catalog",
-    "Param": "._catalog",
-    "Progress": "._progress",
-    "ResponseCache": "._cache",
+    "Generation": ".results._generation",
+    "Image": ".results._generation",
+    "ModelSpec": ".catalog._catalog",
+    "Param": ".catalog._catalog",
+    "Progress": ".fal._progress",
+    "ResponseCache": ".cache._store",
     "agenerate": "._api",
     "agenerate_many": "._api",
-    "form": "._form",
+    "form": ".notebook._form",
     "generate": "._api",
     "generate_many": "._api",
     "load_litellm_config": "._api",
@@ -127,12 +127,12 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext falnb``: registers ``%%falimage`` and friends (heavy imports wait for first use)."""
-    from ._magics import load_ipython_extension as load
+    from .notebook._magics import load_ipython_extension as load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    from ._magics import unload_ipython_extension as unload
+    from .notebook._magics import unload_ipython_extension as unload
 
     unload(ipython)

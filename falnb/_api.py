@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ._catalog import ModelSpec, default_catalog
-from ._catalog import load_litellm_config as _load
 from ._client import default_client
 from ._exceptions import FalnbError
-from ._models import Generation
+from .catalog._catalog import ModelSpec, default_catalog
+from .catalog._catalog import load_litellm_config as _load
+from .results._generation import Generation
 
 __all__ = ["agenerate", "agenerate_many", "generate", "generate_many", "load_litellm_config", "models"]
 

@@ -17,7 +17,7 @@ commands:
 
 
 def _models() -> int:
-    from ._catalog import default_catalog
+    from .catalog._catalog import default_catalog
 
     for m in default_catalog().models:
         price = "?" if m.price is None else f"${m.price.usd:g}/{m.price.basis}"
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(emulator_main(rest))
     if command == "cache":
-        from ._cache_cli import main as cache_main
+        from .cache._cli import main as cache_main
 
         return int(cache_main(rest))
     if command == "quickstart":

@@ -17,18 +17,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from ._catalog import Catalog, default_catalog
-from ._config import OFFLINE_QUEUE_URL, Key, find_key, offline_from_env, queue_url_from_env
-from ._download import fetch_image, sniff
 from ._exceptions import FalnbError, FalServerError, Interrupted
-from ._loop import get_loop, run_sync
-from ._models import Generation, Image, images_from_response
-from ._progress import Progress, ProgressTracker
-from ._queue import QueueClient, RetryPolicy, Submitted
-from ._request import FalRequest, Plan, build_plan
+from .catalog._catalog import Catalog, default_catalog
+from .fal._config import OFFLINE_QUEUE_URL, Key, find_key, offline_from_env, queue_url_from_env
+from .fal._download import fetch_image, sniff
+from .fal._loop import get_loop, run_sync
+from .fal._progress import Progress, ProgressTracker
+from .fal._queue import QueueClient, RetryPolicy, Submitted
+from .request._plan import FalRequest, Plan, build_plan
+from .results._generation import Generation, Image, images_from_response
 
 if TYPE_CHECKING:
-    from ._cache import ResponseCache
+    from .cache._store import ResponseCache
     from .emulator import Emulator
 
 __all__ = ["Client", "default_client"]
@@ -109,7 +109,7 @@ class Client:
     def cache(self) -> ResponseCache | None:
         """The response cache (None for ``Client(cache=False)``), opened on first use."""
         if self._cache is True:
-            from ._cache import ResponseCache
+            from .cache._store import ResponseCache
 
             arg = self._cache_arg
             # a ResponseCache given by the caller is used through this client's namespace, so the
@@ -350,7 +350,7 @@ class Client:
                 cache.ledger.record_saved(req.cost, model=req.model)
                 return _Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0)
         from ._exceptions import CacheError
-        from ._ledger import session_ledger
+        from .cache._ledger import session_ledger
 
         ledger = store.ledger if store is not None else session_ledger(self.cache_namespace)
 
@@ -381,7 +381,7 @@ class Client:
                     except CacheError as exc:  # the pictures are paid and in hand: warn, do not lose them
                         import warnings
 
-                        from ._cache_db import CacheWarning
+                        from .cache._index import CacheWarning
 
                         warnings.warn(f"falnb: {exc}", CacheWarning, stacklevel=2)
                     return part

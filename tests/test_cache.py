@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from falnb import BudgetExceededError, Client, SubmitUncertainError
-from falnb._cache import CacheWarning, ResponseCache, default_directory
-from falnb._cache_admin import parse_age, parse_bytes
-from falnb._journal import InFlight, Slot, _leave
-from falnb._queue import RetryPolicy
+from falnb.cache._admin import parse_age, parse_bytes
+from falnb.cache._journal import InFlight, Slot, _leave
+from falnb.cache._store import CacheWarning, ResponseCache, default_directory
 from falnb.emulator import Emulator, serve
+from falnb.fal._queue import RetryPolicy
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, submit_attempts=3)
 PROMPT = "a lighthouse at dusk"
@@ -33,7 +33,7 @@ KW: dict[str, Any] = {"model": "flux-schnell", "n": 2, "seed": 7, "size": "512x5
 
 @pytest.fixture(autouse=True)
 def _new_session(monkeypatch: pytest.MonkeyPatch) -> None:
-    from falnb import _ledger
+    from falnb.cache import _ledger
 
     monkeypatch.setattr(_ledger, "_SESSION", _ledger._Session())  # each test is a fresh session
 
@@ -206,7 +206,7 @@ def test_damaged_entry_is_reported_and_regenerated(emu: Emulator, how: str) -> N
 
 
 def test_a_garbage_index_file_is_set_aside(emu: Emulator) -> None:
-    from falnb import _cache_db
+    from falnb.cache import _index as _cache_db
 
     offline(emu).generate(PROMPT, **KW)
     _cache_db._INDEXES.clear()  # as a new process would see it
@@ -320,7 +320,7 @@ def test_a_journaled_request_is_reattached_instead_of_paid_again(emu: Emulator) 
     async def submit() -> str:
         return (await queue.submit(req.model, req.input)).request_id
 
-    from falnb._loop import run_sync
+    from falnb.fal._loop import run_sync
 
     rid = run_sync(submit())  # a process submitted it, then died (pid 0: no owner)
     _journal_row(req.key, "submitted", rid)
@@ -580,7 +580,7 @@ def test_many_entries_round_trip(emu: Emulator) -> None:
 
 def test_an_index_damaged_under_a_running_process_does_not_lose_pictures(emu: Emulator,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from falnb._cache_db import Index
+    from falnb.cache._index import Index
 
     client = offline(emu)
     client.generate(PROMPT, **KW)
@@ -608,7 +608,7 @@ def test_an_index_damaged_under_a_running_process_does_not_lose_pictures(emu: Em
 def test_a_locked_index_degrades_to_no_journal_not_to_a_failure(emu: Emulator,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from falnb import CacheError
-    from falnb._cache_db import Index
+    from falnb.cache._index import Index
 
     def write(self: Index) -> Any:
         raise CacheError(f"the cache index {self.path} failed: database is locked")
@@ -693,7 +693,7 @@ def test_setting_a_damaged_index_aside_keeps_its_journal(emu: Emulator) -> None:
 
 
 def test_an_unreadable_index_warns_once_that_in_flight_requests_are_lost(emu: Emulator) -> None:
-    from falnb import _cache_db
+    from falnb.cache import _index as _cache_db
 
     offline(emu).generate(PROMPT, **KW)
     _cache_db._INDEXES.clear()
@@ -742,7 +742,7 @@ def test_a_stale_connection_never_sets_the_new_index_aside(emu: Emulator) -> Non
 
 def test_verified_files_are_remembered_compactly_and_boundedly(emu: Emulator,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from falnb import _cache
+    from falnb.cache import _store as _cache
 
     assert _cache._VERIFIED_MAX <= 10_000
     monkeypatch.setattr(_cache, "_VERIFIED", {})
@@ -773,7 +773,7 @@ def _open_index_dirs(root: Path) -> set[str]:
 def test_open_indexes_are_bounded_per_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import threading
 
-    from falnb import _cache_db
+    from falnb.cache import _index as _cache_db
 
     monkeypatch.setattr(_cache_db, "MAX_OPEN", 3)
     caches = [ResponseCache(tmp_path / f"d{i}", "emulator") for i in range(12)]

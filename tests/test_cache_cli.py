@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from falnb import Client
-from falnb._cache import default_directory
 from falnb._cli import main
-from falnb._queue import RetryPolicy
+from falnb.cache._store import default_directory
 from falnb.emulator import Emulator
+from falnb.fal._queue import RetryPolicy
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, submit_attempts=3)
 

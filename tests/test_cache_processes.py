@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from falnb._cache import ResponseCache
+from falnb.cache._store import ResponseCache
 from falnb.emulator import Emulator, EmulatorServer, serve
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and /proc")
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = """
 import json, sys
 from falnb import Client
-from falnb._queue import RetryPolicy
+from falnb.fal._queue import RetryPolicy
 prompt, refresh = sys.argv[1], sys.argv[2] == "1"
 client = Client(retry=RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, submit_attempts=3))
 gen = client.generate(prompt, model="flux-schnell", n=2, seed=3, size="512x512", refresh=refresh)

@@ -13,9 +13,9 @@ import pytest
 
 import falnb
 from falnb import Client
-from falnb._queue import RetryPolicy
-from falnb._request import build_plan
 from falnb.emulator import Emulator, serve
+from falnb.fal._queue import RetryPolicy
+from falnb.request._plan import build_plan
 
 from .test_request import SEED_IDS, SIZES
 
@@ -76,7 +76,7 @@ def test_every_seed_model_request_body(client: Client, emu: Emulator, model: str
                     sent.append(dict(req.input))
         return sent
 
-    sent = falnb._loop.run_sync(run_all())
+    sent = falnb.fal._loop.run_sync(run_all())
     assert received(emu)[-len(sent):] == sent
     assert emu.ledger.requests == len(sent)
 
@@ -85,7 +85,7 @@ def test_every_seed_model_request_body(client: Client, emu: Emulator, model: str
 def test_every_seed_model_end_to_end(client: Client, emu: Emulator, model: str) -> None:
     gen = client.generate("a lighthouse at dusk", model=model, size="1536x1024", n=2, seed=3)
     assert len(gen.images) == 2 and gen.model == model
-    spec = falnb._catalog.default_catalog().resolve(model)
+    spec = falnb.catalog._catalog.default_catalog().resolve(model)
     for img in gen.images:
         assert img.data and img.content_type.startswith("image/")
         assert img.width and img.height and img.width > img.height  # landscape kept
@@ -141,7 +141,7 @@ def test_missing_key_found_before_any_request(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_key_sources(monkeypatch: pytest.MonkeyPatch) -> None:
-    from falnb._config import find_key
+    from falnb.fal._config import find_key
 
     monkeypatch.setenv("FAL_AI_API_KEY", "litellm-style")
     assert find_key().source == "FAL_AI_API_KEY"
@@ -175,7 +175,7 @@ def test_validation_error_names_model_and_field(client: Client, emu: Emulator) -
         await queue.result(sub)
 
     with pytest.raises(falnb.FalValidationError) as err:
-        falnb._loop.run_sync(run())
+        falnb.fal._loop.run_sync(run())
     e = err.value
     assert e.status_code == 422 and e.field == "aspect_ratio" and "flux-pro/v1.1-ultra" in str(e)
     assert len(e._render_traceback_()) <= 2
@@ -243,7 +243,7 @@ def test_request_not_found_after_retention(client: Client, emu: Emulator) -> Non
         await queue.result(sub)
 
     with pytest.raises(falnb.RequestNotFoundError):
-        falnb._loop.run_sync(run())
+        falnb.fal._loop.run_sync(run())
 
 
 def test_unreachable_queue_is_a_transport_error() -> None:
@@ -299,7 +299,7 @@ def test_explicit_cancel_of_queued_request(client: Client, emu: Emulator) -> Non
         word1 = await queue.cancel(first)
         return word, word1
 
-    words = falnb._loop.run_sync(run())
+    words = falnb.fal._loop.run_sync(run())
     assert all(words)
     time.sleep(0.1)
     assert emu.ledger.requests == 0

@@ -253,7 +253,7 @@ def test_output_shapes_per_model(clock: Clock) -> None:
 ])
 def test_exact_pixel_sizes_and_formats(model: str, inputs: dict[str, Any], size: tuple[int, int] | None,
                                        fmt: str, clock: Clock) -> None:
-    from falnb._catalog import default_catalog
+    from falnb.catalog._catalog import default_catalog
 
     emu = Emulator(latency=0.01, clock=clock)
     spec = default_catalog().resolve(model)

@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from falnb._catalog import PRESETS, SEED_MODELS, Catalog, ModelSpec, Param
 from falnb._client import Client
-from falnb._form import MAX_FORM_N, FalForm, form
-from falnb._form_cell import falimage_cell, param_text
-from falnb._form_fields import NOT_SENT
+from falnb.catalog._catalog import PRESETS, SEED_MODELS, Catalog, ModelSpec, Param
 from falnb.emulator import Emulator
+from falnb.notebook._form import MAX_FORM_N, FalForm, form
+from falnb.notebook._form_cell import falimage_cell, param_text
+from falnb.notebook._form_fields import NOT_SENT
 
 # -- helpers -------------------------------------------------------------------------------------
 
@@ -565,7 +565,7 @@ def test_cell_text_from_settings(client: Client) -> None:
                        seed=parsed["seed"], **parsed["params"])
     assert [r.key for r in plan.requests] == [r.key for r in f.plan().requests]
     try:
-        from falnb._magic_args import parse_params
+        from falnb.notebook._magic_args import parse_params
     except ImportError:
         return
     words = shlex.split(text.partition("\n")[0])
@@ -585,8 +585,8 @@ def test_cell_text_round_trips_for_every_model(spec: ModelSpec, client: Client) 
 
 
 def test_progress_lines() -> None:
-    from falnb._form_status import progress_text
-    from falnb._progress import Progress
+    from falnb.fal._progress import Progress
+    from falnb.notebook._form_status import progress_text
 
     line = progress_text(Progress("queued", "m", 1, queue_position=2, elapsed=0.5), "flux-ultra")
     assert line == "flux-ultra: queued (position 2) · 0.5 s"

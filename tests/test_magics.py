@@ -28,8 +28,8 @@ from PIL import Image as PIL
 
 import falnb
 from falnb import Client
-from falnb._magics import FalMagics, magics_of
 from falnb.emulator import Emulator
+from falnb.notebook._magics import FalMagics, magics_of
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -127,7 +127,7 @@ def test_load_ext_is_cheap() -> None:
             "from IPython.core.interactiveshell import InteractiveShell\n"
             "sh = InteractiveShell.instance()\n"
             "t = time.perf_counter(); sh.run_line_magic('load_ext', 'falnb'); t = time.perf_counter() - t\n"
-            "heavy = [m for m in ('httpx', 'PIL', 'falnb._client', 'falnb._cache', 'ipywidgets',"
+            "heavy = [m for m in ('httpx', 'PIL', 'falnb._client', 'falnb.cache._store', 'ipywidgets',"
             " 'falnb.emulator') if m in sys.modules]\n"
             "print(heavy, 'falimage' in sh.magics_manager.magics['cell'], round(t * 1000, 1))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -462,7 +462,7 @@ def test_falconfig_shows_settings_key_source_and_mode(shell: InteractiveShell, m
 
 
 def test_falform(shell: InteractiveShell, magics: FalMagics, monkeypatch: pytest.MonkeyPatch) -> None:
-    import falnb._form
+    import falnb.notebook._form
 
     seen: dict[str, Any] = {}
 
@@ -470,7 +470,7 @@ def test_falform(shell: InteractiveShell, magics: FalMagics, monkeypatch: pytest
         seen.update(model=model, client=client, **defaults)
         return "<a form>"
 
-    monkeypatch.setattr(falnb._form, "form", fake_form)
+    monkeypatch.setattr(falnb.notebook._form, "form", fake_form)
     cell = run(shell, "%falform -m flux-ultra -s 16:9 -n 2 --seed 5 -p raw=true --out f a lake at {place}")
     assert cell.ok, cell.text
     assert seen == {"model": "flux-ultra", "client": magics.client, "size": "16:9", "n": 2, "seed": 5,
@@ -509,8 +509,8 @@ def test_live_progress_updates_in_place(shell: InteractiveShell, magics: FalMagi
 
 
 def test_progress_text_and_terminal_mode() -> None:
-    from falnb._display import ProgressView, progress_text
-    from falnb._progress import Progress
+    from falnb.fal._progress import Progress
+    from falnb.results._render import ProgressView, progress_text
 
     items = [(f"[{i}] p{i}", Progress("queued" if i % 2 else "running", "m", 1, queue_position=i,
                                       log="Step 2/8", elapsed=1.0)) for i in range(12)]
@@ -575,7 +575,7 @@ def test_interrupt_by_sigint_cancels_and_bills_nothing(shell: InteractiveShell, 
 
 def test_interrupt_cancels_every_model(shell: InteractiveShell, magics: FalMagics, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from falnb import _display
+    from falnb.results import _render as _display
 
     clock = _Clock()
     emu = Emulator(latency=10.0, concurrency=1, clock=clock)
@@ -747,8 +747,8 @@ def _photo_like(seed: int, size: int = 1024) -> bytes:
 
 
 def test_notebook_bytes_per_image(shell: InteractiveShell, magics: FalMagics) -> None:
-    from falnb._display import DisplaySettings, Entry, notebook_bytes, render_outputs
-    from falnb._models import Generation, Image
+    from falnb.results._generation import Generation, Image
+    from falnb.results._render import DisplaySettings, Entry, notebook_bytes, render_outputs
 
     # 1. end to end on the emulator: 4 PNG pictures of 1024x1024 in one cell
     src = "%falimage -m schnell -n 4 -s 1024x1024 -p output_format=png --seed 5 {embed} a harbour at dawn"

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from falnb import Client, _cache_db
-from falnb._cache_db import CacheWarning
+from falnb import Client
+from falnb.cache import _index as _cache_db
+from falnb.cache._index import CacheWarning
 from falnb.emulator import Emulator
 
 MODEL = "flux-schnell"

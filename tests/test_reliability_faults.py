@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 
 from falnb import Client
-from falnb._download import sniff
 from falnb._exceptions import FalnbError, SubmitUncertainError
-from falnb._queue import RetryPolicy
 from falnb.emulator import Emulator, EmulatorServer, Faults, serve
 from falnb.emulator._http import Response
+from falnb.fal._download import sniff
+from falnb.fal._queue import RetryPolicy
 
 MODEL = "fal-ai/flux/schnell"
 FAST = RetryPolicy(attempts=10, base_delay=0.005, max_delay=0.05, submit_attempts=12)

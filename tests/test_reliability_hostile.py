@@ -93,8 +93,8 @@ def test_figure_hostile_text_is_escaped_in_every_html(emu: Emulator, tmp_path: P
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
 
-    from falnb._form import form
-    from falnb._magics import magics_of
+    from falnb.notebook._form import form
+    from falnb.notebook._magics import magics_of
 
     prompt = f"a lighthouse {PAYLOAD}"
     checked: dict[str, int] = {}
@@ -280,7 +280,7 @@ def test_figure_fal_urls_to_another_host_never_get_the_key(emu: Emulator, tmp_pa
 
 
 def test_a_journaled_hostile_request_id_stays_one_path_segment(emu: Emulator, tmp_path: Path) -> None:
-    from falnb._queue import QueueClient
+    from falnb.fal._queue import QueueClient
 
     queue = QueueClient(httpx.AsyncClient(), QUEUE, None)
     sub = queue.handle(MODEL, "../../_emulator/reset?x=1#y")

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from falnb import Client
-from falnb._loop import get_loop
 from falnb.emulator import Emulator
+from falnb.fal._loop import get_loop
 
 #: object types whose live count would grow with a per-request leak
 WATCHED = {"Generation", "Image", "_Part", "Submitted", "Status", "ProgressTracker", "FalRequest", "Plan",

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from falnb._cache import ResponseCache
-from falnb._cache_db import CacheWarning
+from falnb.cache._index import CacheWarning
+from falnb.cache._store import ResponseCache
 from falnb.emulator import Emulator, EmulatorServer, serve
 
 from ._procs.runner import finish_child, start_child

@@ -33,8 +33,8 @@ from falnb._exceptions import (
     RequestTimeoutError,
     SubmitUncertainError,
 )
-from falnb._queue import RetryPolicy
 from falnb.emulator import Emulator, EmulatorServer, Faults, serve
+from falnb.fal._queue import RetryPolicy
 
 MODEL = "fal-ai/flux/schnell"
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, submit_attempts=3)
@@ -222,7 +222,7 @@ def _notebook(url: str, refusing_url: str, cache_dir: Path) -> list[str]:
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
 
-    from falnb._magics import magics_of
+    from falnb.notebook._magics import magics_of
 
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "falnb")

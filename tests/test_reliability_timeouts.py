@@ -24,8 +24,8 @@ from falnb._exceptions import (
     SubmitUncertainError,
     TransportError,
 )
-from falnb._queue import RetryPolicy
 from falnb.emulator import Emulator
+from falnb.fal._queue import RetryPolicy
 
 MODEL = "fal-ai/flux/schnell"
 QUEUE = "http://fal.test"

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from falnb._catalog import PRESETS, Catalog, default_catalog, load_litellm_config
 from falnb._exceptions import ParameterError, SizeError, UnknownModelError
-from falnb._request import build_plan
-from falnb._sizes import nearest_ratio, parse_size
+from falnb.catalog._catalog import PRESETS, Catalog, default_catalog, load_litellm_config
+from falnb.catalog._sizes import nearest_ratio, parse_size
+from falnb.request._plan import build_plan
 
 SEED_IDS = [
     "fal-ai/flux-pro/v1.1-ultra",

@@ -39,9 +39,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .._catalog import Catalog, ModelSpec, default_catalog
 from .._exceptions import FalnbError
-from .._sizes import dims_of_input
+from ..catalog._catalog import Catalog, ModelSpec, default_catalog
+from ..catalog._sizes import dims_of_input
 from ._http import EventStream, Response, json_response
 from ._images import CONTENT_TYPES, EXTENSIONS
 from ._knobs import Faults, Settings, apply_knobs, knobs_dict

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._catalog import Catalog
+from ..catalog._catalog import Catalog
 from ._app import App
 from ._http import Response
 from ._knobs import Faults, Settings, knobs_dict

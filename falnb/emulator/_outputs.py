@@ -7,8 +7,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from .._catalog import ModelSpec
-from .._sizes import dims_of_input
+from ..catalog._catalog import ModelSpec
+from ..catalog._sizes import dims_of_input
 from ._images import CONTENT_TYPES, EXTENSIONS, render
 
 __all__ = ["Plan", "build_output", "make_plan"]

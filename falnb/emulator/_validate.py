@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .._catalog import PRESETS, ModelSpec, Param
+from ..catalog._catalog import PRESETS, ModelSpec, Param
 
 __all__ = ["content_policy_error", "validate"]
 

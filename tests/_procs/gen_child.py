@@ -51,8 +51,9 @@ def arm(phase: str) -> None:
 
 
 def install_hooks() -> None:
-    from falnb import _client, _queue
-    from falnb._journal import Slot
+    from falnb import _client
+    from falnb.cache._journal import Slot
+    from falnb.fal import _queue
 
     submit = _queue.QueueClient.submit
     wait = _queue.QueueClient.wait

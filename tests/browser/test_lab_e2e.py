@@ -69,7 +69,7 @@ CELLS = [
     "from falnb.emulator import shared_emulator\n"
     "emu = shared_emulator()\n"
     f"emu.configure(latency=1.0, concurrency=1, model_latency={{{SLOW_MODEL!r}: 60.0}})",
-    "from falnb._form import form\n"
+    "from falnb.notebook._form import form\n"
     "f = form()\n"
     "f",
 ]

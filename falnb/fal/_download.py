@@ -14,7 +14,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 import httpx
 
-from ._exceptions import FalServerError, TransportError
+from .._exceptions import FalServerError, TransportError
 
 __all__ = ["MAX_IMAGE_BYTES", "fetch_image", "sniff"]
 

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ._exceptions import CacheError
+from .._exceptions import CacheError
 
 __all__ = ["SCHEMA_VERSION", "CacheWarning", "Index", "IndexSetAside", "index_for", "is_damaged", "private_dir",
            "private_file"]

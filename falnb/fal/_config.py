@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ._exceptions import ConfigError, MissingKeyError
+from .._exceptions import ConfigError, MissingKeyError
 
 __all__ = ["DEFAULT_QUEUE_URL", "OFFLINE_QUEUE_URL", "Key", "find_key", "offline_from_env", "queue_url_from_env"]
 

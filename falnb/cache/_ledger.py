@@ -30,10 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._exceptions import BudgetExceededError, CacheError, ConfigError
+from .._exceptions import BudgetExceededError, CacheError, ConfigError
 
 if TYPE_CHECKING:
-    from ._cache_db import Index
+    from ._index import Index
 
 __all__ = ["Ledger", "Reservation", "Spend", "session_ledger", "session_spend", "totals", "usd"]
 
@@ -249,7 +249,7 @@ class Ledger:
             else:
                 acc[0] += cost
         if self._index is not None:
-            from ._cache_db import IndexSetAside  # (loaded already: the index comes from it)
+            from ._index import IndexSetAside  # (loaded already: the index comes from it)
 
             try:
                 try:
@@ -259,7 +259,7 @@ class Ledger:
             except CacheError as exc:  # the request is paid and running: do not fail it over bookkeeping
                 import warnings
 
-                from ._cache_db import CacheWarning
+                from ._index import CacheWarning
 
                 warnings.warn(f"falnb: the spend of request {request_id} was not recorded: {exc.message}",
                               CacheWarning, stacklevel=3)

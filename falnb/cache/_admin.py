@@ -1,8 +1,8 @@
 """The response cache's controls: list, count, prune and clear entries, and export / import them
-for team replay (:class:`CacheAdmin`, which :class:`~falnb._cache.ResponseCache` inherits).
+for team replay (:class:`CacheAdmin`, which :class:`~falnb.cache._store.ResponseCache` inherits).
 
 Their ``namespace`` argument: None (the default) means the cache's own namespace, ``"*"`` every
-namespace.  The hot path (get, has, put, healing) is in :mod:`falnb._cache`.
+namespace.  The hot path (get, has, put, healing) is in :mod:`falnb.cache._store`.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._cache_files import NAMESPACE, BadEntry, dir_bytes, object_sizes, read_object, references, shas
-from ._exceptions import CacheError, FalnbError, InputError
+from .._exceptions import CacheError, FalnbError, InputError
+from ._files import NAMESPACE, BadEntry, dir_bytes, object_sizes, read_object, references, shas
 from ._ledger import Spend, session_spend, totals
 
 if TYPE_CHECKING:
-    from ._cache_db import Index
+    from ._index import Index
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -107,7 +107,7 @@ class ImportResult:
 
 
 class CacheAdmin:
-    """The controls of :class:`~falnb._cache.ResponseCache` (a mixin: it uses the cache's index and files)."""
+    """The controls of :class:`~falnb.cache._store.ResponseCache` (a mixin: it uses the cache's index and files)."""
 
     if TYPE_CHECKING:
         directory: Path
@@ -330,7 +330,7 @@ def _filters(namespace: str, model: str | None, since: float | str | None) -> tu
         clauses.append("ns=?")
         args.append(namespace)
     if model:
-        from ._catalog import default_catalog
+        from ..catalog._catalog import default_catalog
 
         try:
             model = default_catalog().resolve(model).id

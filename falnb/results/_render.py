@@ -17,13 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._models import seed_text
+from ._generation import seed_text
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-    from ._models import Generation, Image
-    from ._progress import Progress
+    from ..fal._progress import Progress
+    from ._generation import Generation, Image
 
 __all__ = [
     "EMBED_MODES",

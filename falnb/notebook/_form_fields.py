@@ -1,6 +1,6 @@
 """The form's input widgets: the model picker, the size control and one field per catalog parameter.
 
-Each catalog :class:`~falnb._catalog.Param` gets the widget that fits it: a Dropdown for a fixed
+Each catalog :class:`~falnb.catalog._catalog.Param` gets the widget that fits it: a Dropdown for a fixed
 set of values, a Combobox when a pattern also allows sub-values (Recraft's styles), a Checkbox for
 a bool, bounded number boxes, and a text box (JSON for lists and objects).  A field shows the
 model's default and reports only values that differ from it, so the request and the
@@ -15,9 +15,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from ._catalog import PRESETS, Catalog, ModelSpec, Param
-from ._exceptions import ParameterError
-from ._sizes import map_size
+from .._exceptions import ParameterError
+from ..catalog._catalog import PRESETS, Catalog, ModelSpec, Param
+from ..catalog._sizes import map_size
 
 __all__ = ["LABEL_STYLE", "NOT_SENT", "ParamField", "SizeControl", "model_options"]
 

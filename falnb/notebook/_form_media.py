@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-    from ._models import Generation, Image
+    from ..results._generation import Generation, Image
 
 __all__ = ["PREVIEW_SIDE", "contact_sheet", "output_bundles", "preview"]
 

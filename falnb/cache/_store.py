@@ -5,7 +5,7 @@ Layout of a cache directory (``FALNB_CACHE_DIR``, else the user cache directory)
     index.sqlite3          entries, the in-flight journal and the ledger (SQLite, WAL mode)
     objects/ab/abcdef...   image bytes, named by their SHA-256 (a picture is stored once)
 
-* The key is :attr:`falnb._request.FalRequest.key`: the full model id and the canonical input.
+* The key is :attr:`falnb.request._plan.FalRequest.key`: the full model id and the canonical input.
   ``namespace`` keeps the emulator's pictures (``"emulator"``) apart from fal's (``"fal"``).
 * Writes are atomic: an image is written to a temporary file, fsynced and renamed into place,
   then its entry is committed in one SQLite transaction.  Nothing reads a half-written entry.
@@ -17,8 +17,8 @@ Layout of a cache directory (``FALNB_CACHE_DIR``, else the user cache directory)
 
 Controls: :meth:`ResponseCache.entries`, :meth:`~ResponseCache.stats`, :meth:`~ResponseCache.prune`,
 :meth:`~ResponseCache.clear`, :meth:`~ResponseCache.export` and :meth:`~ResponseCache.import_` (in
-:mod:`falnb._cache_admin`), and ``falnb cache ...`` on the command line.  The image files' helpers are
-in :mod:`falnb._cache_files`.
+:mod:`falnb.cache._admin`), and ``falnb cache ...`` on the command line.  The image files' helpers are
+in :mod:`falnb.cache._files`.
 """
 
 from __future__ import annotations
@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._cache_admin import CacheAdmin
-from ._cache_db import CacheWarning, Index, IndexSetAside, index_for, private_dir
-from ._cache_files import NAMESPACE, BadEntry, references, remove_any, write_atomic
-from ._exceptions import CacheError, InputError
+from .._exceptions import CacheError, InputError
+from ..results._generation import Image
+from ._admin import CacheAdmin
+from ._files import NAMESPACE, BadEntry, references, remove_any, write_atomic
+from ._index import CacheWarning, Index, IndexSetAside, index_for, private_dir
 from ._ledger import _UNSET, Ledger
-from ._models import Image
 
 if TYPE_CHECKING:
     from ._journal import InFlight
@@ -103,7 +103,7 @@ class ResponseCache(CacheAdmin):
 
     ``directory``: default :func:`default_directory`.  ``namespace``: ``"fal"`` for fal's pictures,
     ``"emulator"`` for the emulator's.  ``budget_session`` / ``budget_total`` (USD): see
-    :class:`~falnb._ledger.Ledger`.
+    :class:`~falnb.cache._ledger.Ledger`.
     """
 
     def __init__(self, directory: str | Path | None = None, namespace: str = "fal", *,

@@ -21,15 +21,15 @@ from urllib.parse import quote
 
 import httpx
 
-from ._config import Key
-from ._errors_http import error_from_response, is_ingress_error
-from ._exceptions import (
+from .._exceptions import (
     FalServerError,
     RateLimitError,
     RequestTimeoutError,
     SubmitUncertainError,
     TransportError,
 )
+from ._config import Key
+from ._errors import error_from_response, is_ingress_error
 
 __all__ = ["QueueClient", "RetryPolicy", "Status", "Submitted", "app_prefix"]
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from ._exceptions import ConfigError, UnknownModelError
+from .._exceptions import ConfigError, UnknownModelError
 
 __all__ = [
     "MEGAPIXEL",

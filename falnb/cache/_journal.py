@@ -41,8 +41,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ._cache_db import CacheWarning, IndexSetAside
-from ._exceptions import (
+from .._exceptions import (
     AuthenticationError,
     BudgetExceededError,
     CacheError,
@@ -55,12 +54,13 @@ from ._exceptions import (
     SubmitUncertainError,
     TransportError,
 )
-from ._queue import QueueClient, Submitted
+from ..fal._queue import QueueClient, Submitted
+from ._index import CacheWarning, IndexSetAside
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from ._cache import CacheEntry, ResponseCache
+    from ._store import CacheEntry, ResponseCache
 
 __all__ = ["HEARTBEAT", "RESULT_RETENTION", "InFlight", "Slot"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from ._exceptions import (
+from .._exceptions import (
     AuthenticationError,
     ContentPolicyError,
     FalError,

@@ -20,13 +20,13 @@ from IPython.core.magic import line_cell_magic as _line_cell_magic
 from IPython.core.magic import line_magic as _line_magic
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, observe, validate
 
-from ._display import EMBED_MODES, PREVIEW_FORMATS
-from ._exceptions import FalnbError, Interrupted
+from .._exceptions import FalnbError, Interrupted
+from ..results._render import EMBED_MODES, PREVIEW_FORMATS
 from ._magic_args import check_name, interpolate, parse_models, parse_params, split_options
 
 if TYPE_CHECKING:
-    from ._client import Client
-    from ._display import DisplaySettings
+    from .._client import Client
+    from ..results._render import DisplaySettings
     from ._magic_run import Job
 
 __all__ = ["FalMagics", "load_ipython_extension", "magics_of", "unload_ipython_extension"]
@@ -144,11 +144,11 @@ class FalMagics(Magics):
             return self._client
         if self._own_client is None:
             if self.offline is None and self.cache_dir is None:
-                from ._client import default_client
+                from .._client import default_client
 
                 self._own_client = default_client()
             else:
-                from ._client import Client
+                from .._client import Client
 
                 self._own_client = Client(offline=self.offline, cache=self.cache_dir or True)
         return self._own_client
@@ -162,7 +162,7 @@ class FalMagics(Magics):
         if not offline or client.offline:
             return client
         if self._offline_client is None:
-            from ._client import Client
+            from .._client import Client
 
             self._offline_client = Client(offline=True, cache=self.cache_dir or True)
         return self._offline_client
@@ -174,7 +174,7 @@ class FalMagics(Magics):
         return cast(dict[str, Any], self.shell.user_ns)
 
     def display_settings(self, embed: str | None = None) -> DisplaySettings:
-        from ._display import DisplaySettings
+        from ..results._render import DisplaySettings
 
         return DisplaySettings(embed=embed or self.embed, preview_size=self.preview_size,
                                preview_format=self.preview_format, preview_quality=self.preview_quality,
@@ -283,7 +283,7 @@ class FalMagics(Magics):
 
     def _run(self, client: Client, jobs: list[Job], *, refresh: bool, use_cache: bool, timeout: float | None,
              embed: str | None, batch: bool) -> list[Any]:
-        from ._display import Entry, ProgressView, progress_text, render_outputs
+        from ..results._render import Entry, ProgressView, progress_text, render_outputs
         from ._magic_run import run_jobs
 
         view = ProgressView(enabled=self.show_progress, live=self._live_display())
@@ -385,8 +385,8 @@ class FalMagics(Magics):
             lines.append("key: not needed offline")
         else:
             lines.append(f"mode: online — {client.queue_url}")
-            from ._config import find_key
-            from ._exceptions import MissingKeyError
+            from .._exceptions import MissingKeyError
+            from ..fal._config import find_key
 
             try:
                 explicit = getattr(client, "_explicit_key", None)
@@ -431,7 +431,7 @@ class FalMagics(Magics):
         try:
             from ._form import form
         except ImportError:
-            raise UsageError("%falform is not available in this build (falnb._form is missing)") from None
+            raise UsageError("%falform is not available in this build (falnb.notebook._form is missing)") from None
         size = args.size if args.size is not None else self.default_size
         candidates: dict[str, Any] = {"model": model[0], "prompt": prompt, "size": size, "n": args.n,
                                       "seed": args.seed, "client": client, "params": params or None}

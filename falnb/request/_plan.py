@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ._catalog import Catalog, ModelSpec, Param, default_catalog
-from ._exceptions import ParameterError, SizeError
-from ._sizes import dims_of_input, map_size, nearest_ratio, parse_size
+from .._exceptions import ParameterError, SizeError
+from ..catalog._catalog import Catalog, ModelSpec, Param, default_catalog
+from ..catalog._sizes import dims_of_input, map_size, nearest_ratio, parse_size
 
 __all__ = ["MAX_N", "FalRequest", "Plan", "build_plan", "request_key"]
 
@@ -197,7 +197,7 @@ def _nearest_hint(value: Any, spec: ModelSpec) -> str:
 
 
 def _check_image_size(spec: ModelSpec, value: Any) -> Any:
-    from ._catalog import PRESETS
+    from ..catalog._catalog import PRESETS
 
     if isinstance(value, str) and value in PRESETS:
         dims = PRESETS[value]

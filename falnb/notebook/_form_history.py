@@ -3,7 +3,7 @@
 An item made by the form keeps its settings and its plan, so re-opening reads each request's
 entry straight from the cache (a file read, no network); an item made elsewhere in the session
 (``falnb.generate``, ``%%falimage`` through the same client) is re-opened from the
-:class:`~falnb._models.Generation` the client kept.  Neither path sends anything to fal.
+:class:`~falnb.results._generation.Generation` the client kept.  Neither path sends anything to fal.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._catalog import Catalog
-    from ._client import Client
-    from ._models import Generation, Image
-    from ._request import Plan
+    from .._client import Client
+    from ..catalog._catalog import Catalog
+    from ..request._plan import Plan
+    from ..results._generation import Generation, Image
 
 __all__ = ["HistoryItem", "settings_of"]
 

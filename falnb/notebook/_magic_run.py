@@ -13,13 +13,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import BudgetExceededError, FalnbError, Interrupted
+from .._exceptions import BudgetExceededError, FalnbError, Interrupted
 
 if TYPE_CHECKING:
-    from ._client import Client
-    from ._models import Generation
-    from ._progress import ProgressTracker
-    from ._request import Plan
+    from .._client import Client
+    from ..fal._progress import ProgressTracker
+    from ..request._plan import Plan
+    from ..results._generation import Generation
 
 __all__ = ["Job", "check_cell_budget", "plan_jobs", "run_jobs"]
 
@@ -36,7 +36,7 @@ class Job:
     result: Generation | FalnbError | None = None
 
     def __post_init__(self) -> None:
-        from ._progress import ProgressTracker
+        from ..fal._progress import ProgressTracker
 
         self.tracker = ProgressTracker(self.plan.spec.id, len(self.plan.requests))
 
@@ -56,7 +56,7 @@ def run_jobs(client: Client, jobs: Sequence[Job], *, refresh: bool, use_cache: b
              concurrency: int, on_tick: Callable[[], None] | None = None) -> None:
     """Run the jobs (at most ``concurrency`` at once), filling ``job.result`` with a Generation or a
     FalnbError.  An interrupt raises :class:`Interrupted` after fal's cancel went out."""
-    from ._loop import run_sync
+    from ..fal._loop import run_sync
 
     if len(jobs) > 1 and use_cache:
         check_cell_budget(client, jobs, refresh=refresh)

@@ -15,13 +15,13 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from ._loop import get_loop
-from ._progress import Progress, ProgressTracker
+from ..fal._loop import get_loop
+from ..fal._progress import Progress, ProgressTracker
 
 if TYPE_CHECKING:
-    from ._client import Client
-    from ._models import Generation
-    from ._request import Plan
+    from .._client import Client
+    from ..request._plan import Plan
+    from ..results._generation import Generation
 
 __all__ = ["FormJob"]
 

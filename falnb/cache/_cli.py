@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ._exceptions import FalnbError
+from .._exceptions import FalnbError
 
 __all__ = ["main"]
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
-    from ._cache import ResponseCache
+    from ._store import ResponseCache
 
     cache = ResponseCache(Path(args.dir) if args.dir else None)
     ns: str = args.namespace
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(cache: Any, ns: str, args: argparse.Namespace) -> int:
-    from ._cache_admin import _human
+    from ._admin import _human
 
     cmd = args.command
     if cmd == "dir":

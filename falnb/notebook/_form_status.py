@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._exceptions import FalnbError
+from .._exceptions import FalnbError
 
 if TYPE_CHECKING:
-    from ._models import Generation
-    from ._progress import Progress
-    from ._request import Plan
+    from ..fal._progress import Progress
+    from ..request._plan import Plan
+    from ..results._generation import Generation
 
 __all__ = ["cancelled_text", "cost_text", "done_text", "error_text", "estimate_text", "progress_text"]
 

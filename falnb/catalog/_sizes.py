@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .._exceptions import SizeError
 from ._catalog import PRESETS, ModelSpec
-from ._exceptions import SizeError
 
 __all__ = ["SizeRequest", "map_size", "parse_size"]
 

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from ._client import default_client
-from ._exceptions import FalnbError, InputError, ParameterError
+from .._client import default_client
+from .._exceptions import FalnbError, InputError, ParameterError
 from ._form_cell import falimage_cell, insert_cell_js
 from ._form_fields import LABEL_STYLE, ParamField, SizeControl, model_options
 from ._form_history import HistoryItem, settings_of
@@ -36,11 +36,11 @@ from ._form_media import output_bundles, preview
 from ._form_status import cancelled_text, cost_text, done_text, error_text, estimate_text, progress_text
 
 if TYPE_CHECKING:
-    from ._catalog import ModelSpec
-    from ._client import Client
-    from ._models import Generation, Image
-    from ._progress import Progress
-    from ._request import Plan
+    from .._client import Client
+    from ..catalog._catalog import ModelSpec
+    from ..fal._progress import Progress
+    from ..request._plan import Plan
+    from ..results._generation import Generation, Image
 
 __all__ = ["MAX_FORM_N", "FalForm", "form"]
 

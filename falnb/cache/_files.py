@@ -1,9 +1,9 @@
 """The response cache's image files: ``objects/ab/abcdef...``, named by their SHA-256.
 
-Stateless helpers shared by the hot path (:mod:`falnb._cache`) and the controls
-(:mod:`falnb._cache_admin`): reading a file against its checksum, atomic writes, removal, which
+Stateless helpers shared by the hot path (:mod:`falnb.cache._store`) and the controls
+(:mod:`falnb.cache._admin`): reading a file against its checksum, atomic writes, removal, which
 files the index refers to and how large they are.  (Which files this process has already checked
-is hot-path state: it stays in :mod:`falnb._cache`.)
+is hot-path state: it stays in :mod:`falnb.cache._store`.)
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ class Generation:
 
     def _ipython_display_(self) -> None:
         # as %%falimage shows it: a capped preview grid (real image outputs) and an escaped caption
-        from ._display import show_generation
+        from ._render import show_generation
 
         show_generation(self)
 
