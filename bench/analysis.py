@@ -39,7 +39,7 @@ and 1.5 s. With `max_concurrency=16` falnb is still at about 1.1x (shown in the 
 2.8x ideal: its synchronous calls hold a connection each and its async path is throttled.
 
 **4. Cache hit** (4 x 1024x1024 pictures). A hit is served in the caller's thread
-(`Client._from_cache`): the plan is built, each request's entry is read from the SQLite index and
+(`Engine.from_cache`): the plan is built, each request's entry is read from the SQLite index and
 the four files, and the `Generation` is assembled there, with no hand-off to falnb's event loop, no
 key and no network. The first measurement was 5.6-6.6x with the emulator's old flat pictures (small
 files make any fixed cost large) and about 1.9x with realistic ones, because the hit went through the

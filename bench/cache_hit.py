@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from falnb import Client
     from falnb.emulator import Emulator
-    from falnb.results._generation import Image
+    from falnb.results._image import Image
 
     client = Client(offline=True, emulator=Emulator(latency=0.01, concurrency=4))
     kw = {"model": args.model, "n": 4, "size": args.size, "seed": 1}

@@ -26,7 +26,7 @@ import nbformat
 from PIL import Image as PIL
 
 import falnb
-from falnb.results._generation import Image as FImage
+from falnb.results._image import Image as FImage
 
 which = sys.argv[1]
 side = int(sys.argv[2])

@@ -45,9 +45,10 @@ if TYPE_CHECKING:
     from .cache._index import CacheWarning
     from .cache._store import ResponseCache
     from .catalog._catalog import ModelSpec, Param
-    from .fal._progress import Progress
     from .notebook._form import form
-    from .results._generation import Generation, Image
+    from .results._generation import Generation
+    from .results._image import Image
+    from .results._progress import Progress
 
 __version__ = "0.1.0"
 
@@ -98,10 +99,10 @@ _LAZY = {
     "CacheWarning": ".cache._index",
     "Client": "._client",
     "Generation": ".results._generation",
-    "Image": ".results._generation",
+    "Image": ".results._image",
     "ModelSpec": ".catalog._catalog",
     "Param": ".catalog._catalog",
-    "Progress": ".fal._progress",
+    "Progress": ".results._progress",
     "ResponseCache": ".cache._store",
     "agenerate": "._api",
     "agenerate_many": "._api",

@@ -7,33 +7,31 @@ touched.  ``agenerate`` awaits that work from the caller's loop.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import threading
-import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from ._exceptions import FalnbError, FalServerError, Interrupted
+from ._engine import Engine
+from ._exceptions import FalnbError
+from ._run import Run
+from .cache._ledger import Ledger, session_ledger
 from .catalog._catalog import Catalog, default_catalog
 from .fal._config import OFFLINE_QUEUE_URL, Key, find_key, offline_from_env, queue_url_from_env
-from .fal._download import fetch_image, sniff
-from .fal._loop import get_loop, run_sync
-from .fal._progress import Progress, ProgressTracker
-from .fal._queue import QueueClient, RetryPolicy, Submitted
-from .request._plan import FalRequest, Plan, build_plan
-from .results._generation import Generation, Image, images_from_response
+from .request._plan import Plan, build_plan
+from .results._generation import Generation
+from .results._progress import Progress, ProgressTracker
 
 if TYPE_CHECKING:
+    import httpx
+
     from .cache._store import ResponseCache
     from .emulator import Emulator
+    from .fal._queue import RetryPolicy
 
 __all__ = ["Client", "default_client"]
 
-T = TypeVar("T")
 #: generations a client remembers in ``history``
 HISTORY_SIZE = 50
 #: plans a client remembers (see ``Client.plan``)
@@ -71,22 +69,16 @@ class Client:
             self.queue_url = OFFLINE_QUEUE_URL
         else:
             self.queue_url = queue_url_from_env(queue_url)
-        self._transport = transport
         self.catalog = catalog or default_catalog()
-        self.timeout = timeout
-        self._retry = retry
-        self._http_timeout = http_timeout
-        self._use_stream = use_stream
-        self._max_concurrency = max(1, int(max_concurrency))
         self._cache_arg = cache
         self._cache: ResponseCache | bool | None = None if cache is False else True
-        self._http: httpx.AsyncClient | None = None
-        self._streams: httpx.AsyncClient | None = None
-        self._queue: QueueClient | None = None
-        self._sem: asyncio.Semaphore | None = None
         self._plans: collections.OrderedDict[Any, Plan] = collections.OrderedDict()
         #: the latest generations of this client (bounded: each holds its image bytes)
         self.history: collections.deque[Generation] = collections.deque(maxlen=HISTORY_SIZE)
+        self._engine = Engine(queue_url=self.queue_url, key=lambda: self.key, transport=transport,
+                              cache=lambda: self.cache, namespace=self.cache_namespace, timeout=timeout,
+                              retry=retry, http_timeout=http_timeout, use_stream=use_stream,
+                              max_concurrency=max_concurrency, history=self.history)
 
     def __repr__(self) -> str:
         where = "offline emulator" if self.offline else self.queue_url
@@ -100,6 +92,15 @@ class Client:
         if self.offline:
             return Key(self._explicit_key or "falnb-offline", "offline emulator")
         return find_key(self._explicit_key)
+
+    @property
+    def timeout(self) -> float | None:
+        """The longest a call waits for fal, in seconds (None: no bound); ``timeout=`` of a call wins."""
+        return self._engine.timeout
+
+    @timeout.setter
+    def timeout(self, value: float | None) -> None:
+        self._engine.timeout = value
 
     @property
     def emulator(self) -> Emulator | None:
@@ -122,19 +123,6 @@ class Client:
     def cache_namespace(self) -> str:
         # the emulator's pictures must never be served as fal's, nor fal's as the emulator's
         return "emulator" if self.offline else "fal"
-
-    def _queue_client(self) -> QueueClient:
-        if self._queue is None:
-            self._http = httpx.AsyncClient(transport=self._transport, timeout=self._http_timeout,
-                                           limits=httpx.Limits(max_connections=48, max_keepalive_connections=48),
-                                           follow_redirects=True)
-            # each waiting request holds a status stream: uncapped, so streams never starve submits
-            self._streams = httpx.AsyncClient(transport=self._transport, timeout=self._http_timeout,
-                                              limits=httpx.Limits(max_connections=None, max_keepalive_connections=16))
-            self._queue = QueueClient(self._http, self.queue_url, self.key, self._retry,
-                                      use_stream=self._use_stream, stream_http=self._streams)
-            self._sem = asyncio.Semaphore(self._max_concurrency)
-        return self._queue
 
     # -- the public API ----------------------------------------------------------------------
 
@@ -165,12 +153,14 @@ class Client:
         ``on_progress`` is called in this thread with :class:`Progress` snapshots while waiting.
         """
         plan = self.plan(prompt, model=model, n=n, size=size, seed=seed, extra_headers=extra_headers, **params)
-        tracker = ProgressTracker(plan.spec.id, len(plan.requests))
-        hit = self._from_cache(plan, refresh=refresh, use_cache=cache, tracker=tracker, on_progress=on_progress)
+        hit = self._hit(plan, refresh=refresh, use_cache=cache, on_progress=on_progress)
         if hit is not None:
             return hit
-        return self._sync(self._run_plan(plan, refresh=refresh, use_cache=cache, timeout=timeout,
-                                         tracker=tracker), tracker, on_progress)
+        run = self.start([plan], refresh=refresh, cache=cache, timeout=timeout)
+        results = run.wait(on_tick=_ticker(run, on_progress))
+        if on_progress is not None:
+            on_progress(run.progress()[0])
+        return _one(results)
 
     async def agenerate(self, prompt: str, *, model: str, n: int = 1, size: Any = None, seed: int | None = None,
                         refresh: bool = False, cache: bool = True, timeout: float | None = None,
@@ -178,51 +168,50 @@ class Client:
                         extra_headers: Mapping[str, str] | None = None, **params: Any) -> Generation:
         """The async twin of :meth:`generate` (``await`` it in a cell or any event loop)."""
         plan = self.plan(prompt, model=model, n=n, size=size, seed=seed, extra_headers=extra_headers, **params)
-        tracker = ProgressTracker(plan.spec.id, len(plan.requests))
-        hit = self._from_cache(plan, refresh=refresh, use_cache=cache, tracker=tracker, on_progress=on_progress)
+        hit = self._hit(plan, refresh=refresh, use_cache=cache, on_progress=on_progress)
         if hit is not None:
             return hit
-        coro = self._run_plan(plan, refresh=refresh, use_cache=cache, timeout=timeout, tracker=tracker)
-        return await self._async(coro, tracker, on_progress)
+        run = self.start([plan], refresh=refresh, cache=cache, timeout=timeout)
+        results = await run.wait_async(on_tick=_ticker(run, on_progress))
+        if on_progress is not None:
+            on_progress(run.progress()[0])
+        return _one(results)
 
     def generate_many(self, prompts: Iterable[str], *, model: str, concurrency: int | None = None,
                       return_exceptions: bool = True, **kwargs: Any) -> list[Generation | FalnbError]:
-        """One generation per prompt, run concurrently; per-item results (errors in place)."""
-        return self._sync(self.agenerate_many_raw(list(prompts), model=model, concurrency=concurrency,
-                                                  return_exceptions=return_exceptions, **kwargs))
+        """One generation per prompt, run concurrently; per-item results (errors in place).
+
+        Every prompt is validated before any is sent.  ``return_exceptions=False`` raises the first
+        error instead, after cancelling the rest."""
+        run = self._start_many(prompts, model=model, concurrency=concurrency,
+                               return_exceptions=return_exceptions, **kwargs)
+        return _many(run.wait(), return_exceptions)
 
     async def agenerate_many(self, prompts: Iterable[str], *, model: str, concurrency: int | None = None,
                              return_exceptions: bool = True, **kwargs: Any) -> list[Generation | FalnbError]:
         """The async twin of :meth:`generate_many`."""
-        return await self._async(self.agenerate_many_raw(list(prompts), model=model, concurrency=concurrency,
-                                                         return_exceptions=return_exceptions, **kwargs))
+        run = self._start_many(prompts, model=model, concurrency=concurrency,
+                               return_exceptions=return_exceptions, **kwargs)
+        return _many(await run.wait_async(), return_exceptions)
 
-    async def agenerate_many_raw(self, prompts: list[str], *, model: str, concurrency: int | None,
-                                 return_exceptions: bool, **kwargs: Any) -> list[Generation | FalnbError]:
-        # runs on the private loop; validates every prompt before sending any
-        refresh, use_cache, timeout = kwargs.pop("refresh", False), kwargs.pop("cache", True), kwargs.pop(
-            "timeout", None)
-        plans = [self.plan(p, model=model, **kwargs) for p in prompts]
-        limit = asyncio.Semaphore(concurrency or self._max_concurrency)
+    def start(self, plans: Sequence[Plan], *, refresh: bool = False, cache: bool = True,
+              timeout: float | None = None, concurrency: int | None = None, stop_on_error: bool = False) -> Run:
+        """Start running ``plans`` (from :meth:`plan`) together and return at once: a :class:`Run`.
 
-        async def one(plan: Plan) -> Generation:
-            async with limit:
-                return await self._run_plan(plan, refresh=refresh, use_cache=use_cache, timeout=timeout,
-                                            tracker=ProgressTracker(plan.spec.id, len(plan.requests)))
-
-        results = await asyncio.gather(*(one(p) for p in plans), return_exceptions=return_exceptions)
-        out: list[Generation | FalnbError] = []
-        for r in results:
-            if isinstance(r, BaseException) and not isinstance(r, FalnbError):
-                raise r
-            out.append(r)
-        return out
+        The plans' uncached requests are checked against the budgets as one set before anything is
+        sent (:class:`BudgetExceededError` here).  ``concurrency`` bounds the plans running at once
+        (default: all; fal's queue holds what your account cannot run yet, and queue time is free).
+        ``stop_on_error`` cancels the rest at the first error.  Watch it with ``run.progress()``,
+        ``run.wait()`` (Ctrl-C cancels), ``run.watch(...)``, ``run.add_done_callback(...)``; stop it
+        with ``run.cancel()``.
+        """
+        run = Run(self._engine, plans, refresh=refresh, use_cache=cache, timeout=timeout,
+                  concurrency=concurrency, stop_on_error=stop_on_error)
+        self._ledger().check_budget(run.due_cost(), what=_what(plans))
+        return run._start()
 
     def close(self) -> None:
-        clients = [c for c in (self._http, self._streams) if c is not None]
-        self._http = self._streams = self._queue = None
-        for c in clients:
-            run_sync(c.aclose())
+        self._engine.close()
 
     def __enter__(self) -> Client:
         return self
@@ -230,275 +219,63 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- running on the private loop --------------------------------------------------------
+    # -- helpers ------------------------------------------------------------------------------
 
-    def _sync(self, coro: Coroutine[Any, Any, T], tracker: ProgressTracker | None = None,
-              on_progress: ProgressCallback | None = None) -> T:
-        seen = [-1]
-
-        def tick() -> None:
-            if on_progress is not None and tracker is not None and tracker.version != seen[0]:
-                seen[0] = tracker.version
-                on_progress(tracker.snapshot())
-
-        try:
-            result = run_sync(coro, on_tick=tick if on_progress else None)
-        except KeyboardInterrupt:
-            ids = ", ".join(tracker.snapshot().request_ids) if tracker else ""
-            raise Interrupted(f"interrupted: cancelled the fal request(s) {ids or '(none sent yet)'}",
-                               hint="fal does not bill a request cancelled while queued.") from None
-        if on_progress is not None and tracker is not None:
+    def _hit(self, plan: Plan, *, refresh: bool, use_cache: bool,
+             on_progress: ProgressCallback | None) -> Generation | None:
+        """Every request of ``plan`` from the cache, in the caller's thread (no hop to the loop, no key,
+        no network), or None."""
+        tracker = ProgressTracker(plan.spec.id, len(plan.requests))
+        hit = self._engine.from_cache(plan, refresh=refresh, use_cache=use_cache, tracker=tracker)
+        if hit is not None and on_progress is not None:
             on_progress(tracker.snapshot())
-        return result
+        return hit
 
-    async def _async(self, coro: Coroutine[Any, Any, T], tracker: ProgressTracker | None = None,
-                     on_progress: ProgressCallback | None = None) -> T:
-        loop = get_loop()
-        try:
-            if asyncio.get_running_loop() is loop:
-                return await coro
-        except RuntimeError:
-            pass
-        fut = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
-        if on_progress is None or tracker is None:
-            return await fut
-        seen = -1
-        while True:
-            done, _ = await asyncio.wait({fut}, timeout=0.1)
-            if tracker.version != seen:
-                seen = tracker.version
-                on_progress(tracker.snapshot())
-            if done:
-                return fut.result()
+    def _start_many(self, prompts: Iterable[str], *, model: str, concurrency: int | None,
+                    return_exceptions: bool, **kwargs: Any) -> Run:
+        refresh, use_cache, timeout = (kwargs.pop("refresh", False), kwargs.pop("cache", True),
+                                       kwargs.pop("timeout", None))
+        plans = [self.plan(p, model=model, **kwargs) for p in prompts]  # all validated before any is sent
+        return self.start(plans, refresh=refresh, cache=use_cache, timeout=timeout, concurrency=concurrency,
+                          stop_on_error=not return_exceptions)
 
-    async def _run_plan(self, plan: Plan, *, refresh: bool, use_cache: bool, timeout: float | None,
-                        tracker: ProgressTracker) -> Generation:
-        started = time.monotonic()
-        bound = self.timeout if timeout is None else timeout
-        tasks = [asyncio.ensure_future(self._run_request(plan, i, req, refresh=refresh, use_cache=use_cache,
-                                                         timeout=bound, tracker=tracker))
-                 for i, req in enumerate(plan.requests)]
-        gathered = asyncio.gather(*tasks)
-        gathered.add_done_callback(_retrieve)  # its error is re-raised from the tasks, or moot once cancelled
-        try:
-            # ``timeout`` bounds the whole call (submit, wait, result, download), not only the wait:
-            # the wait's own bound answers first, this one catches a hung submit, result or download
-            done, _ = await asyncio.wait({gathered}, timeout=None if bound is None else bound + _DEADLINE_GRACE)
-            if not done:
-                raise _timed_out(plan, bound, tracker)
-            parts = gathered.result()
-        except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
-        return self._generation(plan, parts, started)
-
-    def _from_cache(self, plan: Plan, *, refresh: bool, use_cache: bool, tracker: ProgressTracker,
-                    on_progress: ProgressCallback | None = None) -> Generation | None:
-        """Every request of ``plan`` from the cache, in the caller's thread (no hop to the loop,
-        no key, no network), or None when any of them is missing."""
-        if refresh or not use_cache:
-            return None
+    def _ledger(self) -> Ledger:
+        # generate(cache=False) still counts against the budgets, in the cache directory's ledger
         store = self.cache
-        if store is None:
-            return None
-        started = time.monotonic()
-        hits = []
-        for req in plan.requests:
-            hit = store.get(req.key)
-            if hit is None:
-                return None
-            hits.append(hit)
-        parts = []
-        for i, (req, hit) in enumerate(zip(plan.requests, hits, strict=True)):
-            tracker.update(i, "cached", request_id=hit.request_id)
-            store.ledger.record_saved(req.cost, model=req.model)
-            parts.append(_Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0))
-        if on_progress is not None:
-            on_progress(tracker.snapshot())
-        return self._generation(plan, parts, started)
-
-    def _generation(self, plan: Plan, parts: list[_Part], started: float) -> Generation:
-        images = [img for part in parts for img in part.images]
-        cached = all(p.cached for p in parts)
-        gen = Generation(
-            prompt=plan.prompt, model=plan.spec.id, images=images, inputs=[dict(r.input) for r in plan.requests],
-            request_ids=[p.request_id for p in parts if p.request_id], seed=plan.seed,
-            cost=plan.cost, cached=cached, saved=round(sum(p.saved for p in parts), 6),
-            elapsed=time.monotonic() - started, response_format=plan.response_format,
-            responses=[p.response for p in parts])
-        if gen.seed is None:
-            seeds = [p.response.get("seed") for p in parts]
-            gen.seed = seeds[0] if seeds and isinstance(seeds[0], int) else None
-        self.history.append(gen)
-        return gen
-
-    async def _run_request(self, plan: Plan, index: int, req: FalRequest, *, refresh: bool, use_cache: bool,
-                           timeout: float | None, tracker: ProgressTracker) -> _Part:
-        """One request: a cache hit, or the budget, the journal's claim, fal, and the store.
-
-        ``cache=False`` (``use_cache``) reads and writes no entry and no journal row; the budget and
-        the ledger still apply (a budget that ``cache=False`` could slip past would be no budget).
-        """
-        store = self.cache
-        cache = store if use_cache else None
-        if cache is not None and not refresh:
-            hit = cache.get(req.key)  # no key, no network: a hit works without a fal key
-            if hit is not None:
-                tracker.update(index, "cached", request_id=hit.request_id)
-                cache.ledger.record_saved(req.cost, model=req.model)
-                return _Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0)
-        from ._exceptions import CacheError
-        from .cache._ledger import session_ledger
-
-        ledger = store.ledger if store is not None else session_ledger(self.cache_namespace)
-
-        def call_cost() -> float | None:
-            # this call's requests that are not cached: a call crossing a budget is refused whole,
-            # before any of its requests is sent
-            costs = [r.cost for r in plan.requests if cache is None or refresh or not cache.has(r.key)]
-            return None if any(c is None for c in costs) else float(sum(c for c in costs if c is not None))
-
-        # the group is this call (its tracker), not the plan: plans are memoised and shared by re-runs
-        reservation = ledger.reserve(req.cost, model=req.model, group=tracker, group_cost=call_cost)
-        try:
-            queue = self._queue_client()
-            assert self._sem is not None
-            async with self._sem:
-                if cache is None:
-                    return await self._fetch(queue, plan, index, req, None, timeout, tracker, reservation)
-                async with cache.inflight(req.key, req.model, refresh=refresh, timeout=timeout) as slot:
-                    if slot.entry is not None:  # stored by another process while we waited: nothing to pay
-                        tracker.update(index, "cached", request_id=slot.entry.request_id)
-                        cache.ledger.record_saved(req.cost, model=req.model)
-                        return _Part(slot.entry.images, slot.entry.request_id, slot.entry.response, cached=True,
-                                     saved=req.cost or 0.0)
-                    part = await self._fetch(queue, plan, index, req, slot, timeout, tracker, reservation)
-                    try:
-                        cache.put(req.key, model=req.model, canonical=req.canonical, response=part.response,
-                                  images=part.images, request_id=part.request_id, cost=req.cost)
-                    except CacheError as exc:  # the pictures are paid and in hand: warn, do not lose them
-                        import warnings
-
-                        from .cache._index import CacheWarning
-
-                        warnings.warn(f"falnb: {exc}", CacheWarning, stacklevel=2)
-                    return part
-        finally:
-            reservation.release()  # a no-op once paid
-
-    async def _fetch(self, queue: QueueClient, plan: Plan, index: int, req: FalRequest, slot: Any,
-                     timeout: float | None, tracker: ProgressTracker, reservation: Any = None) -> _Part:
-        """Submit (or re-attach to the journaled request), wait, fetch the result and the image bytes."""
-        from ._exceptions import RequestNotFoundError
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            reattached = slot is not None and slot.request_id is not None
-            if reattached:
-                sub = slot.resume(queue, req.model)  # paid already, by the run that submitted it
-            else:
-                tracker.update(index, "submitting")
-                sub = await queue.submit(req.model, req.input, plan.headers,
-                                         on_sending=slot.record_sending if slot is not None else None)
-                if slot is not None:
-                    slot.record(sub)  # journaled before polling: a restart re-attaches instead of paying again
-                if reservation is not None:
-                    reservation.pay(sub.request_id)
-            tracker.update(index, "queued", request_id=sub.request_id)
-            try:
-                def on_status(st: Any) -> None:
-                    state = "queued" if st.status == "IN_QUEUE" else "running" if st.status == "IN_PROGRESS" \
-                        else "done"
-                    tracker.update(index, "downloading" if state == "done" else state, position=st.queue_position,
-                                   log=st.logs[-1] if st.logs else None)
-
-                remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
-                final = await queue.wait(sub, on_status, remaining)
-                if final.error and reattached:
-                    slot.forget()  # the journaled request ended without pictures (cancelled, failed): ask anew
-                    continue
-                if final.error and slot is not None:
-                    slot.failed = True  # fal says it failed for good: the journal will not re-attach to it
-                response = await queue.result(sub, retry=not final.error)
-            except RequestNotFoundError:
-                if not reattached:
-                    raise
-                slot.forget()  # fal no longer holds it: submitting anew is not paying twice
-                continue
-            except asyncio.CancelledError:
-                async def cancel(sent: Submitted = sub) -> str:
-                    try:
-                        return await asyncio.wait_for(queue.cancel(sent), 5.0)
-                    except (FalnbError, asyncio.TimeoutError, httpx.HTTPError):
-                        return ""
-
-                answer = await asyncio.shield(cancel())
-                if slot is not None:
-                    slot.cancel_answer = answer  # the journal keeps a request that may still deliver
-                raise
-            break
-        if slot is not None:
-            slot.completed = True  # fal holds the result now: worth re-attaching to if we stop
-        images = await self._download(response, req, plan)
-        tracker.update(index, "done", request_id=sub.request_id)
-        return _Part(images, sub.request_id, response)
-
-    async def _download(self, response: Mapping[str, Any], req: FalRequest, plan: Plan) -> list[Image]:
-        assert self._http is not None
-        items = images_from_response(response)
-        if not items:
-            raise FalServerError(f"{req.model} returned no images", model=req.model)
-
-        async def one(item: Mapping[str, Any]) -> Image:
-            url = str(item.get("url", ""))
-            data = await fetch_image(self._http, url, model=req.model)  # type: ignore[arg-type]
-            ctype, w, h = sniff(data)
-            return Image(data=data, content_type=ctype if ctype != "application/octet-stream"
-                         else str(item.get("content_type") or ctype),
-                         width=w or _int(item.get("width")), height=h or _int(item.get("height")),
-                         url=None if url.startswith("data:") else url,
-                         # fal's echo, else what was sent (Bria and Imagen echo no seed)
-                         seed=_int(response.get("seed")) or _int(req.input.get("seed")))
-
-        return list(await asyncio.gather(*(one(i) for i in items)))
+        return store.ledger if store is not None else session_ledger(self.cache_namespace)
 
 
-class _Part:
-    __slots__ = ("cached", "images", "request_id", "response", "saved")
+def _ticker(run: Run, on_progress: ProgressCallback | None) -> Callable[[], None] | None:
+    if on_progress is None:
+        return None
+    seen = [-1]
 
-    def __init__(self, images: list[Image], request_id: str | None, response: dict[str, Any],
-                 cached: bool = False, saved: float = 0.0) -> None:
-        self.images, self.request_id, self.response, self.cached, self.saved = (
-            images, request_id, dict(response), cached, saved)
+    def tick() -> None:
+        if run.version != seen[0]:
+            seen[0] = run.version
+            on_progress(run.progress()[0])
 
-
-def _retrieve(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
-
-
-#: the whole-call bound fires this long after ``timeout``, so the wait's own (clearer) timeout wins
-_DEADLINE_GRACE = 0.25
+    return tick
 
 
-def _timed_out(plan: Plan, bound: float | None, tracker: ProgressTracker) -> FalnbError:
-    from ._exceptions import RequestTimeoutError
+def _one(results: list[Generation | FalnbError]) -> Generation:
+    result = results[0]
+    if isinstance(result, FalnbError):
+        raise result
+    return result
 
-    snap = tracker.snapshot()
-    ids = ", ".join(snap.request_ids)
-    if snap.state == "checking":
-        hint = "Nothing was sent by this call: re-run it, or raise the timeout."
-    elif snap.state == "submitting":
-        hint = ("A submit got no answer in time: fal may have queued it (and will bill it if it completes); "
-                "falnb will not send it again by itself. Check https://fal.ai/dashboard/requests, or raise the "
-                "timeout.")
-    else:
-        hint = "fal holds the request: re-run the same call to re-attach (with the cache on), or raise the timeout."
-    return RequestTimeoutError(f"{plan.spec.id} did not answer within the timeout of {bound:g} s "
-                               f"(while {snap.state}{'; request ' + ids if ids else ''})", model=plan.spec.id,
-                               hint=hint)
+
+def _many(results: list[Generation | FalnbError], return_exceptions: bool) -> list[Generation | FalnbError]:
+    if not return_exceptions:
+        for r in results:
+            if isinstance(r, FalnbError):
+                raise r
+    return results
+
+
+def _what(plans: Sequence[Plan]) -> str:
+    n = sum(len(p.requests) for p in plans)
+    return "this request" if n == 1 else f"these {n} requests"
 
 
 def _freeze(value: Any) -> Any:
@@ -512,10 +289,6 @@ def _freeze(value: Any) -> Any:
         pairs = [(str(k), _freeze(v)) for k, v in value.items()]
         return None if any(v is None for _, v in pairs) else ("map", *sorted(pairs))
     return None
-
-
-def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 _DEFAULT: Client | None = None

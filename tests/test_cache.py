@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from falnb import BudgetExceededError, Client, SubmitUncertainError
-from falnb.cache._admin import parse_age, parse_bytes
-from falnb.cache._journal import InFlight, Slot, _leave
+from falnb.cache._journal import Slot, _leave
 from falnb.cache._store import CacheWarning, ResponseCache, default_directory
+from falnb.cache._units import parse_age, parse_bytes
 from falnb.emulator import Emulator, serve
 from falnb.fal._queue import RetryPolicy
 
@@ -143,7 +143,7 @@ def test_a_hit_needs_no_key_and_no_network(emu: Emulator, monkeypatch: pytest.Mo
     client = Client(queue_url=server.url, retry=FAST)
     gen = client.generate(PROMPT, **KW)
     assert gen.cached and len(gen.images) == 2
-    assert client._queue is None  # no HTTP client was even made
+    assert client._engine._queue is None  # no HTTP client was even made
 
 
 def test_same_request_twice_at_once_in_one_process_submits_once(emu: Emulator) -> None:
@@ -315,7 +315,7 @@ def test_a_journaled_request_is_reattached_instead_of_paid_again(emu: Emulator) 
     client = offline(emu)
     req = client.plan(PROMPT, **KW).requests[0]
     client.cache._index.conn()  # type: ignore[union-attr]  # create the index
-    queue = client._queue_client()
+    queue = client._engine.queue()
 
     async def submit() -> str:
         return (await queue.submit(req.model, req.input)).request_id
@@ -419,7 +419,7 @@ def test_inflight_hands_over_a_stored_entry(emu: Emulator) -> None:
     req = client.plan(PROMPT, **KW).requests[0]
 
     async def enter() -> Slot:
-        async with InFlight(client.cache, req.key, req.model) as slot:  # type: ignore[arg-type]
+        async with client.cache.inflight(req.key, req.model) as slot:  # type: ignore[union-attr]
             return slot
 
     slot = asyncio.run(enter())

@@ -61,7 +61,7 @@ def received(emu: Emulator) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("model", SEED_IDS)
 def test_every_seed_model_request_body(client: Client, emu: Emulator, model: str) -> None:
-    queue = client._queue_client()
+    queue = client._engine.queue()
 
     async def run_all() -> list[dict[str, Any]]:
         sent = []
@@ -167,7 +167,7 @@ def test_authentication_error() -> None:
 
 
 def test_validation_error_names_model_and_field(client: Client, emu: Emulator) -> None:
-    queue = client._queue_client()
+    queue = client._engine.queue()
 
     async def run() -> None:
         sub = await queue.submit("fal-ai/flux-pro/v1.1-ultra", {"prompt": "x", "aspect_ratio": "5:1"})
@@ -234,7 +234,7 @@ def test_server_error_on_result(kind: str) -> None:
 
 def test_request_not_found_after_retention(client: Client, emu: Emulator) -> None:
     emu.configure(retention=0.05, large_retention=0.05)
-    queue = client._queue_client()
+    queue = client._engine.queue()
 
     async def run() -> None:
         sub = await queue.submit("fal-ai/flux/schnell", {"prompt": "x"})
@@ -288,7 +288,7 @@ def test_wait_timeout(kind: str) -> None:
 def test_explicit_cancel_of_queued_request(client: Client, emu: Emulator) -> None:
     emu.concurrency = 1
     emu.latency = 2.0
-    queue = client._queue_client()
+    queue = client._engine.queue()
 
     async def run() -> tuple[str, str]:
         first = await queue.submit("fal-ai/flux/schnell", {"prompt": "a"})
@@ -318,7 +318,7 @@ def test_interrupt_cancels_and_bills_nothing(kind: str) -> None:
     try:
         with pytest.raises(falnb.Interrupted) as err:
             c.generate("x", model="schnell", on_progress=on_progress)
-        assert isinstance(err.value, KeyboardInterrupt) and "cancelled" in str(err.value)
+        assert isinstance(err.value, KeyboardInterrupt) and "cancel" in str(err.value)
         time.sleep(3.5)
         assert emu.ledger.submits == 1 and emu.ledger.requests == 0
     finally:

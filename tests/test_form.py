@@ -24,6 +24,7 @@ from falnb.emulator import Emulator
 from falnb.notebook._form import MAX_FORM_N, FalForm, form
 from falnb.notebook._form_cell import falimage_cell, param_text
 from falnb.notebook._form_fields import NOT_SENT
+from falnb.results._text import usd
 
 # -- helpers -------------------------------------------------------------------------------------
 
@@ -262,8 +263,8 @@ def test_every_parameter_reaches_fal(spec: ModelSpec, client: Client, emu: Emula
     assert emu.ledger.requests == len(received)
     assert emu.ledger.images == 2
     assert emu.ledger.cost == pytest.approx(f.result.cost)
-    assert f.cost_label.value == f"cost: ~${f.result.cost:.3f} (estimate)"
-    assert before == f"estimated cost: ~${f.result.cost:.3f} for 2 images" + (
+    assert f.cost_label.value == f"cost: ~{usd(f.result.cost)} (estimate)"
+    assert before == f"estimated cost: ~{usd(f.result.cost)} for 2 images" + (
         " in 2 requests" if spec.max_images is None else "")
 
 
@@ -391,19 +392,19 @@ def test_errors_are_shown_and_nothing_is_sent(client: Client, emu: Emulator) -> 
 
 def test_cost_before_and_after_and_a_cache_hit_pays_nothing(client: Client, emu: Emulator) -> None:
     f = form("flux-ultra", client=client, prompt="a harbour", n=2, seed=5)
-    assert f.estimate_label.value == "estimated cost: ~$0.120 for 2 images"
+    assert f.estimate_label.value == "estimated cost: ~$0.12 for 2 images"
     f.n_box.value = 3
-    assert f.estimate_label.value == "estimated cost: ~$0.180 for 3 images"
+    assert f.estimate_label.value == "estimated cost: ~$0.18 for 3 images"
     f.n_box.value = 2
     f.generate()
     assert settle(f).startswith("flux-ultra: done · 2 images")
-    assert f.cost_label.value == "cost: ~$0.120 (estimate)"
+    assert f.cost_label.value == "cost: ~$0.12 (estimate)"
     first = gallery_bytes(f)
     assert emu.ledger.requests == 1
     f.generate()
     status = settle(f)
     assert status.startswith("flux-ultra: cached · 2 images from the cache, nothing paid"), status
-    assert f.cost_label.value == "cost: $0 (from the cache; saved ~$0.120)"
+    assert f.cost_label.value == "cost: $0 (from the cache; saved ~$0.12)"
     assert gallery_bytes(f) == first
     assert emu.ledger.requests == 1 and emu.ledger.submits == 1
 
@@ -585,8 +586,8 @@ def test_cell_text_round_trips_for_every_model(spec: ModelSpec, client: Client) 
 
 
 def test_progress_lines() -> None:
-    from falnb.fal._progress import Progress
     from falnb.notebook._form_status import progress_text
+    from falnb.results._progress import Progress
 
     line = progress_text(Progress("queued", "m", 1, queue_position=2, elapsed=0.5), "flux-ultra")
     assert line == "flux-ultra: queued (position 2) · 0.5 s"

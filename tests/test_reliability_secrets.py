@@ -152,7 +152,8 @@ def test_figure_secrets_the_key_never_leaks(key: str, server: EmulatorServer, lo
     hit = c.generate("a lighthouse", model=MODEL, seed=1)
     assert hit.cached
     texts["reprs"] = [repr(c), str(c), repr(c.key), str(c.key), repr(gen), gen._repr_html_(), repr(gen.images),
-                      repr(c.cache), repr(c._queue), repr(c._http), repr(vars(c)), repr(c.history)]
+                      repr(c.cache), repr(c._engine.queue()), repr(c._engine._http), repr(vars(c)),
+                      repr(vars(c._engine)), repr(c.history)]
 
     # 422 and 500
     expect("422", ContentPolicyError, lambda: c.generate("forbidden thing", model=MODEL, seed=1))

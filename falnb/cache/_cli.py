@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import FalnbError
+from ..results._text import usd
 
 __all__ = ["main"]
 
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(cache: Any, ns: str, args: argparse.Namespace) -> int:
-    from ._admin import _human
+    from ._units import human_bytes as _human
 
     cmd = args.command
     if cmd == "dir":
@@ -107,7 +108,7 @@ def _run(cache: Any, ns: str, args: argparse.Namespace) -> int:
             print("(no entries)")
         for r in rows:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
-            cost = "?" if r.cost is None else f"${r.cost:.3f}"
+            cost = "?" if r.cost is None else usd(r.cost)
             prompt = r.prompt.replace("\n", " ")
             prompt = prompt if len(prompt) <= 50 else prompt[:49] + "…"
             print(f"{when}  {r.namespace:8}  {r.key[:12]}  {r.model:34}  {r.images:2} img  "

@@ -25,6 +25,8 @@ __all__ = [
     "dir_bytes",
     "fsync_dir",
     "object_sizes",
+    "private_dir",
+    "private_file",
     "read_object",
     "references",
     "remove_any",
@@ -132,3 +134,21 @@ def object_sizes(root: Path) -> dict[str, int]:
 
 def dir_bytes(root: Path) -> int:
     return sum(object_sizes(root).values())
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and missing parents) readable by the user only (0700)."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            os.chmod(path, 0o700)
+        except OSError:  # pragma: no cover - a filesystem without modes
+            pass
+    return path
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 when it does not exist."""
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_BINARY", 0), 0o600)
+        os.close(fd)

@@ -26,9 +26,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .._exceptions import CacheError
+from ._files import private_dir, private_file
+from ._salvage import salvage_journal
 
-__all__ = ["SCHEMA_VERSION", "CacheWarning", "Index", "IndexSetAside", "index_for", "is_damaged", "private_dir",
-           "private_file"]
+__all__ = ["SCHEMA_VERSION", "CacheWarning", "Index", "IndexSetAside", "index_for", "is_damaged"]
 
 SCHEMA_VERSION = 1
 #: how long a writer waits for another process's write lock before giving up (ms)
@@ -76,24 +77,6 @@ class CacheWarning(UserWarning):
 
 class IndexSetAside(CacheError):
     """The index was damaged and has been set aside (a CacheWarning said so already): retry on the new one."""
-
-
-def private_dir(path: Path) -> Path:
-    """Create ``path`` (and missing parents) readable by the user only (0700)."""
-    if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            os.chmod(path, 0o700)
-        except OSError:  # pragma: no cover - a filesystem without modes
-            pass
-    return path
-
-
-def private_file(path: Path) -> None:
-    """Create ``path`` empty with mode 0600 when it does not exist."""
-    if not path.exists():
-        fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_BINARY", 0), 0o600)
-        os.close(fd)
 
 
 class Index:
@@ -216,7 +199,7 @@ class Index:
             except OSError as err:  # pragma: no cover - cannot move it: nothing safe to do
                 raise CacheError(f"the cache index {self.path} is damaged ({exc}) and cannot be moved: {err}",
                                  hint="Delete it, or set FALNB_CACHE_DIR to another folder.") from None
-        rows = _salvage_journal(moved)
+        rows = salvage_journal(moved, _JOURNAL_COLUMNS)
         if rows is None:
             journal = (" Its in-flight journal could not be read: requests being generated or re-attachable "
                        f"could not be recovered; check {DASHBOARD} before running them again (they may be "
@@ -334,31 +317,6 @@ def _inode(path: Path) -> int | None:
         return os.stat(path).st_ino
     except OSError:
         return None
-
-
-def _salvage_journal(path: Path) -> list[tuple[object, ...]] | None:
-    """The journal rows (not done) still readable in a damaged index file, or None if none could be
-    read.  Read-only, best effort: forward, then backward past a damaged page."""
-    rows: dict[tuple[object, object], tuple[object, ...]] = {}
-    readable = False
-    for mode, order in (("ro", "ASC"), ("ro", "DESC"), ("ro&immutable=1", "ASC")):
-        try:
-            db = sqlite3.connect(f"{path.as_uri()}?mode={mode}", uri=True, timeout=1.0)
-        except sqlite3.Error:
-            continue
-        try:
-            cur = db.execute(f"SELECT {_JOURNAL_COLUMNS} FROM journal WHERE state != 'done' "
-                             f"ORDER BY ns {order}, key {order}")
-            readable = True
-            while (row := cur.fetchone()) is not None:
-                rows.setdefault((row[0], row[1]), tuple(row))
-            if order == "ASC":
-                break  # read to the end
-        except sqlite3.Error:
-            continue
-        finally:
-            db.close()
-    return list(rows.values()) if readable or rows else None
 
 
 _INDEXES: dict[str, Index] = {}

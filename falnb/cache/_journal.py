@@ -34,10 +34,10 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import socket
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -55,12 +55,13 @@ from .._exceptions import (
     TransportError,
 )
 from ..fal._queue import QueueClient, Submitted
-from ._index import CacheWarning, IndexSetAside
+from ._index import CacheWarning, Index, IndexSetAside
+from ._owners import HOST, own_start, pid_alive
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from ._store import CacheEntry, ResponseCache
+    from ._entry import CacheEntry
 
 __all__ = ["HEARTBEAT", "RESULT_RETENTION", "InFlight", "Slot"]
 
@@ -69,12 +70,10 @@ RESULT_RETENTION = 3600.0
 #: an owner refreshes its row this often; a row not refreshed for STALE is no longer owned
 HEARTBEAT = 10.0
 STALE = 90.0
-HOST = socket.gethostname()
 
 #: (index path, namespace, key) claimed by a task of this process
 _CLAIMED: set[tuple[str, str, str]] = set()
 _CLAIMED_LOCK = threading.Lock()
-_PSTART: tuple[int, str | None] | None = None
 #: damaged journal rows reported in this process: (index path, namespace, key)
 _REPORTED: set[tuple[str, str, str]] = set()
 
@@ -128,9 +127,9 @@ class Slot:
         if owner is None:
             return
         try:
-            with owner.cache._index.write() as c:
+            with owner.index.write() as c:
                 c.execute(f"UPDATE journal SET {assignments} WHERE ns=? AND key=? AND pid=?",
-                          (*args, owner.cache.namespace, owner.key, os.getpid()))
+                          (*args, owner.namespace, owner.key, os.getpid()))
         except CacheError as exc:
             _warn(exc)
 
@@ -138,11 +137,13 @@ class Slot:
 class InFlight:
     """The async context manager behind :meth:`ResponseCache.inflight`."""
 
-    def __init__(self, cache: ResponseCache, key: str, model: str, *, refresh: bool = False,
+    def __init__(self, index: Index, namespace: str, key: str, model: str, *,
+                 lookup: Callable[[str], CacheEntry | None], where: str, refresh: bool = False,
                  timeout: float | None = None, poll: float = 0.25) -> None:
-        self.cache, self.key, self.model = cache, key, model
+        self.index, self.namespace, self.key, self.model = index, namespace, key, model
+        self._lookup, self._where = lookup, where
         self.refresh, self.timeout, self._poll = refresh, timeout, poll
-        self._token = (str(cache._index.path), cache.namespace, key)
+        self._token = (str(index.path), namespace, key)
         self._slot: Slot | None = None
         self._beat: asyncio.Task[None] | None = None
         self._ignore_entry = False
@@ -183,10 +184,10 @@ class InFlight:
     def _try_claim(self) -> Slot | str:
         """One transaction: a Slot (entry or claim), "again" (a damaged entry was removed), or the
         description of a live owner to wait for."""
-        cache, ns, key = self.cache, self.cache.namespace, self.key
+        ns, key = self.namespace, self.key
         now = time.time()
         uncertain: SubmitUncertainError | None = None
-        with cache._index.write() as c:
+        with self.index.write() as c:
             if not (self.refresh or self._ignore_entry) and c.execute("SELECT 1 FROM entries WHERE ns=? AND key=?",
                                               (ns, key)).fetchone() is not None:
                 has_entry = True
@@ -206,7 +207,7 @@ class InFlight:
                     elif s_url and r_url and c_url:
                         urls = (s_url, r_url, c_url)
                 if uncertain is None:
-                    pid_start = _own_start()
+                    pid_start = own_start()
                     c.execute("INSERT OR REPLACE INTO journal(ns, key, model, state, request_id, status_url, "
                               "response_url, cancel_url, pid, pstart, host, started, sent, updated) "
                               "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
@@ -218,7 +219,7 @@ class InFlight:
         if uncertain is not None:
             raise uncertain  # (after the commit: a damaged row's repair is kept)
         if has_entry:
-            entry = cache.get(key)
+            entry = self._lookup(key)
             return Slot(None, entry=entry) if entry is not None else "again"
         return "again"  # pragma: no cover
 
@@ -254,11 +255,11 @@ class InFlight:
         host = host if isinstance(host, str) else ""
         pstart = pstart if isinstance(pstart, str) else None
         if bad:
-            ns, key = self.cache.namespace, self.key
+            ns, key = self.namespace, self.key
             c.execute("UPDATE journal SET state=?, request_id=?, status_url=?, response_url=?, cancel_url=?, pid=?, "
                       "pstart=?, host=?, sent=?, updated=? WHERE ns=? AND key=?",
                       (state, rid, *urls, pid_n, pstart, host, snt, upd, ns, key))
-            token = (str(self.cache._index.path), ns, key)
+            token = (str(self.index.path), ns, key)
             with _CLAIMED_LOCK:
                 first = token not in _REPORTED
                 _REPORTED.add(token)
@@ -267,7 +268,7 @@ class InFlight:
                         "its submit may have reached fal: it is treated as uncertain" if state == "uncertain" else
                         "it was released")
                 warnings.warn(f"falnb: the in-flight journal row of this {self.model} request in "
-                              f"{self.cache.directory} was damaged ({', '.join(bad)}); it was repaired and {then}.",
+                              f"{self._where} was damaged ({', '.join(bad)}); it was repaired and {then}.",
                               CacheWarning, stacklevel=5)
         return state, rid, *urls, pid_n, pstart, host, started, snt, upd
 
@@ -279,7 +280,7 @@ class InFlight:
                 return self._token in _CLAIMED  # a task of ours (otherwise: a row we left, or a reused pid)
         if time.time() - updated > STALE:
             return False  # no heartbeat: dead, hung, or another machine that stopped
-        return host != HOST or _pid_alive(pid, pstart)
+        return host != HOST or pid_alive(pid, pstart)
 
     def _stale_send(self, age: float, pid: int) -> SubmitUncertainError | None:
         """A submit went out (or was going out) and its answer never arrived: the error to raise (after
@@ -309,9 +310,9 @@ class InFlight:
                 pass
 
     def _update_row(self, assignments: str, args: tuple[Any, ...]) -> None:
-        with self.cache._index.write() as c:
+        with self.index.write() as c:
             c.execute(f"UPDATE journal SET {assignments} WHERE ns=? AND key=? AND pid=? AND state != 'done'",
-                      (*args, self.cache.namespace, self.key, os.getpid()))
+                      (*args, self.namespace, self.key, os.getpid()))
 
     # -- leaving: done, keep for re-attaching, uncertain, or drop ------------------------------
 
@@ -330,13 +331,13 @@ class InFlight:
             _warn(err)
 
     def _leave_row(self, slot: Slot, exc: BaseException | None) -> None:
-        with self.cache._index.write() as c:
+        with self.index.write() as c:
             row = c.execute("SELECT state, request_id FROM journal WHERE ns=? AND key=? AND pid=?",
-                            (self.cache.namespace, self.key, os.getpid())).fetchone()
+                            (self.namespace, self.key, os.getpid())).fetchone()
             if row is None or row[0] == "done":
                 return
             action = _leave(row[0], row[1], slot, exc)
-            args = (self.cache.namespace, self.key, os.getpid())
+            args = (self.namespace, self.key, os.getpid())
             if action == "delete":
                 c.execute("DELETE FROM journal WHERE ns=? AND key=? AND pid=?", args)
             else:
@@ -387,41 +388,3 @@ def _answered_or_unsent(exc: BaseException) -> bool:
 def _same_host(a: str, b: str) -> bool:
     pa, pb = urlsplit(a), urlsplit(b)
     return (pa.scheme, pa.netloc) == (pb.scheme, pb.netloc)
-
-
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """(state letter, start time) of a Linux process from /proc, or None elsewhere."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            text = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2:].split()
-    return (fields[0], fields[19]) if len(fields) > 19 else None
-
-
-def _own_start() -> str | None:
-    global _PSTART
-    pid = os.getpid()
-    if _PSTART is None or _PSTART[0] != pid:
-        st = _proc_stat(pid)
-        _PSTART = (pid, st[1] if st else None)
-    return _PSTART[1]
-
-
-def _pid_alive(pid: int, pstart: str | None) -> bool:
-    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) is not a probe there: trust the heartbeat
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: alive, another user's
-        return True
-    st = _proc_stat(pid)
-    if st is not None:
-        if st[0] in ("Z", "X"):
-            return False  # killed, not yet reaped
-        if pstart and st[1] != pstart:
-            return False  # the pid was reused by another process
-    return True

@@ -31,19 +31,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._exceptions import BudgetExceededError, CacheError, ConfigError
+from ..results._text import usd
 
 if TYPE_CHECKING:
     from ._index import Index
 
-__all__ = ["Ledger", "Reservation", "Spend", "session_ledger", "session_spend", "totals", "usd"]
-
-
-def usd(amount: float) -> str:
-    """Dollars as people read them: cents, and tenths of a cent below $1 where they matter
-    (a schnell image costs $0.003: "$0.00" would hide it)."""
-    if abs(amount) >= 1 or abs(round(amount, 2) - amount) < 5e-7:
-        return f"${amount:.2f}"
-    return f"${amount:.3f}"
+__all__ = ["Ledger", "Reservation", "Spend", "session_ledger", "session_spend", "totals"]
 
 
 _UNSET = object()
@@ -159,13 +152,13 @@ class Ledger:
     def budget_total(self, value: float | None) -> None:
         self._budget_total = None if value is None else _amount(value, "budget_total")
 
-    def check_budget(self, cost: float | None, *, model: str | None = None) -> None:
+    def check_budget(self, cost: float | None, *, model: str | None = None, what: str | None = None) -> None:
         """Raise :class:`BudgetExceededError` when ``cost`` would cross a budget, counting what this
-        process holds for requests in flight."""
+        process holds for requests in flight.  ``what`` names the spend (default: this request)."""
         session_budget, total_budget = self.budget_session, self.budget_total
         if session_budget is None and total_budget is None:
             return
-        what = f"this request to {model}" if model else "this request"
+        what = what or (f"this request to {model}" if model else "this request")
         if cost is None:
             raise BudgetExceededError(
                 f"{what} has no known price, and a budget is set: falnb cannot tell whether it fits; nothing "

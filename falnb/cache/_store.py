@@ -33,15 +33,15 @@ import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import CacheError, InputError
-from ..results._generation import Image
+from ..results._image import Image
 from ._admin import CacheAdmin
-from ._files import NAMESPACE, BadEntry, references, remove_any, write_atomic
-from ._index import CacheWarning, Index, IndexSetAside, index_for, private_dir
+from ._entry import CacheEntry
+from ._files import NAMESPACE, BadEntry, private_dir, references, remove_any, write_atomic
+from ._index import CacheWarning, Index, IndexSetAside, index_for
 from ._ledger import _UNSET, Ledger
 
 if TYPE_CHECKING:
@@ -69,18 +69,6 @@ def default_directory() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("falnb", appauthor=False))
-
-
-@dataclass(frozen=True, eq=False)
-class CacheEntry:
-    """A stored response: the images (bytes included), fal's request id and its response JSON."""
-
-    key: str
-    images: list[Image]
-    request_id: str | None
-    response: dict[str, Any] = field(repr=False)
-    model: str = ""
-    created: float = 0.0
 
 
 #: path -> hash((inode, size, mtime_ns, ctime_ns)) of files whose SHA-256 was checked in this process.
@@ -340,7 +328,8 @@ class ResponseCache(CacheAdmin):
         """``async with cache.inflight(key, model) as slot``: claim ``key`` across processes (see ``_journal``)."""
         from ._journal import InFlight
 
-        return InFlight(self, key, model, refresh=refresh, timeout=timeout)
+        return InFlight(self._index, self.namespace, key, model, lookup=self.get, where=str(self.directory),
+                        refresh=refresh, timeout=timeout)
 
 
 # -- helpers ----------------------------------------------------------------------------------

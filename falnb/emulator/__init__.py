@@ -24,6 +24,10 @@ fal's own Python client builds its URLs from module constants read at import, al
 
 Control endpoints (no key needed): ``GET /_emulator/ledger``; ``GET|POST /_emulator/config`` (a JSON
 object of knobs, see :class:`Faults` and ``Emulator.knobs()``); ``POST /_emulator/reset``.
+
+The emulator sits beside falnb's layers and imports only the catalog (the models it emulates) and the
+exception tree: it must behave like fal, not like falnb's client hopes, so it shares none of the client's
+code.
 """
 
 from __future__ import annotations

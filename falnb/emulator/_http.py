@@ -5,11 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["EventStream", "Response", "json_response"]
+__all__ = ["EventStream", "Handler", "Response", "json_response"]
+
+
+class Handler(Protocol):
+    """Anything that answers an HTTP request the emulator's way (the :class:`~falnb.emulator.Emulator`)."""
+
+    def handle(self, method: str, url: str, headers: Mapping[str, str] | None = None,
+               body: bytes = b"") -> Response: ...
 
 
 class EventStream:

@@ -5,14 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
 
 import httpx
 
-from ._http import EventStream, Response
-
-if TYPE_CHECKING:
-    from ._emulator import Emulator
+from ._http import EventStream, Handler, Response
 
 __all__ = ["AsyncEmulatorTransport", "EmulatorTransport"]
 
@@ -54,7 +50,7 @@ def _timeout(request: httpx.Request) -> float | None:
 class AsyncEmulatorTransport(httpx.AsyncBaseTransport):
     """Routes requests for any host into the emulator (answer delays via ``asyncio.sleep``)."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Handler) -> None:
         self.emulator = emulator
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -72,7 +68,7 @@ class AsyncEmulatorTransport(httpx.AsyncBaseTransport):
 class EmulatorTransport(httpx.BaseTransport):
     """The synchronous twin of :class:`AsyncEmulatorTransport`."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: Handler) -> None:
         self.emulator = emulator
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

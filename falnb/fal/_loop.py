@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["get_loop", "run_sync"]
+__all__ = ["CANCEL_GRACE", "get_loop", "in_loop_thread", "run_sync"]
 
 T = TypeVar("T")
 
@@ -50,7 +50,7 @@ def run_sync(coro: Coroutine[Any, Any, T], *, on_tick: Callable[[], None] | None
              tick: float = 0.1) -> T:
     """Run ``coro`` on the private loop and wait, calling ``on_tick`` in this thread meanwhile."""
     loop = get_loop()
-    if _in_loop_thread(loop):
+    if in_loop_thread():
         coro.close()
         raise RuntimeError("falnb's sync API was called from its own loop; use the async API there")
     finished = threading.Event()
@@ -78,7 +78,11 @@ def run_sync(coro: Coroutine[Any, Any, T], *, on_tick: Callable[[], None] | None
         raise
 
 
-def _in_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+def in_loop_thread() -> bool:
+    """True in the private loop's own thread (where blocking on the loop would deadlock)."""
+    loop = _loop
+    if loop is None:
+        return False
     try:
         return asyncio.get_running_loop() is loop
     except RuntimeError:

@@ -19,33 +19,30 @@ Only core widgets are used, so it works wherever ipywidgets 8 does.
 from __future__ import annotations
 
 import html
-import json
 import threading
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
 from .._client import default_client
-from .._exceptions import FalnbError, InputError, ParameterError
-from ._form_cell import falimage_cell, insert_cell_js
-from ._form_fields import LABEL_STYLE, ParamField, SizeControl, model_options
-from ._form_history import HistoryItem, settings_of
+from .._exceptions import FalnbError, InputError
+from ._form_fields import LABEL_STYLE, MAX_FORM_N, ParamField, SizeControl, model_options, read_extra, read_seed
+from ._form_history import HistoryItem
 from ._form_job import FormJob
-from ._form_media import output_bundles, preview
+from ._form_media import preview
+from ._form_outputs import FormOutputs
 from ._form_status import cancelled_text, cost_text, done_text, error_text, estimate_text, progress_text
 
 if TYPE_CHECKING:
     from .._client import Client
     from ..catalog._catalog import ModelSpec
-    from ..fal._progress import Progress
     from ..request._plan import Plan
-    from ..results._generation import Generation, Image
+    from ..results._generation import Generation
+    from ..results._image import Image
+    from ..results._progress import Progress
 
 __all__ = ["MAX_FORM_N", "FalForm", "form"]
 
-#: the most pictures one click asks for (more: ``falnb.generate(n=...)``)
-MAX_FORM_N = 8
 _OWN = ("prompt", "size", "n", "seed")
 
 
@@ -59,7 +56,7 @@ def form(model: str | None = None, *, client: Client | None = None, **defaults: 
     return FalForm(model, client=client, **defaults)
 
 
-class FalForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type information
+class FalForm(FormOutputs, widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type information
     """The form (an ipywidgets ``VBox``).  See :func:`form`; every control is an attribute."""
 
     def __init__(self, model: str | None = None, *, client: Client | None = None, **defaults: Any) -> None:
@@ -264,53 +261,14 @@ class FalForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type i
         if not self._quiet:
             self.update_estimate()
 
-    def _apply(self, settings: dict[str, Any]) -> None:
-        """Show ``settings`` (``model``, ``prompt``, ``size``, ``n``, ``seed``, params) in the controls."""
-        settings = dict(settings)
-        params = dict(settings.pop("params", None) or {})
-        if "model" in settings:
-            self.model_picker.value = self._pick(str(settings.pop("model")))
-        if "prompt" in settings:
-            self.prompt_box.value = str(settings.pop("prompt") or "")
-        if settings.get("size") is not None:
-            self.size_control.set(settings["size"])
-        settings.pop("size", None)
-        if "n" in settings:
-            self.n_box.value = max(1, min(MAX_FORM_N, int(settings.pop("n"))))
-        if "seed" in settings:
-            seed = settings.pop("seed")
-            self.seed_box.value = "" if seed is None else str(seed)
-        params.update(settings)
-        extra: dict[str, Any] = {}
-        for name, f in self.fields.items():
-            f.set(params.pop(name, None))
-        extra.update(params)
-        self.extra_box.value = json.dumps(extra) if extra else ""
-
     def settings(self) -> dict[str, Any]:
         """The current settings: ``model``, ``prompt``, ``size``, ``n``, ``seed`` and the changed ``params``.
 
         Raises an InputError for a seed or a JSON field that cannot be read.
         """
-        text = self.seed_box.value.strip()
-        seed: int | None = None
-        if text and not self.seed_box.disabled:
-            try:
-                seed = int(text)
-            except ValueError:
-                raise ParameterError(f"seed {text!r} is not a whole number", field="seed",
-                                     hint="Leave it empty for a random seed.") from None
+        seed = read_seed(self.seed_box.value) if not self.seed_box.disabled else None
         params = {name: f.value for name, f in self.fields.items() if f.changed()}
-        extra = self.extra_box.value.strip()
-        if extra:
-            try:
-                more = json.loads(extra)
-            except ValueError:
-                more = None
-            if not isinstance(more, dict):
-                raise ParameterError(f"other inputs {extra!r} is not a JSON object", field="other inputs",
-                                     hint='Write e.g. {"new_param": 1}.')
-            params.update(more)
+        params.update(read_extra(self.extra_box.value))
         return {"model": str(self.model_picker.value), "prompt": self.prompt_box.value,
                 "n": int(self.n_box.value), "size": self.size_control.value, "seed": seed, "params": params}
 
@@ -417,117 +375,3 @@ class FalForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type i
             slot.format = fmt
             slot.value = data
         self.gallery.children = self.slots[:len(images)]
-
-    # -- results that persist -----------------------------------------------------------------
-
-    def show_result(self) -> bool:
-        """Put the current result into the cell's output, where it is saved with the notebook.
-
-        Each result shown is added (one caption line and one row of the picture sheet each).
-        Returns False when there is nothing to show yet.
-        """
-        if self.result is None:
-            self.status = "nothing to show yet: generate first"
-            return False
-        if self.result not in self.pinned:
-            self.pinned.append(self.result)
-        where = self._render_pinned()
-        self.status = f"shown {where} ({len(self.pinned)} result(s)); saved with the notebook"
-        return True
-
-    def _render_pinned(self) -> str:
-        caption, picture = output_bundles(self.pinned)
-        if self._handles is not None:
-            self._handles[0].update(caption, raw=True)
-            self._handles[1].update(picture, raw=True)
-            return "in this cell's output"
-        self.output_area.outputs = tuple({"output_type": "display_data", "data": b, "metadata": {}}
-                                         for b in (caption, picture))
-        return "below the form"
-
-    def cell_text(self) -> str:
-        """The ``%%falimage`` cell with the current settings (it hits the same cache entry)."""
-        s = self.settings()
-        return falimage_cell(s["prompt"], model=s["model"], n=s["n"], size=s["size"], seed=s["seed"],
-                             params=s["params"])
-
-    def insert_cell(self) -> str:
-        """Insert the ``%%falimage`` cell below the running cell (call it from a cell); returns its text."""
-        text = self.cell_text()
-        from IPython import get_ipython
-
-        shell = get_ipython()
-        if shell is not None:
-            shell.set_next_input(text, replace=False)
-        return text
-
-    def copy_cell(self) -> str | None:
-        """The "Copy as %%falimage cell" button: insert the cell below (or copy it), and show its text."""
-        try:
-            text = self.cell_text()
-        except FalnbError as exc:
-            self.status = error_text(exc)
-            return None
-        self.cell_box.value = text
-        self.cell_box.layout.display = ""
-        token = uuid.uuid4().hex
-        script = {"application/javascript": insert_cell_js(text, token), "text/plain": ""}
-        self._script.outputs = ({"output_type": "display_data", "metadata": {}, "data": script},)
-        self.status = ("%%falimage cell: inserted below (or copied to the clipboard); "
-                                   "its text is also shown below")
-        return text
-
-    # -- history ------------------------------------------------------------------------------
-
-    def refresh_history(self) -> None:
-        """List the session's generations (this form's, and the client's from elsewhere)."""
-        with self._lock:
-            known = {id(item.generation) for item in self.history}
-            for gen in list(self.client.history):
-                if id(gen) not in known:
-                    self.history.append(HistoryItem(gen, settings_of(gen, self.catalog)))
-                    known.add(id(gen))
-            self.history.sort(key=lambda item: item.generation.created)
-            items = list(enumerate(self.history))
-        if not items:
-            return
-        options = [(item.label(i + 1, self.catalog), i) for i, item in reversed(items)]
-        self.history_picker.options = options
-        self.history_picker.value = options[0][1]
-        self.reopen_button.disabled = False
-
-    def _reopen_selected(self) -> None:
-        index = self.history_picker.value
-        if not isinstance(index, int) or index < 0:
-            return
-        if self.running:
-            self.status = "wait for the running generation (or cancel it) before re-opening"
-            return
-        self.reopen(index)
-
-    def reopen(self, index: int) -> Generation:
-        """Show history item ``index`` again and restore its settings; nothing is sent to fal."""
-        if self.running:
-            raise RuntimeError("wait for the running generation (or cancel it) before re-opening")
-        with self._lock:
-            item = self.history[index]
-        images, source = item.images(self.client)
-        quiet, self._quiet = self._quiet, True
-        try:
-            self._apply(item.settings)
-        except FalnbError:
-            pass
-        finally:
-            self._quiet = quiet
-        self.update_estimate()
-        gen = item.generation
-        self._show(images)
-        self.result = gen
-        self.caption_label.value = gen.caption()
-        self.cost_label.value = "cost: nothing (re-opened from " + (
-            "the cache)" if source == "cache" else "this session's memory)")
-        self.status = f"re-opened from the {'cache' if source == 'cache' else 'session'}: " \
-                                  f"{len(images)} image(s), nothing paid"
-        self.show_button.disabled = False
-        return gen
-

@@ -19,8 +19,11 @@ from .._exceptions import ParameterError
 from ..catalog._catalog import PRESETS, Catalog, ModelSpec, Param
 from ..catalog._sizes import map_size
 
-__all__ = ["LABEL_STYLE", "NOT_SENT", "ParamField", "SizeControl", "model_options"]
+__all__ = ["LABEL_STYLE", "MAX_FORM_N", "NOT_SENT", "ParamField", "SizeControl", "model_options", "read_extra",
+           "read_seed"]
 
+#: the most pictures one click asks for (more: ``falnb.generate(n=...)``)
+MAX_FORM_N = 8
 LABEL_STYLE = {"description_width": "150px"}
 _FIELD_WIDTH = "440px"
 
@@ -231,3 +234,30 @@ class SizeControl:
         for w in (self.choice, self.width, self.height):
             if w is not None:
                 w.observe(callback, names="value")
+
+
+def read_seed(text: str) -> int | None:
+    """The seed box's value: None when empty (a random seed), else a whole number."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ParameterError(f"seed {text!r} is not a whole number", field="seed",
+                             hint="Leave it empty for a random seed.") from None
+
+
+def read_extra(text: str) -> dict[str, Any]:
+    """The "other inputs" box: a JSON object of inputs sent to fal as they are ({} when empty)."""
+    text = text.strip()
+    if not text:
+        return {}
+    try:
+        more = json.loads(text)
+    except ValueError:
+        more = None
+    if not isinstance(more, dict):
+        raise ParameterError(f"other inputs {text!r} is not a JSON object", field="other inputs",
+                             hint='Write e.g. {"new_param": 1}.')
+    return more

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from .._client import Client
     from ..catalog._catalog import Catalog
     from ..request._plan import Plan
-    from ..results._generation import Generation, Image
+    from ..results._generation import Generation
+    from ..results._image import Image
 
 __all__ = ["HistoryItem", "settings_of"]
 

@@ -1,27 +1,26 @@
-"""One generation started from the form, run on falnb's private loop without blocking the kernel.
+"""One generation started from the form, run without blocking the kernel.
 
 A button handler runs in the kernel's comm handler: it must start the work and return.  The
-:class:`FormJob` hands the plan to the client on the private loop and reports back through
-callbacks that run **on the loop thread** (they may only set widget traits, never display).
-``cancel()`` cancels the task; the client's cleanup sends fal's cancel for every request still
-queued or running, and ``on_cancelled`` runs once that cancel has gone out.
+:class:`FormJob` starts the plan with :meth:`Client.start <falnb.Client.start>` and reports back through
+callbacks that run **on falnb's loop thread** (they may only set widget traits, never display).
+``cancel()`` cancels the run; fal's cancel goes out for every request still queued or running, and
+``on_cancelled`` runs once that cancel has gone out.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from ..fal._loop import get_loop
-from ..fal._progress import Progress, ProgressTracker
+from .._exceptions import FalnbError
 
 if TYPE_CHECKING:
     from .._client import Client
+    from .._run import Run
     from ..request._plan import Plan
     from ..results._generation import Generation
+    from ..results._progress import Progress
 
 __all__ = ["FormJob"]
 
@@ -40,23 +39,32 @@ class FormJob:
                  on_done: Callable[[Generation], None], on_error: Callable[[BaseException], None],
                  on_cancelled: Callable[[Progress], None], refresh: bool = False) -> None:
         self.client, self.plan, self.refresh = client, plan, refresh
-        self.tracker = ProgressTracker(plan.spec.id, len(plan.requests))
         self._on_progress, self._on_done = on_progress, on_done
         self._on_error, self._on_cancelled = on_error, on_cancelled
-        self._future: concurrent.futures.Future[None] | None = None
+        self.run: Run | None = None
         self._finished = threading.Event()
-        self.cancel_requested = False
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.run is not None and self.run.cancel_requested
 
     def start(self) -> FormJob:
-        self._future = asyncio.run_coroutine_threadsafe(self._run(), get_loop())
+        try:
+            run = self.client.start([self.plan], refresh=self.refresh)
+        except FalnbError as exc:  # refused before anything was sent (a budget)
+            self._report(self._on_error, exc)
+            self._finished.set()
+            return self
+        self.run = run
+        run.watch(lambda r: self._on_progress(r.progress()[0]), every=TICK, refresh=REFRESH)
+        run.add_done_callback(self._finish)
         return self
 
     def cancel(self) -> bool:
         """Ask the work to stop; returns False when it has already finished."""
-        if self._future is None or self._finished.is_set():
+        if self.run is None or self._finished.is_set():
             return False
-        self.cancel_requested = True
-        return self._future.cancel() or not self._future.done()
+        return self.run.cancel()
 
     @property
     def finished(self) -> bool:
@@ -67,30 +75,15 @@ class FormJob:
         """Block until the outcome has been reported (tests, scripts); True when it was."""
         return self._finished.wait(timeout)
 
-    async def _run(self) -> None:
-        tracker = self.tracker
-        task = asyncio.ensure_future(self.client._run_plan(self.plan, refresh=self.refresh, use_cache=True,
-                                                           timeout=None, tracker=tracker))
-        loop = asyncio.get_running_loop()
-        seen, shown = -1, 0.0
+    def _finish(self, run: Run) -> None:
         try:
-            try:
-                while not task.done():
-                    await asyncio.wait({task}, timeout=TICK)
-                    if not task.done() and (tracker.version != seen or loop.time() - shown >= REFRESH):
-                        seen, shown = tracker.version, loop.time()
-                        self._on_progress(tracker.snapshot())
-                gen = task.result()
-            except asyncio.CancelledError:
-                if not task.done():
-                    task.cancel()
-                await asyncio.gather(task, return_exceptions=True)  # fal's cancel goes out here
-                self._report(self._on_cancelled, tracker.snapshot())
-                raise
-            except Exception as exc:  # every failure is shown in the status line
-                self._report(self._on_error, exc)
-                return
-            self._report(self._on_done, gen)
+            result = run.results[0]
+            if result is None:
+                self._report(self._on_cancelled, run.progress()[0])
+            elif isinstance(result, FalnbError):
+                self._report(self._on_error, result)
+            else:
+                self._report(self._on_done, result)
         finally:
             self._finished.set()
 
@@ -100,4 +93,3 @@ class FormJob:
         except Exception as exc:  # a bug in a callback must not leave the form stuck "running"
             if callback is not self._on_error:
                 self._on_error(exc)
-

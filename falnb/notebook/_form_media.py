@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-    from ..results._generation import Generation, Image
+    from ..results._generation import Generation
+    from ..results._image import Image
 
 __all__ = ["PREVIEW_SIDE", "contact_sheet", "output_bundles", "preview"]
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._exceptions import FalnbError
+from ..results._text import usd
 
 if TYPE_CHECKING:
-    from ..fal._progress import Progress
     from ..request._plan import Plan
     from ..results._generation import Generation
+    from ..results._progress import Progress
 
 __all__ = ["cancelled_text", "cost_text", "done_text", "error_text", "estimate_text", "progress_text"]
 
@@ -17,10 +18,6 @@ __all__ = ["cancelled_text", "cost_text", "done_text", "error_text", "estimate_t
 #: (the final "done"/"cached" line is :func:`done_text`, once the pictures are in the gallery)
 _STATES = {"checking": "checking the cache", "submitting": "submitting to fal",
            "downloading": "downloading the pictures", "done": "finishing", "cached": "reading the cache"}
-
-
-def _usd(x: float) -> str:
-    return f"${x:.3f}"
 
 
 def estimate_text(plan: Plan) -> str:
@@ -31,7 +28,7 @@ def estimate_text(plan: Plan) -> str:
         what += f" in {len(plan.requests)} requests"
     if plan.cost is None:
         return f"estimated cost: unknown for {plan.spec.id} ({what})"
-    return f"estimated cost: ~{_usd(plan.cost)} for {what}"
+    return f"estimated cost: ~{usd(plan.cost)} for {what}"
 
 
 def progress_text(p: Progress, name: str) -> str:
@@ -56,12 +53,12 @@ def done_text(gen: Generation, name: str) -> str:
 def cost_text(gen: Generation) -> str:
     """The cost after: the estimate paid, or what the cache saved."""
     if gen.cached:
-        return f"cost: $0 (from the cache; saved ~{_usd(gen.saved)})"
+        return f"cost: $0 (from the cache; saved ~{usd(gen.saved)})"
     if gen.cost is None:
         return "cost: unknown (no price on record for this model)"
     paid = round(gen.cost - gen.saved, 6)
-    saved = f"; ~{_usd(gen.saved)} saved by the cache" if gen.saved else ""
-    return f"cost: ~{_usd(paid)} (estimate{saved})"
+    saved = f"; ~{usd(gen.saved)} saved by the cache" if gen.saved else ""
+    return f"cost: ~{usd(paid)} (estimate{saved})"
 
 
 def error_text(exc: BaseException) -> str:

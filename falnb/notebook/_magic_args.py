@@ -12,7 +12,7 @@ import json
 import keyword
 import shlex
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -148,3 +148,39 @@ def interpolate(template: str, namespace: Mapping[str, Any], extra: Mapping[str,
         raise UsageError(f"cannot fill the prompt: {exc} (write {{{{ and }}}} for literal braces)") from None
     except (AttributeError, KeyError, TypeError) as exc:
         raise UsageError(f"cannot fill the prompt: {type(exc).__name__}: {exc}") from None
+
+
+def prompts_of(template: str, batch: str | None, ns: Mapping[str, Any]) -> list[str]:
+    """The cell's prompts: the interpolated template, or one per item of the ``--batch`` list."""
+    if batch is None:
+        if not template:
+            raise UsageError("no prompt: write it in the cell body (%%falimage) or after the options "
+                             "(%falimage -m flux-schnell a lighthouse at dusk)")
+        return [_nonblank(interpolate(template, ns), "the prompt")]
+    name = check_name(batch, "--batch")
+    if name not in ns:
+        raise UsageError(f"--batch {name}: {name!r} is not defined in the notebook")
+    items = ns[name]
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+        raise UsageError(f"--batch {name}: expected a list of prompts, got {type(items).__name__}")
+    items = list(items)
+    if not items:
+        raise UsageError(f"--batch {name}: the list is empty")
+    prompts = []
+    for i, item in enumerate(items):
+        if template:
+            text = interpolate(template, ns, {"item": item})
+        elif isinstance(item, str):
+            text = item  # used as given: braces in a list item are not interpolated
+        else:
+            raise UsageError(f"--batch {name}: item {i} is not a string but {type(item).__name__} "
+                             "(or give a template in the cell body using {item})")
+        prompts.append(_nonblank(text, f"--batch {name}: item {i}"))
+    return prompts
+
+
+def _nonblank(text: str, what: str) -> str:
+    text = text.strip()
+    if not text:
+        raise UsageError(f"{what} is empty")
+    return text

@@ -1,27 +1,29 @@
-"""Running a cell's generations: plan everything first, then run on falnb's private loop.
+"""Running a cell's generations: plan everything first, then run them as one :class:`~falnb.Run`.
 
 Every job is planned (validated, mapped, priced) before any is sent, so a mistake in the third
-prompt of a batch or the second model of a comparison costs nothing.  The jobs then run
-concurrently on the private loop while the main thread waits, calling ``on_tick`` (the progress
-display) every 0.1 s.  A kernel interrupt cancels every pending fal request before it returns.
+prompt of a batch or the second model of a comparison costs nothing.  The jobs then run together
+through :meth:`Client.start <falnb.Client.start>` (budgets checked for the whole cell first) while the
+main thread waits, calling ``on_tick`` (the progress display) every 0.1 s.  A kernel interrupt cancels
+every pending fal request and raises :class:`~falnb.Interrupted` saying what happened to each.
 """
 
 from __future__ import annotations
 
-import asyncio
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import BudgetExceededError, FalnbError, Interrupted
+from .._exceptions import FalnbError, Interrupted
 
 if TYPE_CHECKING:
     from .._client import Client
-    from ..fal._progress import ProgressTracker
     from ..request._plan import Plan
     from ..results._generation import Generation
+    from ..results._progress import Progress
+    from ..results._render import DisplaySettings
 
-__all__ = ["Job", "check_cell_budget", "plan_jobs", "run_jobs"]
+__all__ = ["Job", "plan_jobs", "run_cell", "run_jobs", "shaped"]
 
 
 @dataclass
@@ -32,13 +34,9 @@ class Job:
     prompt: str
     group: int
     plan: Plan
-    tracker: ProgressTracker = field(init=False)
     result: Generation | FalnbError | None = None
-
-    def __post_init__(self) -> None:
-        from ..fal._progress import ProgressTracker
-
-        self.tracker = ProgressTracker(self.plan.spec.id, len(self.plan.requests))
+    #: the job's progress while it runs (None before it starts)
+    progress: Callable[[], Progress] | None = None
 
 
 def plan_jobs(client: Client, prompts: Sequence[str], models: Sequence[str], *, n: int, size: Any,
@@ -55,54 +53,60 @@ def plan_jobs(client: Client, prompts: Sequence[str], models: Sequence[str], *, 
 def run_jobs(client: Client, jobs: Sequence[Job], *, refresh: bool, use_cache: bool, timeout: float | None,
              concurrency: int, on_tick: Callable[[], None] | None = None) -> None:
     """Run the jobs (at most ``concurrency`` at once), filling ``job.result`` with a Generation or a
-    FalnbError.  An interrupt raises :class:`Interrupted` after fal's cancel went out."""
-    from ..fal._loop import run_sync
+    FalnbError.  An interrupt raises :class:`~falnb.Interrupted` after fal's cancels went out."""
+    run = client.start([j.plan for j in jobs], refresh=refresh, cache=use_cache, timeout=timeout,
+                       concurrency=concurrency)
+    for job, tracker in zip(jobs, run.trackers, strict=True):
+        job.progress = tracker.snapshot
+    for job, result in zip(jobs, run.wait(on_tick=on_tick), strict=True):
+        job.result = result
 
-    if len(jobs) > 1 and use_cache:
-        check_cell_budget(client, jobs, refresh=refresh)
 
-    async def run_all() -> list[Any]:
-        limit = asyncio.Semaphore(max(1, concurrency))
+def run_cell(client: Client, jobs: list[Job], *, refresh: bool, use_cache: bool, timeout: float | None,
+             settings: DisplaySettings, batch: bool, concurrency: int, show_progress: bool,
+             live: bool) -> list[Any]:
+    """Run a cell's jobs with live progress, then replace the progress with the pictures and captions."""
+    from ..results._render import Entry, render_outputs
+    from ._progress_view import ProgressView, progress_text
 
-        async def one(job: Job) -> Generation:
-            async with limit:
-                # the client's own runner: cache lookup, budget check, submit, wait, download
-                return await client._run_plan(job.plan, refresh=refresh, use_cache=use_cache, timeout=timeout,
-                                              tracker=job.tracker)
+    view = ProgressView(enabled=show_progress, live=live)
+    started = time.monotonic()
+    many_models = len({j.label for j in jobs}) > 1
 
-        return list(await asyncio.gather(*(one(j) for j in jobs), return_exceptions=True))
+    def label(job: Job) -> str:
+        if not batch:
+            return job.label
+        short = " ".join(job.prompt.split())
+        short = short if len(short) <= 40 else short[:39] + "…"
+        return f"[{job.group + 1}] {short}" + (f" · {job.label}" if many_models else "")
+
+    def tick() -> None:
+        elapsed = time.monotonic() - started
+        text, key = progress_text([(label(j), j.progress() if j.progress else None) for j in jobs], elapsed)
+        view.show(text, key)
 
     try:
-        results = run_sync(run_all(), on_tick=on_tick)
-    except KeyboardInterrupt:
-        pending = [j for j in jobs if j.tracker.snapshot().state not in ("done", "cached")]
-        ids = [i for j in pending for i in j.tracker.snapshot().request_ids]
-        what = (f"cancelled the fal request{'s' if len(ids) != 1 else ''} {', '.join(ids)}" if ids
-                else "nothing had been sent")
-        hint = "fal does not bill a request cancelled while queued." if ids else None
-        raise Interrupted(f"interrupted: {what}", hint=hint) from None
-    for job, result in zip(jobs, results, strict=True):
-        if isinstance(result, FalnbError):
-            job.result = result
-        elif isinstance(result, BaseException):
-            raise result
-        else:
-            job.result = result
+        run_jobs(client, jobs, refresh=refresh, use_cache=use_cache, timeout=timeout,
+                 concurrency=concurrency, on_tick=tick)
+    except Interrupted:
+        view.close(f"interrupted after {time.monotonic() - started:.1f} s")
+        raise
+    except BaseException:
+        view.close(f"stopped after {time.monotonic() - started:.1f} s")
+        raise
+    results = [j.result for j in jobs]
+    if len(jobs) == 1 and isinstance(results[0], FalnbError):
+        view.close(f"failed after {time.monotonic() - started:.1f} s")
+        return results
+    entries = [Entry(j.label, j.prompt, j.result, j.group) for j in jobs if j.result is not None]
+    view.finish(render_outputs(entries, settings))
+    return results
 
 
-def check_cell_budget(client: Client, jobs: Sequence[Job], *, refresh: bool) -> None:
-    """Refuse the whole cell before sending anything when its uncached requests would cross a budget
-    (the client checks each request alone, which would let the first ones of a batch through)."""
-    cache = client.cache
-    if cache is None:
-        return
-    due = [r for j in jobs for r in j.plan.requests if refresh or not cache.has(r.key)]
-    if not due:
-        return
-    costs = [r.cost for r in due]
-    total = None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
-    try:
-        cache.ledger.check_budget(total)
-    except BudgetExceededError as exc:
-        what = f"this cell's {len(due)} request{'s' if len(due) != 1 else ''}"
-        raise BudgetExceededError(exc.message.replace("this request", what, 1), hint=exc.hint) from None
+def shaped(jobs: list[Job], many_models: bool, batch: bool) -> Any:
+    """What ``--out`` stores: a Generation; {model: result} with several models; a list with --batch."""
+    groups: dict[int, dict[str, Any]] = {}
+    for j in jobs:
+        groups.setdefault(j.group, {})[j.label] = j.result
+    rows = [g if many_models else next(iter(g.values())) for g in groups.values()]
+    return rows if batch else rows[0]

@@ -9,8 +9,7 @@ in ``ipython_config.py``); ``%falconfig`` shows the effective settings.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from IPython.core import magic_arguments as _ma
@@ -20,14 +19,13 @@ from IPython.core.magic import line_cell_magic as _line_cell_magic
 from IPython.core.magic import line_magic as _line_magic
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, observe, validate
 
-from .._exceptions import FalnbError, Interrupted
+from .._exceptions import FalnbError
 from ..results._render import EMBED_MODES, PREVIEW_FORMATS
-from ._magic_args import check_name, interpolate, parse_models, parse_params, split_options
+from ._magic_args import check_name, interpolate, parse_models, parse_params, prompts_of, split_options
 
 if TYPE_CHECKING:
     from .._client import Client
     from ..results._render import DisplaySettings
-    from ._magic_run import Job
 
 __all__ = ["FalMagics", "load_ipython_extension", "magics_of", "unload_ipython_extension"]
 
@@ -233,7 +231,7 @@ class FalMagics(Magics):
             raise UsageError(f"unexpected text on the %%falimage line: {rest!r}; options go on the line, "
                              "the prompt in the cell body")
         template = (cell if cell is not None else rest).strip()
-        prompts = self._prompts(template, args.batch, ns)
+        prompts = prompts_of(template, args.batch, ns)
         models = parse_models(args.model, self.default_model)
         params = parse_params(args.param)
         size = args.size if args.size is not None else self.default_size
@@ -243,81 +241,19 @@ class FalMagics(Magics):
         out = check_name(args.out, "--out") if args.out is not None else None
         client = self._client_for(args.offline)
 
-        from ._magic_run import plan_jobs
+        from ._magic_run import plan_jobs, run_cell, shaped
 
         jobs = plan_jobs(client, prompts, models, n=args.n, size=size, seed=args.seed, params=params)
-        results = self._run(client, jobs, refresh=args.refresh, use_cache=not args.no_cache, timeout=timeout,
-                            embed=args.embed, batch=args.batch is not None)
+        batch = args.batch is not None
+        results = run_cell(client, jobs, refresh=args.refresh, use_cache=not args.no_cache, timeout=timeout,
+                           settings=self.display_settings(args.embed), batch=batch,
+                           concurrency=self.batch_concurrency if batch else len(jobs),
+                           show_progress=self.show_progress, live=self._live_display())
         errors = [r for r in results if isinstance(r, FalnbError)]
         if out is not None and len(errors) < len(jobs):  # a lone failure leaves the variable alone
-            self._user_ns[out] = _shaped(jobs, len(models) > 1, args.batch is not None)
+            self._user_ns[out] = shaped(jobs, len(models) > 1, batch)
         if errors:
             raise errors[0]
-
-    def _prompts(self, template: str, batch: str | None, ns: Mapping[str, Any]) -> list[str]:
-        if batch is None:
-            if not template:
-                raise UsageError("no prompt: write it in the cell body (%%falimage) or after the options "
-                                 "(%falimage -m flux-schnell a lighthouse at dusk)")
-            return [_nonblank(interpolate(template, ns), "the prompt")]
-        name = check_name(batch, "--batch")
-        if name not in ns:
-            raise UsageError(f"--batch {name}: {name!r} is not defined in the notebook")
-        items = ns[name]
-        if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
-            raise UsageError(f"--batch {name}: expected a list of prompts, got {type(items).__name__}")
-        items = list(items)
-        if not items:
-            raise UsageError(f"--batch {name}: the list is empty")
-        prompts = []
-        for i, item in enumerate(items):
-            if template:
-                text = interpolate(template, ns, {"item": item})
-            elif isinstance(item, str):
-                text = item  # used as given: braces in a list item are not interpolated
-            else:
-                raise UsageError(f"--batch {name}: item {i} is not a string but {type(item).__name__} "
-                                 "(or give a template in the cell body using {item})")
-            prompts.append(_nonblank(text, f"--batch {name}: item {i}"))
-        return prompts
-
-    def _run(self, client: Client, jobs: list[Job], *, refresh: bool, use_cache: bool, timeout: float | None,
-             embed: str | None, batch: bool) -> list[Any]:
-        from ..results._render import Entry, ProgressView, progress_text, render_outputs
-        from ._magic_run import run_jobs
-
-        view = ProgressView(enabled=self.show_progress, live=self._live_display())
-        started = time.monotonic()
-        many_models = len({j.label for j in jobs}) > 1
-
-        def label(job: Job) -> str:
-            if not batch:
-                return job.label
-            short = " ".join(job.prompt.split())
-            short = short if len(short) <= 40 else short[:39] + "…"
-            return f"[{job.group + 1}] {short}" + (f" · {job.label}" if many_models else "")
-
-        def tick() -> None:
-            elapsed = time.monotonic() - started
-            text, key = progress_text([(label(j), j.tracker.snapshot()) for j in jobs], elapsed)
-            view.show(text, key)
-
-        try:
-            run_jobs(client, jobs, refresh=refresh, use_cache=use_cache, timeout=timeout,
-                     concurrency=self.batch_concurrency if batch else len(jobs), on_tick=tick)
-        except Interrupted:
-            view.close(f"interrupted after {time.monotonic() - started:.1f} s")
-            raise
-        except BaseException:
-            view.close(f"stopped after {time.monotonic() - started:.1f} s")
-            raise
-        results = [j.result for j in jobs]
-        if len(jobs) == 1 and isinstance(results[0], FalnbError):
-            view.close(f"failed after {time.monotonic() - started:.1f} s")
-            return results
-        entries = [Entry(j.label, j.prompt, j.result, j.group) for j in jobs if j.result is not None]
-        view.finish(render_outputs(entries, self.display_settings(embed)))
-        return results
 
     def _live_display(self) -> bool:
         """Whether the front end updates outputs in place (a kernel), not a terminal printing each update."""
@@ -334,68 +270,15 @@ class FalMagics(Magics):
 
         ``%falconfig name=value ...`` sets FalMagics traits first (like ``%config FalMagics.name = value``).
         """
-        self._guarded(self._falconfig, line)
+        from ._magic_config import configure
 
-    def _falconfig(self, line: str) -> None:
-        import json
-        import shlex
-
-        try:
-            words = shlex.split(line)
-        except ValueError as exc:
-            raise UsageError(f"%falconfig: {exc}") from None
-        traits = self.trait_names(config=True)
-        for word in words:
-            name, sep, text = word.partition("=")
-            if not sep:
-                raise UsageError(f"%falconfig {word!r}: write name=value, e.g. default_model=flux-ultra")
-            if name not in traits:
-                import difflib
-
-                close = difflib.get_close_matches(name, traits, n=1)
-                raise UsageError(f"%falconfig: unknown setting {name!r}"
-                                 + (f"; did you mean {close[0]!r}?" if close else
-                                    f"; settings: {', '.join(sorted(traits))}"))
-            try:
-                value: Any = json.loads(text)
-            except ValueError:
-                value = text
-            if text in ("None", "none", "null"):
-                value = None
-            try:
-                setattr(self, name, value)
-            except TraitError as exc:
-                raise UsageError(f"%falconfig {name}: {exc}") from None
-        print(self.describe())
+        self._guarded(configure, self, line)
 
     def describe(self) -> str:
         """The effective settings as text (what ``%falconfig`` prints)."""
-        lines = ["falnb magics (%config FalMagics.<name> = value, or %falconfig name=value):"]
-        width = max(len(n) for n in self.trait_names(config=True))
-        for name in sorted(self.trait_names(config=True)):
-            lines.append(f"  {name:<{width}} = {getattr(self, name)!r}")
-        client = self.client
-        try:
-            model = client.catalog.resolve(self.default_model).id
-        except FalnbError as exc:
-            model = f"(not a model: {exc.message})"
-        lines.append(f"default model resolves to {model}")
-        if client.offline:
-            lines.append("mode: OFFLINE — the embedded fal emulator (synthetic pictures, nothing billed)")
-            lines.append("key: not needed offline")
-        else:
-            lines.append(f"mode: online — {client.queue_url}")
-            from .._exceptions import MissingKeyError
-            from ..fal._config import find_key
+        from ._magic_config import describe
 
-            try:
-                explicit = getattr(client, "_explicit_key", None)
-                lines.append(f"key: from {find_key(explicit).source} (hidden)")
-            except MissingKeyError:
-                lines.append("key: none found — set FAL_KEY (in a notebook: %env FAL_KEY=...), or run "
-                             "offline with %config FalMagics.offline = True")
-        lines.append(f"cache: {_cache_description(client)}")
-        return "\n".join(lines)
+        return describe(self)
 
     # -- %falform -----------------------------------------------------------------------------------
 
@@ -415,8 +298,6 @@ class FalMagics(Magics):
         self._guarded(self._falform, line)
 
     def _falform(self, line: str) -> None:
-        import inspect
-
         parser = _parser(self.falform)
         tokens, rest = split_options(line, parser)
         args = parser.parse_args(tokens)
@@ -428,22 +309,12 @@ class FalMagics(Magics):
         if len(model) > 1:
             raise UsageError("%falform takes one model")
         client.catalog.resolve(model[0])  # an unknown model fails here, in one line
-        try:
-            from ._form import form
-        except ImportError:
-            raise UsageError("%falform is not available in this build (falnb.notebook._form is missing)") from None
+        from ._form import form
+
         size = args.size if args.size is not None else self.default_size
-        candidates: dict[str, Any] = {"model": model[0], "prompt": prompt, "size": size, "n": args.n,
-                                      "seed": args.seed, "client": client, "params": params or None}
-        sig = inspect.signature(form)
-        open_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
-        kwargs = {k: v for k, v in candidates.items()
-                  if v is not None and (k in sig.parameters or (open_kw and k != "params"))}
-        if params and "params" not in sig.parameters:
-            if not open_kw:
-                raise UsageError("%falform: this form takes no model parameters (-p)")
-            kwargs.update(params)
-        obj = form(**kwargs)
+        own = {"prompt": prompt, "size": size, "n": args.n, "seed": args.seed}
+        defaults = {**params, **{k: v for k, v in own.items() if v is not None}}
+        obj = form(model[0], client=client, **defaults)
         if out is not None:
             self._user_ns[out] = obj
         if obj is not None:
@@ -465,39 +336,6 @@ def _in_range(name: str, value: int, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise TraitError(f"{name} must be from {lo} to {hi}, not {value!r}")
     return value
-
-
-def _nonblank(text: str, what: str) -> str:
-    text = text.strip()
-    if not text:
-        raise UsageError(f"{what} is empty")
-    return text
-
-
-def _shaped(jobs: list[Job], many_models: bool, batch: bool) -> Any:
-    """What ``--out`` stores: a Generation; {model: result} with several models; a list with --batch."""
-    groups: dict[int, dict[str, Any]] = {}
-    for j in jobs:
-        groups.setdefault(j.group, {})[j.label] = j.result
-    rows = [g if many_models else next(iter(g.values())) for g in groups.values()]
-    return rows if batch else rows[0]
-
-
-def _cache_description(client: Client) -> str:
-    arg = getattr(client, "_cache_arg", True)
-    if arg is False:
-        return "off"
-    try:
-        cache = client.cache
-    except Exception as exc:  # a broken cache must not break %falconfig
-        return f"unavailable ({type(exc).__name__}: {exc})"
-    if cache is None:
-        return "off"
-    for attr in ("directory", "root", "path"):
-        where = getattr(cache, attr, None)
-        if where is not None:
-            return f"{where} ({client.cache_namespace} namespace)"
-    return repr(cache)
 
 
 def magics_of(shell: Any) -> FalMagics:

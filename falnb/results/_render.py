@@ -1,29 +1,28 @@
-"""What the magics put in a notebook: image previews, the grid, captions and live progress.
+"""How results look in a notebook: the capped preview grid and the caption, as real mimebundles.
 
 Images are real image mimebundles (``image/jpeg``, ``image/png``, ``image/webp``), never base64
 inside HTML: nbval compares HTML byte for byte and data URIs bloat notebooks.  By default one
 capped JPEG contact sheet holds every picture of a cell (a compact grid, labelled), followed by a
 text caption with both ``text/plain`` and escaped ``text/html``.  Pillow loads on first use.
+
+This module renders any result with a Generation's attributes (:class:`Shown`): it does not import
+:class:`~falnb.Generation`, whose ``_ipython_display_`` calls :func:`show_generation`.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ._generation import seed_text
+from ._preview import contact_sheet, preview
+from ._text import html_text, seed_text, short, usd
 
 if TYPE_CHECKING:
-    from PIL.Image import Image as PILImage
-
-    from ..fal._progress import Progress
-    from ._generation import Generation, Image
+    from ._image import Image
 
 __all__ = [
     "EMBED_MODES",
@@ -31,20 +30,29 @@ __all__ = [
     "DisplaySettings",
     "Entry",
     "Output",
-    "ProgressView",
+    "Shown",
     "caption_lines",
-    "contact_sheet",
     "notebook_bytes",
-    "preview",
-    "progress_text",
     "render_outputs",
     "show_generation",
     "show_outputs",
 ]
 
+
+class Shown(Protocol):
+    """What rendering needs of a result (a :class:`~falnb.Generation` has all of it)."""
+
+    model: str
+    prompt: str
+    images: list[Image]
+    seed: int | None
+    cost: float | None
+    cached: bool
+    saved: float
+
+
 EMBED_MODES = ("preview", "full", "none")
 PREVIEW_FORMATS = ("jpeg", "webp", "png")
-_MIME = {"jpeg": "image/jpeg", "webp": "image/webp", "png": "image/png"}
 #: what notebook front ends render as an image output
 _SHOWABLE = ("image/png", "image/jpeg", "image/gif", "image/webp")
 
@@ -69,120 +77,12 @@ class Entry:
 
     label: str
     prompt: str
-    result: Generation | BaseException
+    result: Shown | BaseException
     #: the prompt's position in a batch (entries of one group are compared side by side)
     group: int = 0
 
 
 # -- images -----------------------------------------------------------------------------------
-
-
-def _flatten(img: PILImage, fmt: str) -> PILImage:
-    """JPEG has no alpha: put transparent pictures on white."""
-    from PIL import Image as PIL
-
-    if fmt == "jpeg" and img.mode not in ("RGB", "L"):
-        rgba = img.convert("RGBA")
-        bg = PIL.new("RGB", rgba.size, (255, 255, 255))
-        bg.paste(rgba, mask=rgba.getchannel("A"))
-        return bg
-    if fmt != "jpeg" and img.mode not in ("RGB", "RGBA", "L", "LA"):
-        return img.convert("RGBA")
-    return img
-
-
-def _encode(img: PILImage, fmt: str, quality: int) -> bytes:
-    buf = io.BytesIO()
-    img = _flatten(img, fmt)
-    if fmt == "jpeg":
-        img.save(buf, "JPEG", quality=quality, optimize=True, progressive=True)
-    elif fmt == "webp":
-        img.save(buf, "WEBP", quality=quality, method=4)
-    else:
-        img.save(buf, "PNG", optimize=True)
-    return buf.getvalue()
-
-
-def preview(image: Image, long_side: int = 512, fmt: str = "jpeg",
-            quality: int = 80) -> tuple[bytes, str, int, int]:
-    """``(bytes, mime, width, height)`` of a copy whose long side is at most ``long_side``.
-
-    A picture already small enough, in the same format and smaller than the re-encoding, is kept as is.
-    """
-    from PIL import Image as PIL
-
-    img = image.to_pil()
-    if max(img.size) > long_side:
-        img.thumbnail((long_side, long_side), PIL.Resampling.LANCZOS)
-    data = _encode(img, fmt, quality)
-    mime = _MIME[fmt]
-    if image.content_type == mime and len(image.data) <= len(data) and max(img.size) == max(
-            image.width or 0, image.height or 0):
-        return image.data, mime, img.size[0], img.size[1]
-    return data, mime, img.size[0], img.size[1]
-
-
-def _font(size: int) -> Any:
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow without FreeType
-        return ImageFont.load_default()
-
-
-def contact_sheet(tiles: Sequence[tuple[Image | None, str]], columns: int, long_side: int = 512,
-                  fmt: str = "jpeg", quality: int = 80) -> tuple[bytes, str, int, int]:
-    """One picture holding every tile (each capped at ``long_side``), labelled underneath.
-
-    A ``None`` tile is an empty, labelled cell.  A single tile is just its preview, without a label.
-    """
-    if len(tiles) == 1 and tiles[0][0] is not None:
-        return preview(tiles[0][0], long_side, fmt, quality)
-    from PIL import Image as PIL
-    from PIL import ImageDraw
-
-    thumbs: list[PILImage | None] = []
-    for image, _ in tiles:
-        if image is None:
-            thumbs.append(None)
-            continue
-        img = _flatten(image.to_pil(), "jpeg")
-        img.thumbnail((long_side, long_side), PIL.Resampling.LANCZOS)
-        thumbs.append(img)
-    sizes = [t.size for t in thumbs if t is not None] or [(long_side, long_side)]
-    cell_w = max(w for w, _ in sizes)
-    cell_h = max(h for _, h in sizes)
-    font_px = max(11, min(22, long_side // 24))
-    band = font_px + font_px // 2 + 4
-    gap = 4
-    cols = max(1, min(columns, len(tiles)))
-    rows = -(-len(tiles) // cols)
-    width = cols * cell_w + (cols - 1) * gap
-    height = rows * (cell_h + band) + (rows - 1) * gap
-    sheet = PIL.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    font = _font(font_px)
-    for i, (thumb, (_, label)) in enumerate(zip(thumbs, tiles, strict=True)):
-        r, c = divmod(i, cols)
-        x0, y0 = c * (cell_w + gap), r * (cell_h + band + gap)
-        if thumb is None:
-            draw.rectangle((x0, y0, x0 + cell_w - 1, y0 + cell_h - 1), fill=(246, 246, 246))
-            label += " (none)"
-        else:
-            sheet.paste(thumb, (x0 + (cell_w - thumb.size[0]) // 2, y0 + (cell_h - thumb.size[1]) // 2))
-        draw.rectangle((x0, y0 + cell_h, x0 + cell_w - 1, y0 + cell_h + band - 1), fill=(236, 236, 236))
-        text = _fit(draw, label, font, cell_w - 8)
-        draw.text((x0 + 4, y0 + cell_h + (band - font_px) // 2 - 1), text, fill=(30, 30, 30), font=font)
-    return _encode(sheet, fmt, quality), _MIME[fmt], width, height
-
-
-def _fit(draw: Any, text: str, font: Any, width: int) -> str:
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while len(text) > 1 and draw.textlength(text + "…", font=font) > width:
-        text = text[:-1]
-    return text + "…"
 
 
 def _b64(data: bytes) -> str:
@@ -192,27 +92,18 @@ def _b64(data: bytes) -> str:
 # -- captions -----------------------------------------------------------------------------------
 
 
-def _money(usd: float) -> str:
-    return f"${usd:.3f}" if usd < 1 else f"${usd:.2f}"
-
-
 def _numbers(first: int, count: int) -> str:
     return f"[{first}]" if count == 1 else f"[{first}-{first + count - 1}]"
 
 
-def _dims(gen: Generation) -> str:
+def _dims(gen: Shown) -> str:
     dims = sorted({f"{img.width}x{img.height}" for img in gen.images if img.width and img.height})
     return ", ".join(dims) if dims else "size unknown"
 
 
-def _short(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _error_line(err: BaseException) -> str:
     msg = getattr(err, "message", None) or str(err)
-    return f"{type(err).__name__}: {_short(str(msg), 300)}"
+    return f"{type(err).__name__}: {short(str(msg), 300)}"
 
 
 def caption_lines(entries: Sequence[Entry], refs: Sequence[str] | None = None, *,
@@ -226,29 +117,30 @@ def caption_lines(entries: Sequence[Entry], refs: Sequence[str] | None = None, *
     prompts = list(dict.fromkeys(e.prompt for e in entries))
     one_prompt = len(prompts) == 1
     if one_prompt:
-        lines.append(("prompt", f"“{_short(prompts[0], 300)}”"))
+        lines.append(("prompt", f"“{short(prompts[0], 300)}”"))
     for i, e in enumerate(entries):
         ref = refs[i] if refs is not None and embedded else ""
-        tail = "" if one_prompt else f" — “{_short(e.prompt, 120)}”"
+        tail = "" if one_prompt else f" — “{short(e.prompt, 120)}”"
         result = e.result
         if isinstance(result, BaseException):
             lines.append(("error", f"{ref} {e.label}: {_error_line(result)}{tail}".strip()))
             continue
         gen = result
         count = len(gen.images)
-        parts = [e.label, f"{count} images" if count > 1 else "", _dims(gen), seed_text(gen) or "",
-                 "cost unknown" if gen.cost is None else f"~{_money(gen.cost)}"]
+        seeds = seed_text((img.seed for img in gen.images), gen.seed)
+        parts = [e.label, f"{count} images" if count > 1 else "", _dims(gen), seeds or "",
+                 "cost unknown" if gen.cost is None else f"~{usd(gen.cost)}"]
         if gen.cached:
-            parts.append(f"cached — saved ~{_money(gen.saved)}")
+            parts.append(f"cached — saved ~{usd(gen.saved)}")
         text = " · ".join(p for p in parts if p)
         lines.append(("item", f"{ref} {text}{tail}".strip()))
     done = [e.result for e in entries if not isinstance(e.result, BaseException)]
     if len(done) > 1:
         known = [g.cost for g in done if g.cost is not None]
         saved = sum(g.saved for g in done if g.cached)
-        note = f"total ~{_money(sum(known))}" + (" (some prices unknown)" if len(known) < len(done) else "")
+        note = f"total ~{usd(sum(known))}" + (" (some prices unknown)" if len(known) < len(done) else "")
         if saved:
-            note += f" · saved ~{_money(saved)} from the cache"
+            note += f" · saved ~{usd(saved)} from the cache"
         lines.append(("note", note))
     if not embedded and done:
         lines.append(("note", "images not embedded (--embed none); keep them with --out NAME"))
@@ -262,8 +154,8 @@ def _caption_output(entries: Sequence[Entry], refs: Sequence[str], embedded: boo
     lines = caption_lines(entries, refs, embedded=embedded)
     plain = "\n".join(text for _, text in lines)
     rows = "".join(
-        f"<div style=\"{_STYLE[kind]}\">{html.escape(text)}</div>" if _STYLE[kind]
-        else f"<div>{html.escape(text)}</div>" for kind, text in lines)
+        f"<div style=\"{_STYLE[kind]}\">{html_text(text)}</div>" if _STYLE[kind]
+        else f"<div>{html_text(text)}</div>" for kind, text in lines)
     markup = f"<div class=\"falnb-caption\" style=\"font-size:0.85em;line-height:1.45\">{rows}</div>"
     return {"text/plain": plain, "text/html": markup}, {}
 
@@ -348,7 +240,7 @@ def show_outputs(outputs: Sequence[Output]) -> None:
         display(data, raw=True, metadata=metadata)  # type: ignore[no-untyped-call]
 
 
-def show_generation(gen: Generation, settings: DisplaySettings | None = None) -> None:
+def show_generation(gen: Shown, settings: DisplaySettings | None = None) -> None:
     """Display a Generation as the magics do (``_ipython_display_`` of :class:`Generation`).
 
     Without ``settings``: those of the loaded magics (``%config FalMagics...``), else the defaults.
@@ -376,99 +268,3 @@ def notebook_bytes(outputs: Sequence[Output]) -> int:
         doc = {"output_type": "display_data", "data": data, "metadata": metadata}
         total += len(json.dumps(doc, indent=1, ensure_ascii=False).encode("utf-8"))
     return total
-
-
-# -- progress -----------------------------------------------------------------------------------
-
-
-def progress_text(items: Sequence[tuple[str, Progress | None]], elapsed: float) -> tuple[str, str]:
-    """``(text, key)``: lines describing the work, and the same without times (changes of state).
-
-    Up to eight jobs get a line each; more are summarised by state.
-    """
-    if len(items) <= 8:
-        lines, keys = [], []
-        for label, p in items:
-            if p is None:
-                lines.append(f"{label}: waiting · {elapsed:.1f} s")
-                keys.append(f"{label}: waiting")
-                continue
-            what = p.what()
-            lines.append(f"{label}: {what} · {p.elapsed:.1f} s")
-            keys.append(f"{label}: {what}")
-        return "\n".join(lines), "\n".join(keys)
-    counts: dict[str, int] = {}
-    last_log = None
-    for _, p in items:
-        state = p.state if p is not None else "waiting"
-        counts[state] = counts.get(state, 0) + 1
-        if p is not None and p.log:
-            last_log = p.log
-    order = ["done", "cached", "downloading", "running", "queued", "submitting", "checking", "waiting"]
-    summary = ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s))
-    key = f"{len(items)} jobs: {summary}"
-    text = f"{key} · {elapsed:.1f} s"
-    if last_log:
-        text += f"\nlatest log: {_short(last_log, 160)}"
-    return text, key
-
-
-
-
-class ProgressView:
-    """A progress output updated in place (``display_id``), replaced by the results at the end.
-
-    Call only from the main thread.  ``live=False`` (terminal IPython) prints only changes of state,
-    so a terminal is not flooded with elapsed-time updates.
-    """
-
-    def __init__(self, *, enabled: bool = True, live: bool = True, interval: float = 0.25,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.enabled = enabled
-        self.live = live
-        self.interval = interval
-        self._clock = clock
-        self._handle: Any = None
-        self._key: str | None = None
-        self._text: str | None = None
-        self._last = 0.0
-        #: how many times the output was shown or updated (tests)
-        self.updates = 0
-
-    @property
-    def shown(self) -> bool:
-        return self._handle is not None
-
-    def show(self, text: str, key: str) -> None:
-        if not self.enabled:
-            return
-        now = self._clock()
-        changed = key != self._key
-        if self._handle is not None:
-            if text == self._text or not (changed or (self.live and now - self._last >= self.interval)):
-                return
-        self._key, self._text, self._last = key, text, now
-        bundle = {"text/plain": text}
-        if self._handle is None:
-            from IPython.display import display
-
-            self._handle = display(bundle, raw=True, display_id=True)  # type: ignore[no-untyped-call]
-        else:
-            self._handle.update(bundle, raw=True)
-        self.updates += 1
-
-    def finish(self, outputs: Sequence[Output]) -> None:
-        """Replace the progress output with the first result output and show the others after it."""
-        if self._handle is not None and outputs:
-            data, metadata = outputs[0]
-            self._handle.update(data, raw=True, metadata=metadata)
-            show_outputs(outputs[1:])
-        else:
-            show_outputs(outputs)
-        self._handle = None
-
-    def close(self, text: str) -> None:
-        """Leave a final line in place of the progress (after an error or an interrupt)."""
-        if self._handle is not None:
-            self._handle.update({"text/plain": text}, raw=True)
-            self._handle = None

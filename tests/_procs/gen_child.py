@@ -51,14 +51,14 @@ def arm(phase: str) -> None:
 
 
 def install_hooks() -> None:
-    from falnb import _client
+    from falnb import _engine
     from falnb.cache._journal import Slot
     from falnb.fal import _queue
 
     submit = _queue.QueueClient.submit
     wait = _queue.QueueClient.wait
     record = Slot.record
-    download = _client.Client._download
+    download = _engine.Engine._download
 
     async def submit_hook(self: Any, *args: Any, **kwargs: Any) -> Any:
         mark("submitting")
@@ -93,7 +93,7 @@ def install_hooks() -> None:
     _queue.QueueClient.submit = submit_hook  # type: ignore[method-assign]
     _queue.QueueClient.wait = wait_hook  # type: ignore[method-assign]
     Slot.record = record_hook  # type: ignore[method-assign]
-    _client.Client._download = download_hook  # type: ignore[method-assign]
+    _engine.Engine._download = download_hook  # type: ignore[method-assign]
 
 
 def main() -> None:

@@ -66,6 +66,10 @@ class ProgressTracker:
             self._ids[index] = request_id
         self.version += 1
 
+    def requests(self) -> list[tuple[str, str | None]]:
+        """``(state, request id or None)`` of each request of the call, in order."""
+        return [(self._states.get(i, "checking"), self._ids.get(i)) for i in range(self.total)]
+
     def snapshot(self) -> Progress:
         states = list(self._states.values()) or ["checking"]
         finished = sum(1 for s in states if s in ("done", "cached"))

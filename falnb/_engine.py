@@ -1,0 +1,312 @@
+"""How a plan is carried out: the cache, the budget, the journal's claim, fal's queue, the store, the bytes.
+
+The :class:`Engine` owns the httpx clients and the queue client (made on first use, on falnb's private
+loop) and runs one plan's requests concurrently.  It is the Client's machinery: the Client decides
+what to run (and keeps the history), :class:`~falnb._run.Run` runs several plans and watches them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from ._exceptions import CacheError, FalnbError, FalServerError, RequestNotFoundError
+from .cache._index import CacheWarning
+from .cache._ledger import session_ledger
+from .fal._config import Key
+from .fal._download import fetch_image, sniff
+from .fal._loop import run_sync
+from .fal._queue import QueueClient, RetryPolicy, Submitted
+from .request._plan import FalRequest, Plan
+from .results._generation import Generation, images_from_response
+from .results._image import Image
+from .results._progress import ProgressTracker
+
+if TYPE_CHECKING:
+    from .cache._store import ResponseCache
+
+__all__ = ["Engine"]
+
+
+class Engine:
+    """Runs plans against one fal queue (or the emulator) with one cache; see the module docstring."""
+
+    def __init__(self, *, queue_url: str, key: Callable[[], Key], transport: httpx.AsyncBaseTransport | None,
+                 cache: Callable[[], ResponseCache | None], namespace: str, timeout: float | None,
+                 retry: RetryPolicy | None, http_timeout: float, use_stream: bool, max_concurrency: int,
+                 history: collections.deque[Generation]) -> None:
+        self._queue_url, self._key, self._transport = queue_url, key, transport
+        self._cache, self._namespace, self.timeout = cache, namespace, timeout
+        self._retry, self._http_timeout, self._use_stream = retry, http_timeout, use_stream
+        self._max_concurrency = max(1, int(max_concurrency))
+        self._history = history
+        self._http: httpx.AsyncClient | None = None
+        self._streams: httpx.AsyncClient | None = None
+        self._queue: QueueClient | None = None
+        self._sem: asyncio.Semaphore | None = None
+
+    def cache(self) -> ResponseCache | None:
+        """The response cache in use (None without one)."""
+        return self._cache()
+
+    def queue(self) -> QueueClient:
+        """The queue client, made on first use (on the private loop: its pools belong to that loop)."""
+        if self._queue is None:
+            self._http = httpx.AsyncClient(transport=self._transport, timeout=self._http_timeout,
+                                           limits=httpx.Limits(max_connections=48, max_keepalive_connections=48),
+                                           follow_redirects=True)
+            # each waiting request holds a status stream: uncapped, so streams never starve submits
+            self._streams = httpx.AsyncClient(transport=self._transport, timeout=self._http_timeout,
+                                              limits=httpx.Limits(max_connections=None, max_keepalive_connections=16))
+            self._queue = QueueClient(self._http, self._queue_url, self._key(), self._retry,
+                                      use_stream=self._use_stream, stream_http=self._streams)
+            self._sem = asyncio.Semaphore(self._max_concurrency)
+        return self._queue
+
+    def close(self) -> None:
+        clients = [c for c in (self._http, self._streams) if c is not None]
+        self._http = self._streams = self._queue = None
+        for c in clients:
+            run_sync(c.aclose())
+
+    async def run_plan(self, plan: Plan, *, refresh: bool, use_cache: bool, timeout: float | None,
+                       tracker: ProgressTracker, group: object = None,
+                       group_cost: Callable[[], float | None] | None = None) -> Generation:
+        """Every request of ``plan`` (concurrently), bounded by ``timeout`` as a whole; the Generation.
+
+        ``group`` holds the budget for a set of calls run together (a cell, a batch) and ``group_cost``
+        is the set's uncached estimate: the set passes or fails its budget check whole.  By default the
+        group is this call."""
+        started = time.monotonic()
+        bound = self.timeout if timeout is None else timeout
+        tasks = [asyncio.ensure_future(self._run_request(plan, i, req, refresh=refresh, use_cache=use_cache,
+                                                         timeout=bound, tracker=tracker,
+                                                         group=tracker if group is None else group,
+                                                         group_cost=group_cost))
+                 for i, req in enumerate(plan.requests)]
+        gathered = asyncio.gather(*tasks)
+        gathered.add_done_callback(_retrieve)  # its error is re-raised from the tasks, or moot once cancelled
+        try:
+            # ``timeout`` bounds the whole call (submit, wait, result, download), not only the wait:
+            # the wait's own bound answers first, this one catches a hung submit, result or download
+            done, _ = await asyncio.wait({gathered}, timeout=None if bound is None else bound + _DEADLINE_GRACE)
+            if not done:
+                raise _timed_out(plan, bound, tracker)
+            parts = gathered.result()
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return self.generation(plan, parts, started)
+
+    def from_cache(self, plan: Plan, *, refresh: bool, use_cache: bool, tracker: ProgressTracker) -> Generation | None:
+        """Every request of ``plan`` from the cache, in the caller's thread (no hop to the loop,
+        no key, no network), or None when any of them is missing."""
+        if refresh or not use_cache:
+            return None
+        store = self._cache()
+        if store is None:
+            return None
+        started = time.monotonic()
+        hits = []
+        for req in plan.requests:
+            hit = store.get(req.key)
+            if hit is None:
+                return None
+            hits.append(hit)
+        parts = []
+        for i, (req, hit) in enumerate(zip(plan.requests, hits, strict=True)):
+            tracker.update(i, "cached", request_id=hit.request_id)
+            store.ledger.record_saved(req.cost, model=req.model)
+            parts.append(_Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0))
+        return self.generation(plan, parts, started)
+
+    def generation(self, plan: Plan, parts: list[_Part], started: float) -> Generation:
+        images = [img for part in parts for img in part.images]
+        cached = all(p.cached for p in parts)
+        gen = Generation(
+            prompt=plan.prompt, model=plan.spec.id, images=images, inputs=[dict(r.input) for r in plan.requests],
+            request_ids=[p.request_id for p in parts if p.request_id], seed=plan.seed,
+            cost=plan.cost, cached=cached, saved=round(sum(p.saved for p in parts), 6),
+            elapsed=time.monotonic() - started, response_format=plan.response_format,
+            responses=[p.response for p in parts])
+        if gen.seed is None:
+            seeds = [p.response.get("seed") for p in parts]
+            gen.seed = seeds[0] if seeds and isinstance(seeds[0], int) else None
+        self._history.append(gen)
+        return gen
+
+    async def _run_request(self, plan: Plan, index: int, req: FalRequest, *, refresh: bool, use_cache: bool,
+                           timeout: float | None, tracker: ProgressTracker, group: object,
+                           group_cost: Callable[[], float | None] | None) -> _Part:
+        """One request: a cache hit, or the budget, the journal's claim, fal, and the store.
+
+        ``cache=False`` (``use_cache``) reads and writes no entry and no journal row; the budget and
+        the ledger still apply (a budget that ``cache=False`` could slip past would be no budget).
+        """
+        store = self._cache()
+        cache = store if use_cache else None
+        if cache is not None and not refresh:
+            hit = cache.get(req.key)  # no key, no network: a hit works without a fal key
+            if hit is not None:
+                tracker.update(index, "cached", request_id=hit.request_id)
+                cache.ledger.record_saved(req.cost, model=req.model)
+                return _Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0)
+
+        ledger = store.ledger if store is not None else session_ledger(self._namespace)
+
+        def call_cost() -> float | None:
+            # this call's requests that are not cached: a call crossing a budget is refused whole,
+            # before any of its requests is sent
+            costs = [r.cost for r in plan.requests if cache is None or refresh or not cache.has(r.key)]
+            return None if any(c is None for c in costs) else float(sum(c for c in costs if c is not None))
+
+        # the group is the call (or the set of calls run together), not the plan: plans are memoised
+        # and shared by re-runs
+        reservation = ledger.reserve(req.cost, model=req.model, group=group, group_cost=group_cost or call_cost)
+        try:
+            queue = self.queue()
+            assert self._sem is not None
+            async with self._sem:
+                if cache is None:
+                    return await self._fetch(queue, plan, index, req, None, timeout, tracker, reservation)
+                async with cache.inflight(req.key, req.model, refresh=refresh, timeout=timeout) as slot:
+                    if slot.entry is not None:  # stored by another process while we waited: nothing to pay
+                        tracker.update(index, "cached", request_id=slot.entry.request_id)
+                        cache.ledger.record_saved(req.cost, model=req.model)
+                        return _Part(slot.entry.images, slot.entry.request_id, slot.entry.response, cached=True,
+                                     saved=req.cost or 0.0)
+                    part = await self._fetch(queue, plan, index, req, slot, timeout, tracker, reservation)
+                    try:
+                        cache.put(req.key, model=req.model, canonical=req.canonical, response=part.response,
+                                  images=part.images, request_id=part.request_id, cost=req.cost)
+                    except CacheError as exc:  # the pictures are paid and in hand: warn, do not lose them
+
+                        warnings.warn(f"falnb: {exc}", CacheWarning, stacklevel=2)
+                    return part
+        finally:
+            reservation.release()  # a no-op once paid
+
+    async def _fetch(self, queue: QueueClient, plan: Plan, index: int, req: FalRequest, slot: Any,
+                     timeout: float | None, tracker: ProgressTracker, reservation: Any = None) -> _Part:
+        """Submit (or re-attach to the journaled request), wait, fetch the result and the image bytes."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            reattached = slot is not None and slot.request_id is not None
+            if reattached:
+                sub = slot.resume(queue, req.model)  # paid already, by the run that submitted it
+            else:
+                tracker.update(index, "submitting")
+                sub = await queue.submit(req.model, req.input, plan.headers,
+                                         on_sending=slot.record_sending if slot is not None else None)
+                if slot is not None:
+                    slot.record(sub)  # journaled before polling: a restart re-attaches instead of paying again
+                if reservation is not None:
+                    reservation.pay(sub.request_id)
+            tracker.update(index, "queued", request_id=sub.request_id)
+            try:
+                def on_status(st: Any) -> None:
+                    state = "queued" if st.status == "IN_QUEUE" else "running" if st.status == "IN_PROGRESS" \
+                        else "done"
+                    tracker.update(index, "downloading" if state == "done" else state, position=st.queue_position,
+                                   log=st.logs[-1] if st.logs else None)
+
+                remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
+                final = await queue.wait(sub, on_status, remaining)
+                if final.error and reattached:
+                    slot.forget()  # the journaled request ended without pictures (cancelled, failed): ask anew
+                    continue
+                if final.error and slot is not None:
+                    slot.failed = True  # fal says it failed for good: the journal will not re-attach to it
+                response = await queue.result(sub, retry=not final.error)
+            except RequestNotFoundError:
+                if not reattached:
+                    raise
+                slot.forget()  # fal no longer holds it: submitting anew is not paying twice
+                continue
+            except asyncio.CancelledError:
+                async def cancel(sent: Submitted = sub) -> str:
+                    try:
+                        return await asyncio.wait_for(queue.cancel(sent), 5.0)
+                    except (FalnbError, asyncio.TimeoutError, httpx.HTTPError):
+                        return ""
+
+                answer = await asyncio.shield(cancel())
+                if slot is not None:
+                    slot.cancel_answer = answer  # the journal keeps a request that may still deliver
+                raise
+            break
+        if slot is not None:
+            slot.completed = True  # fal holds the result now: worth re-attaching to if we stop
+        images = await self._download(response, req, plan)
+        tracker.update(index, "done", request_id=sub.request_id)
+        return _Part(images, sub.request_id, response)
+
+    async def _download(self, response: Mapping[str, Any], req: FalRequest, plan: Plan) -> list[Image]:
+        assert self._http is not None
+        items = images_from_response(response)
+        if not items:
+            raise FalServerError(f"{req.model} returned no images", model=req.model)
+
+        async def one(item: Mapping[str, Any]) -> Image:
+            url = str(item.get("url", ""))
+            data = await fetch_image(self._http, url, model=req.model)  # type: ignore[arg-type]
+            ctype, w, h = sniff(data)
+            return Image(data=data, content_type=ctype if ctype != "application/octet-stream"
+                         else str(item.get("content_type") or ctype),
+                         width=w or _int(item.get("width")), height=h or _int(item.get("height")),
+                         url=None if url.startswith("data:") else url,
+                         # fal's echo, else what was sent (Bria and Imagen echo no seed)
+                         seed=_int(response.get("seed")) or _int(req.input.get("seed")))
+
+        return list(await asyncio.gather(*(one(i) for i in items)))
+
+
+
+class _Part:
+    __slots__ = ("cached", "images", "request_id", "response", "saved")
+
+    def __init__(self, images: list[Image], request_id: str | None, response: dict[str, Any],
+                 cached: bool = False, saved: float = 0.0) -> None:
+        self.images, self.request_id, self.response, self.cached, self.saved = (
+            images, request_id, dict(response), cached, saved)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+#: the whole-call bound fires this long after ``timeout``, so the wait's own (clearer) timeout wins
+_DEADLINE_GRACE = 0.25
+
+
+def _timed_out(plan: Plan, bound: float | None, tracker: ProgressTracker) -> FalnbError:
+    from ._exceptions import RequestTimeoutError
+
+    snap = tracker.snapshot()
+    ids = ", ".join(snap.request_ids)
+    if snap.state == "checking":
+        hint = "Nothing was sent by this call: re-run it, or raise the timeout."
+    elif snap.state == "submitting":
+        hint = ("A submit got no answer in time: fal may have queued it (and will bill it if it completes); "
+                "falnb will not send it again by itself. Check https://fal.ai/dashboard/requests, or raise the "
+                "timeout.")
+    else:
+        hint = "fal holds the request: re-run the same call to re-attach (with the cache on), or raise the timeout."
+    return RequestTimeoutError(f"{plan.spec.id} did not answer within the timeout of {bound:g} s "
+                               f"(while {snap.state}{'; request ' + ids if ids else ''})", model=plan.spec.id,
+                               hint=hint)
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+

@@ -1,0 +1,267 @@
+"""Several plans running together: :class:`Run`, the one way to start work and watch it.
+
+``generate`` runs one plan, ``generate_many`` one per prompt, a ``%%falimage`` cell one per prompt and
+model, the form one per click: all of them go through :meth:`Client.start`, which returns a
+:class:`Run`.  The work runs on falnb's private event loop; the caller's thread watches it
+(``progress()``, ``wait()``, ``cancel()``), or is called back on the loop thread (``watch()``,
+``add_done_callback()``), so presentation code never touches the loop, httpx or the client's insides.
+
+A Run's uncached requests pass or fail the budgets as one set, checked before anything is sent: a cell
+is never paid in part and refused in part.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import FalnbError, Interrupted
+from .fal._loop import CANCEL_GRACE, get_loop, in_loop_thread
+from .results._progress import Progress, ProgressTracker
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+    from .request._plan import Plan
+    from .results._generation import Generation
+
+__all__ = ["Run"]
+
+class Run:
+    """Plans running on falnb's private loop, watched from any thread.  Made by :meth:`Client.start`.
+
+    ``results`` holds, per plan and in order, its :class:`~falnb.Generation`, the
+    :class:`~falnb.FalnbError` it ended with, or None while it runs (or when it was cancelled first).
+    """
+
+    def __init__(self, engine: Engine, plans: Sequence[Plan], *, refresh: bool, use_cache: bool,
+                 timeout: float | None, concurrency: int | None, stop_on_error: bool = False) -> None:
+        self.plans: tuple[Plan, ...] = tuple(plans)
+        self.trackers = tuple(ProgressTracker(p.spec.id, len(p.requests)) for p in self.plans)
+        self.results: list[Generation | FalnbError | None] = [None] * len(self.plans)
+        #: True once cancel() was called (by the user, an interrupt, or the first error of stop_on_error)
+        self.cancel_requested = False
+        self._engine = engine
+        self._refresh, self._use_cache, self._timeout = refresh, use_cache, timeout
+        self._limit = max(1, int(concurrency or len(self.plans) or 1))
+        self._stop_on_error = stop_on_error
+        self._finished = threading.Event()
+        self._callbacks: list[Callable[[Run], None]] = []
+        self._lock = threading.Lock()
+        self._future: concurrent.futures.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+
+    def __repr__(self) -> str:
+        state = "finished" if self.finished else "cancelling" if self.cancel_requested else "running"
+        return f"<falnb.Run {len(self.plans)} plan(s), {state}>"
+
+    # -- starting ---------------------------------------------------------------------------------
+
+    def _start(self) -> Run:
+        self._future = asyncio.run_coroutine_threadsafe(self._main(), get_loop())
+        return self
+
+    async def _main(self) -> None:
+        self._task = asyncio.current_task()
+        limit = asyncio.Semaphore(self._limit)
+
+        async def one(i: int, plan: Plan) -> None:
+            async with limit:
+                try:
+                    self.results[i] = await self._engine.run_plan(
+                        plan, refresh=self._refresh, use_cache=self._use_cache, timeout=self._timeout,
+                        tracker=self.trackers[i], group=self, group_cost=self.due_cost)
+                except FalnbError as exc:
+                    self.results[i] = exc
+                    if self._stop_on_error:
+                        self.cancel()
+
+        try:
+            await asyncio.gather(*(one(i, p) for i, p in enumerate(self.plans)))
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                self._failure = exc  # a bug, not a fal or user error: re-raised by wait()
+            raise
+        finally:
+            self._finished.set()
+            with self._lock:
+                callbacks, self._callbacks = self._callbacks, []
+            for fn in callbacks:
+                _call(fn, self)
+
+    def due_cost(self) -> float | None:
+        """The estimate of every request of this run that is not in the cache (None: a price is unknown)."""
+        store = self._engine.cache() if self._use_cache else None
+        costs = [r.cost for p in self.plans for r in p.requests
+                 if store is None or self._refresh or not store.has(r.key)]
+        return None if any(c is None for c in costs) else float(sum(c for c in costs if c is not None))
+
+    # -- watching ---------------------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        """True once every plan ended (done, failed or cancelled) and fal's cancels went out."""
+        return self._finished.is_set()
+
+    @property
+    def version(self) -> int:
+        """Changes whenever any plan's progress changes (cheap to poll)."""
+        return sum(t.version for t in self.trackers)
+
+    def progress(self) -> list[Progress]:
+        """A snapshot of each plan's progress, in order."""
+        return [t.snapshot() for t in self.trackers]
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Block until the run has finished; True when it has."""
+        return self._finished.wait(timeout)
+
+    def add_done_callback(self, fn: Callable[[Run], None]) -> None:
+        """Call ``fn(run)`` once the run has finished: on the loop thread, or at once if it already has.
+        On the loop thread a callback may set widget traits, never display."""
+        with self._lock:
+            if not self._finished.is_set():
+                self._callbacks.append(fn)
+                return
+        _call(fn, self)
+
+    def watch(self, on_progress: Callable[[Run], None], *, every: float = 0.1, refresh: float = 0.5) -> None:
+        """Call ``on_progress(run)`` on the loop thread while the run works: within ``every`` seconds of a
+        change, and at least every ``refresh`` seconds (for elapsed times)."""
+        loop = get_loop()
+
+        async def watcher() -> None:
+            seen, shown = -1, 0.0
+            while not self._finished.is_set():
+                if self.version != seen or loop.time() - shown >= refresh:
+                    seen, shown = self.version, loop.time()
+                    _call(on_progress, self)
+                await asyncio.sleep(every)
+
+        asyncio.run_coroutine_threadsafe(watcher(), loop)
+
+    # -- ending -----------------------------------------------------------------------------------
+
+    def cancel(self) -> bool:
+        """Stop the work (fal's cancel goes out for every request still queued or running); returns False
+        when the run had already finished.  Does not wait: see :meth:`join`."""
+        if self._finished.is_set() or self._future is None:
+            return False
+        self.cancel_requested = True
+        task = self._task
+        if task is not None and in_loop_thread():
+            task.cancel()
+        elif task is not None:
+            task.get_loop().call_soon_threadsafe(task.cancel)
+        else:
+            self._future.cancel()
+        return True
+
+    def wait(self, *, on_tick: Callable[[], None] | None = None, tick: float = 0.1) -> list[Generation | FalnbError]:
+        """Block until the run finishes, calling ``on_tick`` every ``tick`` seconds meanwhile; the results.
+
+        A KeyboardInterrupt (Ctrl-C, a kernel interrupt) cancels the run, waits for fal's cancels to go
+        out, and raises :class:`~falnb.Interrupted` saying, request by request, what happened."""
+        if in_loop_thread():
+            raise RuntimeError("falnb's sync API was called from its own loop; use the async API there")
+        try:
+            while not self._finished.wait(tick if on_tick is not None else None):
+                if on_tick is not None:
+                    on_tick()
+        except KeyboardInterrupt:
+            self.cancel()
+            self._finished.wait(CANCEL_GRACE)
+            raise Interrupted(self.interrupt_message()) from None
+        except BaseException:  # on_tick failed (a progress callback's bug): stop the work, then say why
+            self.cancel()
+            self._finished.wait(CANCEL_GRACE)
+            raise
+        return self._outcome()
+
+    async def wait_async(self, *, on_tick: Callable[[], None] | None = None,
+                         tick: float = 0.1) -> list[Generation | FalnbError]:
+        """The async twin of :meth:`wait`: await it from any event loop (the private one included)."""
+        assert self._future is not None
+        fut = asyncio.wrap_future(self._future)
+        try:
+            while True:
+                done, _ = await asyncio.wait({fut}, timeout=tick if on_tick is not None else None)
+                if on_tick is not None:
+                    on_tick()
+                if done:
+                    break
+        except BaseException:  # cancelled, or on_tick failed: stop the work too
+            self.cancel()
+            raise
+        if fut.cancelled() and not self._finished.is_set():
+            await asyncio.sleep(0)
+        return self._outcome()
+
+    def _outcome(self) -> list[Generation | FalnbError]:
+        if self._failure is not None:
+            raise self._failure
+        if any(r is None for r in self.results):
+            raise Interrupted(self.interrupt_message())
+        return [r for r in self.results if r is not None]
+
+    def interrupt_message(self) -> str:
+        """What an interrupt did to each request, in words (nothing sent, cancelled while queued, ...)."""
+        return interrupt_text(self.trackers)
+
+
+def interrupt_text(trackers: Sequence[ProgressTracker]) -> str:
+    """``interrupted: ...`` naming, request by request, what was sent and what fal may bill."""
+    unsent = queued = 0
+    uncertain: list[str] = []
+    cancelled: list[str] = []
+    running: list[str] = []
+    finished: list[str] = []
+    for t in trackers:
+        for state, rid in t.requests():
+            if state in ("done", "cached"):
+                continue
+            if rid is None:
+                if state == "submitting":
+                    uncertain.append("?")
+                else:
+                    unsent += 1
+            elif state == "queued":
+                queued += 1
+                cancelled.append(rid)
+            elif state == "running":
+                running.append(rid)
+            else:
+                finished.append(rid)
+    parts = []
+    if cancelled:
+        parts.append(f"cancelled {_ids(cancelled)} while queued (fal does not bill those)")
+    if running:
+        parts.append(f"asked fal to cancel {_ids(running)}, which had started (fal may still bill "
+                     f"{'it' if len(running) == 1 else 'them'}; a re-run takes the pictures if fal finishes)")
+    if finished:
+        parts.append(f"{_ids(finished)} had finished on fal (billed): re-run to fetch the pictures without paying "
+                     "again")
+    if uncertain:
+        n = len(uncertain)
+        parts.append(f"{n} submit{'s were' if n != 1 else ' was'} on the way to fal with no answer yet (fal may have "
+                     "queued and billed it)")
+    if unsent:
+        parts.append(f"{unsent} request{'s' if unsent != 1 else ''} not sent (nothing billed)")
+    return "interrupted: " + ("; ".join(parts) if parts else "nothing was running")
+
+
+def _ids(ids: Sequence[str]) -> str:
+    shown = ", ".join(ids[:4]) + (f" and {len(ids) - 4} more" if len(ids) > 4 else "")
+    return f"request{'s' if len(ids) != 1 else ''} {shown}"
+
+
+def _call(fn: Callable[[Run], Any], run: Run) -> None:
+    try:
+        fn(run)
+    except Exception:  # a callback's bug must not stop the run's bookkeeping
+        import logging
+
+        logging.getLogger("falnb").exception("falnb: a Run callback failed")

@@ -1,0 +1,210 @@
+"""What the form leaves behind: results shown in the cell's output (saved with the notebook), the
+equivalent ``%%falimage`` cell, and the history that re-opens earlier results without paying again.
+
+A mixin of :class:`~falnb.notebook._form.FalForm`: the methods below are the form's own (``form.reopen(0)``),
+kept here so the form's module holds only its controls and the generate/cancel wiring.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import FalnbError
+from ._form_cell import falimage_cell, insert_cell_js
+from ._form_fields import MAX_FORM_N, ParamField, SizeControl
+from ._form_history import HistoryItem, settings_of
+from ._form_media import output_bundles
+from ._form_status import error_text
+
+if TYPE_CHECKING:
+    import ipywidgets as widgets
+
+    from .._client import Client
+    from ..catalog._catalog import Catalog
+    from ..results._generation import Generation
+    from ..results._image import Image
+
+__all__ = ["FormOutputs"]
+
+
+class FormOutputs:
+    """Show in notebook output, Copy as %%falimage cell, and the history (mixed into the form)."""
+
+    # set by the form
+    client: Client
+    catalog: Catalog
+    result: Generation | None
+    history: list[HistoryItem]
+    pinned: list[Generation]
+    status: str
+    output_area: widgets.Output
+    cell_box: widgets.Textarea
+    history_picker: widgets.Dropdown
+    reopen_button: widgets.Button
+    show_button: widgets.Button
+    caption_label: widgets.Label
+    cost_label: widgets.Label
+    model_picker: widgets.Dropdown
+    prompt_box: widgets.Textarea
+    n_box: widgets.BoundedIntText
+    seed_box: widgets.Text
+    extra_box: widgets.Text
+    size_control: SizeControl
+    fields: dict[str, ParamField]
+    _script: widgets.Output
+    _handles: tuple[Any, Any] | None
+    _lock: threading.Lock
+    _quiet: bool
+
+    if TYPE_CHECKING:  # the form's own methods, used here
+        @property
+        def running(self) -> bool: ...
+
+        def settings(self) -> dict[str, Any]: ...
+
+        def update_estimate(self) -> str: ...
+
+
+        def _show(self, images: list[Image]) -> None: ...
+
+        def _pick(self, model: str) -> str: ...
+
+    def _apply(self, settings: dict[str, Any]) -> None:
+        """Show ``settings`` (``model``, ``prompt``, ``size``, ``n``, ``seed``, params) in the controls."""
+        settings = dict(settings)
+        params = dict(settings.pop("params", None) or {})
+        if "model" in settings:
+            self.model_picker.value = self._pick(str(settings.pop("model")))
+        if "prompt" in settings:
+            self.prompt_box.value = str(settings.pop("prompt") or "")
+        if settings.get("size") is not None:
+            self.size_control.set(settings["size"])
+        settings.pop("size", None)
+        if "n" in settings:
+            self.n_box.value = max(1, min(MAX_FORM_N, int(settings.pop("n"))))
+        if "seed" in settings:
+            seed = settings.pop("seed")
+            self.seed_box.value = "" if seed is None else str(seed)
+        params.update(settings)
+        extra: dict[str, Any] = {}
+        for name, f in self.fields.items():
+            f.set(params.pop(name, None))
+        extra.update(params)
+        self.extra_box.value = json.dumps(extra) if extra else ""
+
+    # -- results that persist -----------------------------------------------------------------
+
+    def show_result(self) -> bool:
+        """Put the current result into the cell's output, where it is saved with the notebook.
+
+        Each result shown is added (one caption line and one row of the picture sheet each).
+        Returns False when there is nothing to show yet.
+        """
+        if self.result is None:
+            self.status = "nothing to show yet: generate first"
+            return False
+        if self.result not in self.pinned:
+            self.pinned.append(self.result)
+        where = self._render_pinned()
+        self.status = f"shown {where} ({len(self.pinned)} result(s)); saved with the notebook"
+        return True
+
+    def _render_pinned(self) -> str:
+        caption, picture = output_bundles(self.pinned)
+        if self._handles is not None:
+            self._handles[0].update(caption, raw=True)
+            self._handles[1].update(picture, raw=True)
+            return "in this cell's output"
+        self.output_area.outputs = tuple({"output_type": "display_data", "data": b, "metadata": {}}
+                                         for b in (caption, picture))
+        return "below the form"
+
+    def cell_text(self) -> str:
+        """The ``%%falimage`` cell with the current settings (it hits the same cache entry)."""
+        s = self.settings()
+        return falimage_cell(s["prompt"], model=s["model"], n=s["n"], size=s["size"], seed=s["seed"],
+                             params=s["params"])
+
+    def insert_cell(self) -> str:
+        """Insert the ``%%falimage`` cell below the running cell (call it from a cell); returns its text."""
+        text = self.cell_text()
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            shell.set_next_input(text, replace=False)
+        return text
+
+    def copy_cell(self) -> str | None:
+        """The "Copy as %%falimage cell" button: insert the cell below (or copy it), and show its text."""
+        try:
+            text = self.cell_text()
+        except FalnbError as exc:
+            self.status = error_text(exc)
+            return None
+        self.cell_box.value = text
+        self.cell_box.layout.display = ""
+        token = uuid.uuid4().hex
+        script = {"application/javascript": insert_cell_js(text, token), "text/plain": ""}
+        self._script.outputs = ({"output_type": "display_data", "metadata": {}, "data": script},)
+        self.status = ("%%falimage cell: inserted below (or copied to the clipboard); "
+                                   "its text is also shown below")
+        return text
+
+    # -- history ------------------------------------------------------------------------------
+
+    def refresh_history(self) -> None:
+        """List the session's generations (this form's, and the client's from elsewhere)."""
+        with self._lock:
+            known = {id(item.generation) for item in self.history}
+            for gen in list(self.client.history):
+                if id(gen) not in known:
+                    self.history.append(HistoryItem(gen, settings_of(gen, self.catalog)))
+                    known.add(id(gen))
+            self.history.sort(key=lambda item: item.generation.created)
+            items = list(enumerate(self.history))
+        if not items:
+            return
+        options = [(item.label(i + 1, self.catalog), i) for i, item in reversed(items)]
+        self.history_picker.options = options
+        self.history_picker.value = options[0][1]
+        self.reopen_button.disabled = False
+
+    def _reopen_selected(self) -> None:
+        index = self.history_picker.value
+        if not isinstance(index, int) or index < 0:
+            return
+        if self.running:
+            self.status = "wait for the running generation (or cancel it) before re-opening"
+            return
+        self.reopen(index)
+
+    def reopen(self, index: int) -> Generation:
+        """Show history item ``index`` again and restore its settings; nothing is sent to fal."""
+        if self.running:
+            raise RuntimeError("wait for the running generation (or cancel it) before re-opening")
+        with self._lock:
+            item = self.history[index]
+        images, source = item.images(self.client)
+        quiet, self._quiet = self._quiet, True
+        try:
+            self._apply(item.settings)
+        except FalnbError:
+            pass
+        finally:
+            self._quiet = quiet
+        self.update_estimate()
+        gen = item.generation
+        self._show(images)
+        self.result = gen
+        self.caption_label.value = gen.caption()
+        self.cost_label.value = "cost: nothing (re-opened from " + (
+            "the cache)" if source == "cache" else "this session's memory)")
+        self.status = f"re-opened from the {'cache' if source == 'cache' else 'session'}: " \
+                                  f"{len(images)} image(s), nothing paid"
+        self.show_button.disabled = False
+        return gen
+

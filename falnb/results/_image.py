@@ -1,0 +1,66 @@
+"""One generated picture: :class:`Image`, holding its bytes (fal's URLs expire, the bytes do not)."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+__all__ = ["EXTENSIONS", "Image"]
+
+#: file suffix of each image type
+EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
+
+
+@dataclass(frozen=True, eq=False)
+class Image:
+    """One generated picture.  ``data`` holds the bytes: fal's URLs expire, these do not."""
+
+    data: bytes = field(repr=False)
+    content_type: str
+    width: int | None
+    height: int | None
+    url: str | None = None
+    seed: int | None = None
+
+    def save(self, path: str | Path) -> Path:
+        """Write the bytes to ``path`` (a directory gets a file name; a missing suffix is added)."""
+        p = Path(path)
+        ext = EXTENSIONS.get(self.content_type, ".bin")
+        if p.is_dir():
+            p = p / f"falnb-{abs(hash(self.data)) % 10**10}{ext}"
+        elif not p.suffix:
+            p = p.with_suffix(ext)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(self.data)
+        return p
+
+    def to_pil(self) -> PILImage:
+        import io
+
+        from PIL import Image as PIL
+
+        img = PIL.open(io.BytesIO(self.data))
+        img.load()
+        return img
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        mime = self.content_type if self.content_type in ("image/png", "image/jpeg") else None
+        bundle: dict[str, Any] = {"text/plain": repr(self)}
+        if mime:
+            bundle[mime] = self.data if mime == "image/png" else base64.b64encode(self.data).decode()
+        else:  # webp and others: show a PNG of it
+            import io
+
+            buf = io.BytesIO()
+            self.to_pil().save(buf, format="PNG")
+            bundle["image/png"] = buf.getvalue()
+        return bundle
+
+    def __repr__(self) -> str:
+        dims = f"{self.width}x{self.height}" if self.width and self.height else "?x?"
+        return f"<falnb.Image {dims} {self.content_type} {len(self.data):,} bytes>"
