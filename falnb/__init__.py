@@ -42,6 +42,7 @@ from ._exceptions import (
 if TYPE_CHECKING:
     from ._api import agenerate, agenerate_many, generate, generate_many, load_litellm_config
     from ._client import Client
+    from ._run import Run
     from .cache._index import CacheWarning
     from .cache._store import ResponseCache
     from .catalog._catalog import ModelSpec, Param
@@ -78,6 +79,7 @@ __all__ = [
     "RequestNotFoundError",
     "RequestTimeoutError",
     "ResponseCache",
+    "Run",
     "SizeError",
     "SubmitUncertainError",
     "TransportError",
@@ -104,6 +106,7 @@ _LAZY = {
     "Param": ".catalog._catalog",
     "Progress": ".results._progress",
     "ResponseCache": ".cache._store",
+    "Run": "._run",
     "agenerate": "._api",
     "agenerate_many": "._api",
     "form": ".notebook._form",

@@ -17,6 +17,22 @@ def test_all_is_sorted_and_resolves() -> None:
         assert getattr(falnb, name) is not None, name
 
 
+#: the public names: changing this list is changing falnb's API (say so in the README and the changelog)
+PUBLIC = [
+    "AuthenticationError", "BudgetExceededError", "CacheError", "CacheWarning", "Client", "ConfigError",
+    "ContentPolicyError", "FalError", "FalServerError", "FalValidationError", "FalnbError", "Generation", "Image",
+    "InputError", "Interrupted", "MissingKeyError", "ModelSpec", "Param", "ParameterError", "Progress",
+    "RateLimitError", "RequestCancelledError", "RequestNotFoundError", "RequestTimeoutError", "ResponseCache",
+    "Run", "SizeError", "SubmitUncertainError", "TransportError", "UnknownModelError", "__version__", "agenerate",
+    "agenerate_many", "form", "generate", "generate_many", "load_ipython_extension", "load_litellm_config",
+    "models", "unload_ipython_extension",
+]
+
+
+def test_public_names_are_exactly_these() -> None:
+    assert falnb.__all__ == PUBLIC
+
+
 def test_every_private_module_declares_all() -> None:
     for info in pkgutil.walk_packages(falnb.__path__, "falnb."):
         mod = importlib.import_module(info.name)
