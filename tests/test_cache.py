@@ -637,29 +637,29 @@ def test_a_cache_folder_copied_without_its_wal_replays(emu: Emulator, tmp_path: 
     assert replay.generate(PROMPT, **KW).cached and replay.generate("a second picture", **KW).cached
 
 
-def test_an_interrupted_request_is_cancelled_and_the_rerun_does_not_stall(emu: Emulator) -> None:
-    emu.configure(latency=1.0)
+def test_an_interrupted_request_is_cancelled_and_the_rerun_does_not_stall() -> None:
+    thaw: list[float] = []  # fal's clock: frozen (the request runs until cancelled), then real time from +60 s
+    emu = Emulator(latency=1.0, concurrency=8,
+                   clock=lambda: 60 + time.monotonic() - thaw[0] if thaw else 0.0)
     client = offline(emu)
     cache = client.cache
     assert cache is not None
 
     async def interrupt() -> None:
         task = asyncio.ensure_future(client.agenerate(PROMPT, **KW))
-        for _ in range(200):
+        while not any(r["request_id"] for r in cache.journal()):  # journaled: fal holds it, running
             await asyncio.sleep(0.01)
-            if (cache.directory / "index.sqlite3").exists() and any(r["request_id"] for r in cache.journal()):
-                break
         task.cancel()  # Ctrl-C while fal is generating
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    asyncio.run(interrupt())
-    for _ in range(200):  # falnb's loop sends fal's cancel, then releases the journal row
-        if all(r["pid"] == 0 for r in cache.journal()):
-            break
+    asyncio.run(asyncio.wait_for(interrupt(), 30))
+    deadline = time.monotonic() + 30
+    while not all(r["pid"] == 0 for r in cache.journal()):  # falnb's loop sends fal's cancel, then releases
+        assert time.monotonic() < deadline, cache.journal()
         time.sleep(0.01)
     assert emu.ledger.submits == 1
-    emu.configure(latency=0.01)
+    thaw.append(time.monotonic())  # fal's clock moves on: whatever was not cancelled would have finished now
     gen = client.generate(PROMPT, **KW)  # re-attaches, finds it cancelled, asks anew
     assert len(gen.images) == 2 and not gen.cached
     assert emu.ledger.submits == 2 and emu.ledger.requests == 1  # the cancelled one was not billed
