@@ -219,7 +219,7 @@ class Engine:
                                    log=st.logs[-1] if st.logs else None)
 
                 remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
-                final = await queue.wait(sub, on_status, remaining)
+                final = await queue.wait(sub, on_status, remaining, bound=timeout)
                 if final.error and reattached:
                     slot.forget()  # the journaled request ended without pictures (cancelled, failed): ask anew
                     continue

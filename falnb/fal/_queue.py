@@ -275,13 +275,17 @@ class QueueClient:
     # -- waiting ---------------------------------------------------------------------------
 
     async def wait(self, sub: Submitted, on_status: Callable[[Status], None] | None = None,
-                   timeout: float | None = None) -> Status:
-        """Until COMPLETED: the status stream when fal offers it, else polling that starts fast."""
+                   timeout: float | None = None, *, bound: float | None = None) -> Status:
+        """Until COMPLETED: the status stream when fal offers it, else polling that starts fast.
+
+        ``timeout`` is what is left of the call's time; ``bound`` the timeout the caller set (the one the
+        message names: a user who asked for 1 s reads "1 s", not the 0.95 s that remained)."""
         try:
             return await asyncio.wait_for(self._wait(sub, on_status), timeout)
         except asyncio.TimeoutError:
+            said = timeout if bound is None else bound
             raise RequestTimeoutError(
-                f"request {sub.request_id} for {sub.model} did not finish within {_secs(timeout)} s", model=sub.model,
+                f"request {sub.request_id} for {sub.model} did not finish within {_secs(said)} s", model=sub.model,
                 hint="It may still be running on fal: re-run the same call to re-attach, or raise the timeout."
             ) from None
 
