@@ -70,7 +70,7 @@ def install_hooks() -> None:
         mark(f"submitted {sub.request_id}")
         arm("after-submit")
 
-    async def wait_hook(self: Any, sub: Any, on_status: Any = None, timeout: Any = None) -> Any:
+    async def wait_hook(self: Any, sub: Any, on_status: Any = None, timeout: Any = None, **kw: Any) -> Any:
         seen: set[str] = set()
 
         def report(st: Any) -> None:
@@ -83,7 +83,7 @@ def install_hooks() -> None:
             if on_status is not None:
                 on_status(st)
 
-        return await wait(self, sub, report, timeout)
+        return await wait(self, sub, report, timeout, **kw)
 
     async def download_hook(self: Any, *args: Any, **kwargs: Any) -> Any:
         mark("downloading")
