@@ -1,0 +1,135 @@
+"""Driving a real IPython shell the way a notebook does, and small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+ROOT = Path(__file__).resolve().parents[2]  # the checkout whose falnb is under test
+DEFECTS = Path(__file__).resolve().parent
+
+
+@dataclass
+class Cell:
+    """What one executed cell left: success, outputs as the saved notebook holds them, text."""
+
+    ok: bool
+    stdout: str
+    stderr: str
+    error: BaseException | None
+    notebook: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def raw_text(self) -> str:
+        return self.stdout + self.stderr
+
+    @property
+    def text(self) -> str:
+        return ANSI.sub("", self.raw_text)
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.text.splitlines() if line.strip()]
+
+    def images(self) -> list[dict[str, Any]]:
+        return [o for o in self.notebook if any(k.startswith("image/") for k in o)]
+
+    def captions(self) -> list[dict[str, Any]]:
+        return [o for o in self.notebook if "text/html" in o]
+
+
+def run(shell: InteractiveShell, source: str) -> Cell:
+    """Run a cell; display updates replace the output they update (as in a saved notebook)."""
+    with capture_output() as cap:
+        result = shell.run_cell(source, store_history=False)
+    notebook: list[dict[str, Any]] = []
+    ids: dict[str, int] = {}
+    for out in cap.outputs:
+        display_id = (out.transient or {}).get("display_id")
+        if out.update and display_id in ids:
+            notebook[ids[display_id]] = dict(out.data)
+        else:
+            if display_id:
+                ids[display_id] = len(notebook)
+            notebook.append(dict(out.data))
+    err = result.error_in_exec or result.error_before_exec
+    return Cell(result.success, cap.stdout, cap.stderr, err, notebook)
+
+
+def _main_waits_in_falnb(thread: threading.Thread) -> bool:
+    """Whether the main thread is blocked, in the kernel, in a wait (threading / concurrent.futures)
+    that falnb called.
+
+    Both halves matter.  The Python frame says the wait is falnb's (an interrupt landing earlier,
+    e.g. inside ``run_coroutine_threadsafe``, is another case than the one under test).  The
+    kernel state says the thread is already asleep on its futex: a SIGINT arriving in the instant
+    between CPython's non-blocking lock attempt and the futex sleep only trips a flag, and a wait
+    without a timeout then never wakes up to raise KeyboardInterrupt (a lost interrupt)."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    if frame is None or not frame.f_code.co_filename.endswith(_WAITS):
+        return False
+    in_falnb = False
+    while frame is not None:
+        if f"{os.sep}falnb{os.sep}" in frame.f_code.co_filename:
+            in_falnb = True
+            break
+        frame = frame.f_back
+    if not in_falnb:
+        return False
+    try:
+        with open(f"/proc/self/task/{thread.native_id}/wchan") as f:
+            return "futex" in f.read()
+    except OSError:  # no /proc: the frame is all there is to go by
+        return True
+
+
+_WAITS = ("threading.py", os.path.join("concurrent", "futures", "_base.py"))
+
+
+def interrupt_main(within: float = 5.0) -> None:
+    """A kernel interrupt: SIGINT delivered to the main thread, once it is asleep inside falnb's wait.
+
+    Called from the stand-in's hooks (falnb's loop thread) at an exact phase; see
+    ``_main_waits_in_falnb`` for why it first waits for the main thread to be asleep."""
+    main = threading.main_thread()
+    assert main.ident is not None
+    end = time.monotonic() + within
+    while not _main_waits_in_falnb(main) and time.monotonic() < end:
+        time.sleep(0.0005)
+    signal.pthread_kill(main.ident, signal.SIGINT)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "FAL_AI_API_KEY", "FALNB_QUEUE_URL",
+                        "FALNB_OFFLINE", "FALNB_BUDGET_SESSION", "FALNB_BUDGET_TOTAL")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(DEFECTS)])
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra)
+    return env
+
+
+def python(code: str, *, env: dict[str, str] | None = None, timeout: float = 60.0,
+           args: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh Python process (this checkout's falnb, the stand-in importable)."""
+    return subprocess.run([sys.executable, "-c", code, *(args or [])], env=env or child_env(), cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def falnb_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0
+              ) -> subprocess.CompletedProcess[str]:
+    """The ``falnb`` command (as ``python -m falnb``, this checkout's code)."""
+    return subprocess.run([sys.executable, "-m", "falnb", *args], env=env or child_env(), cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=timeout)
