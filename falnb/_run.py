@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import FalnbError, Interrupted
+from ._exceptions import FalnbError, Interrupted, RequestCancelledError
 from .fal._loop import CANCEL_GRACE, get_loop, in_loop_thread
 from .results._progress import Progress, ProgressTracker
 
@@ -53,6 +53,8 @@ class Run:
         self._future: concurrent.futures.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
+        #: the first error of a plan, in the order they happened (stop_on_error raises it)
+        self._first_error: FalnbError | None = None
 
     def __repr__(self) -> str:
         state = "finished" if self.finished else "cancelling" if self.cancel_requested else "running"
@@ -76,6 +78,8 @@ class Run:
                         tracker=self.trackers[i], group=self, group_cost=self.due_cost)
                 except FalnbError as exc:
                     self.results[i] = exc
+                    if self._first_error is None:
+                        self._first_error = exc
                     if self._stop_on_error:
                         self.cancel()
 
@@ -193,8 +197,12 @@ class Run:
                     on_tick()
                 if done:
                     break
-        except BaseException:  # cancelled, or on_tick failed: stop the work too
+        except BaseException:  # cancelled, or on_tick failed: stop the work too, and let fal's cancels go out
             self.cancel()
+            try:
+                await asyncio.wait({fut}, timeout=CANCEL_GRACE)
+            except BaseException:  # cancelled again while waiting: stop waiting
+                pass
             raise
         if fut.cancelled() and not self._finished.is_set():
             await asyncio.sleep(0)
@@ -203,8 +211,10 @@ class Run:
     def _outcome(self) -> list[Generation | FalnbError]:
         if self._failure is not None:
             raise self._failure
-        if any(r is None for r in self.results):
-            raise Interrupted(self.interrupt_message())
+        if self._stop_on_error and self._first_error is not None:
+            raise self._first_error
+        if any(r is None for r in self.results):  # run.cancel() (not Ctrl-C: that raised Interrupted already)
+            raise RequestCancelledError(self.interrupt_message().replace("interrupted: ", "cancelled: ", 1))
         return [r for r in self.results if r is not None]
 
     def interrupt_message(self) -> str:

@@ -98,17 +98,22 @@ def _main_waits_in_falnb(thread: threading.Thread) -> bool:
 _WAITS = ("threading.py", os.path.join("concurrent", "futures", "_base.py"))
 
 
-def interrupt_main(within: float = 5.0) -> None:
+def interrupt_main(within: float = 5.0) -> bool:
     """A kernel interrupt: SIGINT delivered to the main thread, once it is asleep inside falnb's wait.
 
     Called from the stand-in's hooks (falnb's loop thread) at an exact phase; see
-    ``_main_waits_in_falnb`` for why it first waits for the main thread to be asleep."""
+    ``_main_waits_in_falnb`` for why it first waits for the main thread to be asleep.  When the main
+    thread is not waiting in falnb within ``within`` seconds (the call already returned), no signal is
+    sent (it would land in whatever runs next, another test included) and False is returned."""
     main = threading.main_thread()
     assert main.ident is not None
     end = time.monotonic() + within
-    while not _main_waits_in_falnb(main) and time.monotonic() < end:
+    while not _main_waits_in_falnb(main):
+        if time.monotonic() >= end:
+            return False
         time.sleep(0.0005)
     signal.pthread_kill(main.ident, signal.SIGINT)
+    return True
 
 
 def child_env(**extra: str) -> dict[str, str]:

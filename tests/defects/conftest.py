@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,6 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from ._private import magics_of
 from .falstandin import FalStandIn
-
-
-@pytest.fixture(autouse=True)
-def _sigint_raises_keyboardinterrupt() -> Iterator[None]:
-    """The interrupt tests send a real SIGINT.  A shell starts background jobs (``pytest & pytest &``,
-    the issue's "two copies at once") with SIGINT ignored, and Python then installs no handler:
-    the interrupt would be dropped and the test would hang.  Each test gets Python's own handler."""
-    before = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, before)
 
 
 @pytest.fixture

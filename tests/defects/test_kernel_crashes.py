@@ -54,7 +54,6 @@ _BOUNDED_REPR = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 01")
 def test_defect_01_random_seeds_repr_and_display_stay_small() -> None:
     """Seeds 12 and 2,000,000,000 in one Generation: repr, caption and display must be short and
     cheap.  Today seed_text builds list(range(12, 2e9)): under a 400 MB address-space limit that is
@@ -70,7 +69,6 @@ def test_defect_01_random_seeds_repr_and_display_stay_small() -> None:
     assert "12" in out["caption"] and "2000000000" in out["caption"].replace(",", ""), out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 01")
 def test_defect_01_seed_text_is_not_linear_in_the_seed_range(tmp_path: Path) -> None:
     """The same with a small spread (400,000), measured: building the caption must not allocate
     memory proportional to the distance between the seeds."""

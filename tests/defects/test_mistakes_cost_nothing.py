@@ -65,7 +65,6 @@ def test_defect_11_total_budget_holds_across_processes_started_together(standin:
     assert spent <= 0.12 + 1e-9, spent
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 11")
 def test_defect_11_no_cache_cell_is_refused_whole(shell: InteractiveShell, magics: Any, standin: FalStandIn,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """flux-ultra ($0.06) fits a $0.08 budget alone, flux-pro ($0.04) too, both together do not:
@@ -144,7 +143,6 @@ def test_defect_14_guard_generate_cancels_when_the_callback_fails(client: Any, s
     assert [r.cancel_asked for r in standin.requests] == [True]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 14")
 def test_defect_14_agenerate_cancels_when_the_callback_fails(client: Any, standin: FalStandIn) -> None:
     standin.hold_at = "IN_QUEUE"
 

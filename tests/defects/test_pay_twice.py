@@ -194,7 +194,6 @@ def test_defect_05_rerun_of_a_cancelled_batch(shell: InteractiveShell, magics: A
 # -- 6. interrupt messages that contradict what happened ----------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 06")
 def test_defect_06_interrupt_after_a_slow_submit_does_not_say_nothing_was_sent(
         shell: InteractiveShell, magics: Any, standin: FalStandIn) -> None:
     """fal queued the request (and bills it) but its answer is late; Ctrl-C then.  Saying "nothing
@@ -209,7 +208,6 @@ def test_defect_06_interrupt_after_a_slow_submit_does_not_say_nothing_was_sent(
     assert "none sent" not in cell.text, cell.text
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 06")
 def test_defect_06_generate_interrupted_after_a_slow_submit(client: Any, standin: FalStandIn) -> None:
     standin.gate("submit_answer")
     standin.on["held:submit_answer"] = lambda req: interrupt_main()
@@ -218,7 +216,6 @@ def test_defect_06_generate_interrupted_after_a_slow_submit(client: Any, standin
     assert "none sent" not in str(err.value) and "nothing had been sent" not in str(err.value), str(err.value)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 06")
 def test_defect_06_interrupt_while_running_does_not_promise_no_bill(shell: InteractiveShell, magics: Any,
                                                                     standin: FalStandIn) -> None:
     """Interrupted while fal runs it: fal may bill a running request; the message must say so, not
@@ -230,7 +227,6 @@ def test_defect_06_interrupt_while_running_does_not_promise_no_bill(shell: Inter
     assert re.search(r"\bmay\b[^.\n]*\bbill", cell.text), cell.text
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 06")
 def test_defect_06_interrupt_during_download_does_not_claim_a_cancel(shell: InteractiveShell, magics: Any,
                                                                      standin: FalStandIn) -> None:
     """Interrupted while the finished pictures download: fal completed (and billed) the request;

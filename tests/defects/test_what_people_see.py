@@ -37,7 +37,6 @@ def _dollars(text: str) -> int:
 # -- 21. two $ in a caption render as LaTeX -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 21")
 def test_defect_21_cached_caption_has_no_latex_pair(shell: InteractiveShell, magics: Any) -> None:
     src = "%falimage -m schnell --seed 1 a lighthouse"
     assert run(shell, src).ok
@@ -49,7 +48,6 @@ def test_defect_21_cached_caption_has_no_latex_pair(shell: InteractiveShell, mag
                 assert _dollars(out[mime]) <= 1, out[mime]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 21")
 def test_defect_21_generation_html_repr_has_no_latex_pair(client: Any) -> None:
     client.generate("a lighthouse", model="flux-ultra", seed=1)
     gen = client.generate("a lighthouse", model="flux-ultra", seed=1)

@@ -59,7 +59,6 @@ def test_defect_28_journal_does_not_promise_to_reattach_uncertain_rows(client: A
     assert not any("re-attached on the next run" in line for line in rows), rows
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 28")
 def test_defect_28_timeout_is_reported_as_given(client: Any, standin: FalStandIn) -> None:
     """``timeout=1`` and a slow submit (fal's answer held until 0.3 s after the test starts): the
     message must say 1 s (what the user gave), not the fraction left for the wait.  The hold only sets
