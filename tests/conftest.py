@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,11 +47,24 @@ def emulator() -> Iterator[object]:
 
 
 @pytest.fixture
-def http_emulator(emulator: object) -> Iterator[object]:
-    from falnb.emulator import serve
+def serve_emulator() -> Iterator[Callable[..., Any]]:
+    """Start falnb's emulator over real HTTP on a free port of 127.0.0.1, closed after the test:
+    ``serve_emulator(Emulator(...))``, or ``serve_emulator(latency=..., concurrency=..., faults=...)``
+    for a new one.  Returns the :class:`~falnb.emulator.EmulatorServer` (``.url``, ``.emulator``)."""
+    from falnb.emulator import Emulator, serve
 
-    server = serve(port=0, emulator=emulator)  # type: ignore[arg-type]
-    try:
-        yield server
-    finally:
+    servers: list[Any] = []
+
+    def start(emulator: Any = None, **settings: Any) -> Any:
+        server = serve(port=0, emulator=emulator if emulator is not None else Emulator(**settings))
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
         server.close()
+
+
+@pytest.fixture
+def http_emulator(emulator: object, serve_emulator: Callable[..., Any]) -> object:
+    return serve_emulator(emulator)

@@ -9,14 +9,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from falnb.cache._store import ResponseCache
-from falnb.emulator import Emulator, EmulatorServer, serve
+from falnb.emulator import EmulatorServer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and /proc")
 
@@ -34,10 +34,8 @@ print(json.dumps({"cached": gen.cached, "ids": gen.request_ids, "n": len(gen.ima
 
 
 @pytest.fixture
-def server() -> Iterator[EmulatorServer]:
-    srv = serve(port=0, emulator=Emulator(latency=0.05, concurrency=8))
-    yield srv
-    srv.close()
+def server(serve_emulator: Callable[..., EmulatorServer]) -> EmulatorServer:
+    return serve_emulator(latency=0.05, concurrency=8)
 
 
 def _env(server: EmulatorServer) -> dict[str, str]:

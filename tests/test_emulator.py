@@ -7,7 +7,7 @@ import base64
 import io
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -485,12 +485,8 @@ def test_status_stream_in_process() -> None:
 
 
 @pytest.fixture
-def server() -> Iterator[Any]:
-    srv = serve(port=0, emulator=Emulator(latency=0.05, concurrency=1))
-    try:
-        yield srv
-    finally:
-        srv.close()
+def server(serve_emulator: Callable[..., Any]) -> Any:
+    return serve_emulator(latency=0.05, concurrency=1)
 
 
 def test_http_lifecycle_files_and_stream(server: Any) -> None:

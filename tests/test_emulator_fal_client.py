@@ -5,7 +5,7 @@ fal-client builds ``https://`` URLs from module constants set at import; point t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,20 +13,17 @@ import pytest
 fal_client = pytest.importorskip("fal_client")
 import fal_client.client as fal_module  # noqa: E402
 
-from falnb.emulator import Emulator, EmulatorServer, Faults, serve  # noqa: E402
+from falnb.emulator import EmulatorServer, Faults  # noqa: E402
 
 MODEL = "fal-ai/flux-pro/v1.1-ultra"
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorServer]:
-    srv = serve(port=0, emulator=Emulator(latency=0.2, concurrency=1))
+def server(monkeypatch: pytest.MonkeyPatch, serve_emulator: Callable[..., EmulatorServer]) -> EmulatorServer:
+    srv = serve_emulator(latency=0.2, concurrency=1)
     monkeypatch.setattr(fal_module, "QUEUE_URL_FORMAT", srv.url + "/")
     monkeypatch.setattr(fal_module, "RUN_URL_FORMAT", srv.url + "/")
-    try:
-        yield srv
-    finally:
-        srv.close()
+    return srv
 
 
 @pytest.fixture

@@ -17,13 +17,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.utils.capture import capture_output
 from PIL import Image as PIL
 
 import falnb
@@ -31,55 +29,9 @@ from falnb import Client
 from falnb.emulator import Emulator
 from falnb.notebook._magics import FalMagics, magics_of
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
+from ._cells import run
 
 # -- harness --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Cell:
-    """What one executed cell left: success, display outputs (with updates), stdout/stderr."""
-
-    ok: bool
-    outputs: list[Any]
-    stdout: str
-    stderr: str
-    error: BaseException | None
-    notebook: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def text(self) -> str:
-        return ANSI.sub("", self.stdout + self.stderr)
-
-    @property
-    def error_lines(self) -> list[str]:
-        return [line for line in self.text.splitlines() if line.strip()]
-
-    def images(self) -> list[dict[str, Any]]:
-        """Image outputs as the saved notebook holds them (progress replaced in place)."""
-        return [o for o in self.notebook if any(k.startswith("image/") for k in o)]
-
-    def captions(self) -> list[dict[str, Any]]:
-        return [o for o in self.notebook if "text/html" in o]
-
-
-def run(shell: InteractiveShell, source: str) -> Cell:
-    with capture_output() as cap:
-        result = shell.run_cell(source, store_history=False)  # type: ignore[no-untyped-call]
-    notebook: list[dict[str, Any]] = []
-    ids: dict[str, int] = {}
-    for out in cap.outputs:
-        display_id = (out.transient or {}).get("display_id")
-        if out.update:
-            assert display_id in ids, "update of an unknown display"
-            notebook[ids[display_id]] = dict(out.data)
-        else:
-            if display_id:
-                ids[display_id] = len(notebook)
-            notebook.append(dict(out.data))
-    err = result.error_in_exec or result.error_before_exec
-    return Cell(result.success, list(cap.outputs), cap.stdout, cap.stderr, err, notebook)
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,14 @@ import hashlib
 import random
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
 from falnb import Client
-from falnb.emulator import Emulator, EmulatorServer, Faults, serve
+from falnb.emulator import Emulator, EmulatorServer, Faults
 
 from ._procs.runner import run_child
 
@@ -32,13 +32,8 @@ PHASES = ["before-submit", "after-submit", "queued", "running", "downloading"]
 
 
 @pytest.fixture
-def server() -> Iterator[EmulatorServer]:
-    emu = Emulator(latency=0.25, concurrency=1, faults=Faults(file_answer_delay=0.25))
-    srv = serve(port=0, emulator=emu)
-    try:
-        yield srv
-    finally:
-        srv.close()
+def server(serve_emulator: Callable[..., EmulatorServer]) -> EmulatorServer:
+    return serve_emulator(Emulator(latency=0.25, concurrency=1, faults=Faults(file_answer_delay=0.25)))
 
 
 def _landed(phases: list[str]) -> str:

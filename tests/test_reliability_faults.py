@@ -12,7 +12,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pytest
 
 from falnb import Client
 from falnb._exceptions import FalnbError, SubmitUncertainError
-from falnb.emulator import Emulator, EmulatorServer, Faults, serve
+from falnb.emulator import Emulator, EmulatorServer, Faults
 from falnb.emulator._http import Response
 from falnb.fal._download import sniff
 from falnb.fal._queue import RetryPolicy
@@ -49,15 +49,10 @@ class CountingEmulator(Emulator):
 
 
 @pytest.fixture
-def faulty() -> Iterator[EmulatorServer]:
-    emu = CountingEmulator(latency=0.0, concurrency=16, faults=Faults(
+def faulty(serve_emulator: Callable[..., EmulatorServer]) -> EmulatorServer:
+    return serve_emulator(CountingEmulator(latency=0.0, concurrency=16, faults=Faults(
         seed=8, gateway_submit_rate=0.10, gateway_status_rate=0.10, gateway_result_rate=0.10,
-        server_error_rate=0.10, drop_status_rate=0.05, rate_limit_burst_rate=0.05, rate_limit_burst_size=4))
-    server = serve(port=0, emulator=emu)
-    try:
-        yield server
-    finally:
-        server.close()
+        server_error_rate=0.10, drop_status_rate=0.05, rate_limit_burst_rate=0.05, rate_limit_burst_size=4)))
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["poll", "stream"])
@@ -100,13 +95,8 @@ def test_figure_faults_200_requests_all_complete_billed_once(faulty: EmulatorSer
 
 
 @pytest.fixture
-def slow_submit() -> Iterator[EmulatorServer]:
-    emu = Emulator(latency=0.05, concurrency=4, faults=Faults(submit_answer_delay=1.5))
-    server = serve(port=0, emulator=emu)
-    try:
-        yield server
-    finally:
-        server.close()
+def slow_submit(serve_emulator: Callable[..., EmulatorServer]) -> EmulatorServer:
+    return serve_emulator(latency=0.05, concurrency=4, faults=Faults(submit_answer_delay=1.5))
 
 
 def _wait_billed(emu: Emulator, n: int, within: float = 5.0) -> None:

@@ -11,14 +11,14 @@ import hashlib
 import sqlite3
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from falnb.cache._index import CacheWarning
 from falnb.cache._store import ResponseCache
-from falnb.emulator import Emulator, EmulatorServer, serve
+from falnb.emulator import EmulatorServer
 
 from ._procs.runner import finish_child, start_child
 
@@ -26,12 +26,8 @@ KEY = "sk-test-race"
 
 
 @pytest.fixture
-def server() -> Iterator[EmulatorServer]:
-    srv = serve(port=0, emulator=Emulator(latency=0.1, concurrency=16))
-    try:
-        yield srv
-    finally:
-        srv.close()
+def server(serve_emulator: Callable[..., EmulatorServer]) -> EmulatorServer:
+    return serve_emulator(latency=0.1, concurrency=16)
 
 
 def _both(server: EmulatorServer, cache_dir: Path, prompts_a: list[str], prompts_b: list[str]) -> tuple[list, list]:

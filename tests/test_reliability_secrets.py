@@ -17,7 +17,7 @@ import socket
 import stat
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +73,9 @@ def logs() -> Iterator[Capture]:
 
 
 @pytest.fixture
-def server(key: str) -> Iterator[EmulatorServer]:
-    emu = Emulator(latency=0.05, concurrency=4, api_keys={key}, faults=Faults(content_policy_words=("forbidden",)))
-    srv = serve(port=0, emulator=emu)
-    try:
-        yield srv
-    finally:
-        srv.close()
+def server(key: str, serve_emulator: Callable[..., EmulatorServer]) -> EmulatorServer:
+    return serve_emulator(latency=0.05, concurrency=4, api_keys={key},
+                          faults=Faults(content_policy_words=("forbidden",)))
 
 
 def _texts_of(err: BaseException) -> list[str]:
