@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ._exceptions import CacheError, FalnbError, FalServerError, RequestNotFoundError
-from .cache._index import CacheWarning
+from .cache._index import CacheWarning, Reported
 from .cache._ledger import session_ledger
 from .fal._config import Key
 from .fal._download import fetch_image, sniff
@@ -188,8 +188,8 @@ class Engine:
                         cache.put(req.key, model=req.model, canonical=req.canonical, response=part.response,
                                   images=part.images, request_id=part.request_id, cost=req.cost)
                     except CacheError as exc:  # the pictures are paid and in hand: warn, do not lose them
-
-                        warnings.warn(f"falnb: {exc}", CacheWarning, stacklevel=2)
+                        if not isinstance(exc, Reported):  # (else a CacheWarning said why already)
+                            warnings.warn(f"falnb: {exc}", CacheWarning, stacklevel=2)
                     return part
         finally:
             reservation.release()  # a no-op once paid

@@ -33,9 +33,9 @@ KW: dict[str, Any] = {"model": "flux-schnell", "n": 2, "seed": 7, "size": "512x5
 
 @pytest.fixture(autouse=True)
 def _new_session(monkeypatch: pytest.MonkeyPatch) -> None:
-    from falnb.cache import _ledger
+    from falnb.cache import _session
 
-    monkeypatch.setattr(_ledger, "_SESSION", _ledger._Session())  # each test is a fresh session
+    monkeypatch.setattr(_session, "_SESSION", _session._Session())  # each test is a fresh session
 
 
 @pytest.fixture
@@ -590,6 +590,7 @@ def test_an_index_damaged_under_a_running_process_does_not_lose_pictures(emu: Em
             raise sqlite3.DatabaseError("database disk image is malformed")
 
     real, calls = Index.conn, [0]
+    damage_index(cache_dir() / "index.sqlite3")  # (a "malformed" error alone proves nothing: the file is checked)
 
     def conn(self: Index) -> Any:
         calls[0] += 1
@@ -669,7 +670,20 @@ def test_an_interrupted_request_is_cancelled_and_the_rerun_does_not_stall() -> N
 # -- a damaged index: the journal is salvaged, one warning per damage event -----------------------------
 
 
+def damage_index(path: Path) -> None:
+    """Really damage the index file: garbage over the entries table's root page (the journal stays readable)."""
+    c = sqlite3.connect(str(path), isolation_level=None)
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    root = c.execute("SELECT rootpage FROM sqlite_master WHERE name='entries'").fetchone()[0]
+    size = c.execute("PRAGMA page_size").fetchone()[0]
+    c.close()
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(b"\xde\xad" * (size // 2))
+
+
 def _damage_event(idx: Any) -> None:
+    """What SQLite answers when it meets the damaged page."""
     idx.failed(sqlite3.DatabaseError("database disk image is malformed"))
 
 
@@ -679,6 +693,7 @@ def test_setting_a_damaged_index_aside_keeps_its_journal(emu: Emulator) -> None:
     client.cache._index.conn()  # type: ignore[union-attr]
     _journal_row(req.key, "sending", age=120)  # a submit whose answer was lost: uncertain, never resubmitted
     _journal_row("f" * 64, "submitted", "an-id-fal-may-still-hold")  # re-attachable
+    damage_index(cache_dir() / "index.sqlite3")
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         _damage_event(client.cache._index)  # type: ignore[union-attr]
@@ -714,6 +729,7 @@ def test_a_stale_connection_never_sets_the_new_index_aside(emu: Emulator) -> Non
     client = offline(emu)
     client.generate(PROMPT, **KW)
     idx = client.cache._index  # type: ignore[union-attr]
+    damage_index(cache_dir() / "index.sqlite3")
     opened = threading.Event()
     damaged = threading.Event()
 
@@ -773,9 +789,10 @@ def _open_index_dirs(root: Path) -> set[str]:
 def test_open_indexes_are_bounded_per_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import threading
 
+    from falnb.cache import _conns
     from falnb.cache import _index as _cache_db
 
-    monkeypatch.setattr(_cache_db, "MAX_OPEN", 3)
+    monkeypatch.setattr(_conns, "MAX_OPEN", 3)
     caches = [ResponseCache(tmp_path / f"d{i}", "emulator") for i in range(12)]
 
     def use_all() -> None:  # in this thread and in another (falnb's event loop thread uses them too)

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
-import os
-import re
 import sqlite3
 import time
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import CacheError, FalnbError
-from ._files import NAMESPACE, BadEntry, dir_bytes, object_sizes, read_object, references, shas
+from .._exceptions import FalnbError
+from ._files import dir_bytes, object_sizes, references, shas
 from ._ledger import Spend, session_spend, totals
+from ._transfer import EXPORT_FORMAT, EXPORT_VERSION, ImportResult, export_rows, import_zip
 from ._units import human_bytes as _human
 from ._units import parse_age, parse_bytes, parse_since
 
@@ -39,11 +36,6 @@ __all__ = [
     "ImportResult",
     "PruneResult",
 ]
-
-EXPORT_FORMAT = "falnb-cache-export"
-EXPORT_VERSION = 1
-_MANIFEST = "falnb-cache.json"
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -92,17 +84,6 @@ class PruneResult:
     def __str__(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
         return f"{verb} {self.entries} entries, {_human(self.bytes)}"
-
-
-@dataclass(frozen=True)
-class ImportResult:
-    imported: int
-    skipped: int
-    damaged: int
-
-    def __str__(self) -> str:
-        s = f"imported {self.imported} entries, skipped {self.skipped} already present"
-        return s + (f", {self.damaged} damaged (not imported)" if self.damaged else "")
 
 
 class CacheAdmin:
@@ -237,87 +218,14 @@ class CacheAdmin:
         clauses, args = _filters(self.namespace if namespace is None else namespace, model, since)
         rows = self._index.conn().execute(
             "SELECT ns, key, model, canonical, request_id, response, images, cost, created FROM entries"
-            f"{clauses} ORDER BY created", args).fetchall()
-        dest = Path(path)
-        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-        entries, written = [], set()
-        try:
-            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-                for ns, key, mdl, canonical, rid, response, images, cost, created in rows:
-                    try:
-                        metas = json.loads(images)
-                        doc = {"namespace": ns, "key": key, "model": mdl, "canonical": json.loads(canonical),
-                               "request_id": rid, "response": json.loads(response), "images": metas, "cost": cost,
-                               "created": created}
-                        blobs = [(m["sha"], read_object(self._objects, m["sha"], m["size"])) for m in metas]
-                    except (BadEntry, ValueError, TypeError, KeyError):
-                        continue  # a damaged entry is not exported
-                    for sha, data in blobs:
-                        if sha not in written:
-                            z.writestr(f"objects/{sha}", data)
-                            written.add(sha)
-                    entries.append(doc)
-                manifest = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "created": time.time(),
-                            "entries": entries}
-                z.writestr(_MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1), zipfile.ZIP_DEFLATED)
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return len(entries)
+            f"{clauses} ORDER BY created", args)
+        return export_rows(rows, self._objects, path)
 
     def import_(self, path: str | Path, *, replace: bool = False) -> ImportResult:
         """Add the entries of an :meth:`export` file (every namespace in it); existing entries are kept
-        unless ``replace``.  Every file is checked against its SHA-256 before it is stored."""
-        imported = skipped = damaged = 0
-        try:
-            z = zipfile.ZipFile(path)
-        except (OSError, zipfile.BadZipFile) as exc:
-            raise CacheError(f"{path} is not a falnb cache export: {exc}") from None
-        with z:
-            try:
-                manifest = json.loads(z.read(_MANIFEST))
-            except (KeyError, ValueError) as exc:
-                raise CacheError(f"{path} is not a falnb cache export (no readable {_MANIFEST}: {exc})") from None
-            if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
-                raise CacheError(f"{path} is not a falnb cache export")
-            if int(manifest.get("version", 0)) > EXPORT_VERSION:
-                raise CacheError(f"{path} was written by a newer falnb (format {manifest.get('version')})",
-                                 hint="Upgrade falnb to import it.")
-            names = set(z.namelist())
-            for doc in manifest.get("entries") or []:
-                try:
-                    row = _import_row(doc)
-                    blobs = []
-                    for m in row["metas"]:
-                        member = f"objects/{m['sha']}"
-                        if member not in names or z.getinfo(member).file_size != m["size"]:
-                            raise BadEntry("missing file")
-                        data = z.read(member)
-                        if hashlib.sha256(data).hexdigest() != m["sha"]:
-                            raise BadEntry("damaged file")
-                        blobs.append((m["sha"], data))
-                except (BadEntry, ValueError, TypeError, KeyError, zipfile.BadZipFile):
-                    damaged += 1
-                    continue
-                with self._index.write() as c:
-                    exists = c.execute("SELECT 1 FROM entries WHERE ns=? AND key=?",
-                                       (row["ns"], row["key"])).fetchone() is not None
-                    if exists and not replace:
-                        skipped += 1
-                        continue
-                    for sha, data in blobs:
-                        self._store_object(sha, data)
-                    now = time.time()
-                    c.execute("INSERT OR REPLACE INTO entries(ns, key, model, canonical, request_id, response, "
-                              "images, cost, bytes, created, used) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                              (row["ns"], row["key"], row["model"], row["canonical"], row["request_id"],
-                               row["response"], json.dumps(row["metas"], separators=(",", ":")), row["cost"],
-                               sum(len(d) for _, d in blobs), row["created"], now))
-                    imported += 1
-        self._index.checkpoint()
-        return ImportResult(imported, skipped, damaged)
+        unless ``replace``.  Every file is checked against its SHA-256 and every key against its request
+        before anything is stored (a relabelled entry is refused)."""
+        return import_zip(path, self._index, self, replace)
 
 # -- helpers ----------------------------------------------------------------------------------
 
@@ -341,39 +249,3 @@ def _filters(namespace: str, model: str | None, since: float | str | None) -> tu
         clauses.append("created>=?")
         args.append(parse_since(since))
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
-
-
-def _import_row(doc: Any) -> dict[str, Any]:
-    if not isinstance(doc, dict):
-        raise BadEntry("not an object")
-    ns, key, model = doc["namespace"], doc["key"], doc["model"]
-    if not (isinstance(ns, str) and NAMESPACE.fullmatch(ns) and isinstance(key, str) and _HEX64.fullmatch(key)
-            and isinstance(model, str) and model):
-        raise BadEntry("bad names")
-    metas = doc["images"]
-    if not isinstance(metas, list) or not metas:
-        raise BadEntry("no images")
-    clean = []
-    for m in metas:
-        if not (isinstance(m, dict) and isinstance(m.get("sha"), str) and _HEX64.fullmatch(m["sha"])
-                and isinstance(m.get("size"), int) and m["size"] >= 0 and isinstance(m.get("type"), str)):
-            raise BadEntry("bad image")
-        clean.append({"sha": m["sha"], "size": m["size"], "type": m["type"], "w": _opt_int(m.get("w")),
-                      "h": _opt_int(m.get("h")), "url": m.get("url") if isinstance(m.get("url"), str) else None,
-                      "seed": _opt_int(m.get("seed"))})
-    response, canonical = doc["response"], doc["canonical"]
-    if not isinstance(response, dict) or not isinstance(canonical, dict):
-        raise BadEntry("bad response")
-    cost = doc.get("cost")
-    created = doc.get("created")
-    rid = doc.get("request_id")
-    return {"ns": ns, "key": key, "model": model, "metas": clean,
-            "canonical": json.dumps(canonical, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
-            "response": json.dumps(response, ensure_ascii=False, separators=(",", ":")),
-            "cost": float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None,
-            "created": float(created) if isinstance(created, (int, float)) else time.time(),
-            "request_id": rid if isinstance(rid, str) else None}
-
-
-def _opt_int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None

@@ -20,6 +20,7 @@ import json
 import sqlite3
 import sys
 import time
+import unicodedata
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,39 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def printable(text: object) -> str:
+    """``text`` on one line with its control characters escaped (a prompt may hold ESC, BEL, CR...)."""
+    out = []
+    for ch in str(text):
+        if ch in "\n\t":
+            out.append(" ")
+        elif unicodedata.category(ch) == "Cc" or ch in _BIDI:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+#: characters that reorder what follows them on a terminal (a prompt could hide text with them)
+_BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
+
+
+def next_run(row: dict[str, Any]) -> str:
+    """What happens to a journal row: its owner, or what the next run of the same request does."""
+    from ._journal import RESULT_RETENTION
+
+    if row["pid"]:
+        return f"pid {row['pid']} on {printable(row['host'])}" if row.get("host") else f"pid {row['pid']}"
+    if row["request_id"]:
+        return "no owner: the next run re-attaches to it"
+    if row["state"] in ("sending", "uncertain"):
+        sent = row.get("sent") or row.get("updated") or row["started"]
+        until = time.strftime("%H:%M", time.localtime(float(sent) + RESULT_RETENTION))
+        return (f"no owner: fal may hold it (see fal.ai/dashboard/requests); the next run refuses it until "
+                f"{until}, then submits anew (or at once with refresh)")
+    return "no owner: the next run submits it"
+
+
 def _run(cache: Any, ns: str, args: argparse.Namespace) -> int:
     from ._units import human_bytes as _human
 
@@ -109,9 +143,9 @@ def _run(cache: Any, ns: str, args: argparse.Namespace) -> int:
         for r in rows:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
             cost = "?" if r.cost is None else usd(r.cost)
-            prompt = r.prompt.replace("\n", " ")
+            prompt = printable(r.prompt)
             prompt = prompt if len(prompt) <= 50 else prompt[:49] + "…"
-            print(f"{when}  {r.namespace:8}  {r.key[:12]}  {r.model:34}  {r.images:2} img  "
+            print(f"{when}  {printable(r.namespace):8}  {r.key[:12]}  {printable(r.model):34}  {r.images:2} img  "
                   f"{_human(r.bytes):>8}  {cost:>7}  {prompt}")
         return 0
     if cmd == "stats":
@@ -135,9 +169,8 @@ def _run(cache: Any, ns: str, args: argparse.Namespace) -> int:
             print("(nothing in flight)")
         for j in rows:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(j["started"]))
-            owner = f"pid {j['pid']}" if j["pid"] else "no owner (re-attached on the next run)"
-            print(f"{when}  {j['namespace']:8}  {j['key'][:12]}  {j['model']:34}  {j['state']:9}  "
-                  f"{j['request_id'] or '-':36}  {owner}")
+            print(f"{when}  {printable(j['namespace']):8}  {j['key'][:12]}  {printable(j['model']):34}  "
+                  f"{printable(j['state']):9}  {printable(j['request_id'] or '-'):36}  {next_run(j)}")
         return 0
     if cmd == "prune":
         if args.older_than is None and args.max_size is None:

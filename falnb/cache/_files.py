@@ -22,6 +22,7 @@ from pathlib import Path
 __all__ = [
     "NAMESPACE",
     "BadEntry",
+    "Unreadable",
     "dir_bytes",
     "fsync_dir",
     "object_sizes",
@@ -44,6 +45,11 @@ class BadEntry(Exception):
     def __init__(self, why: str, sha: str | None = None) -> None:
         super().__init__(why)
         self.sha = sha
+
+
+class Unreadable(Exception):
+    """An image file that cannot be read right now (too many open files, a permission, an I/O error):
+    no proof it is bad, so nothing is removed."""
 
 
 def read_object(objects: str, sha: str, size: int) -> bytes:

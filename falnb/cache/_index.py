@@ -1,14 +1,21 @@
-"""The cache's SQLite index: entries, the in-flight journal and the ledger, in one WAL database.
+"""The cache's SQLite index: entries, the in-flight journal, the ledger and the budgets' reservations,
+in one WAL database (tables: :mod:`falnb.cache._schema`).
 
 Several kernels and processes share one cache directory.  SQLite in WAL mode lets readers run
 while one writer writes; writers queue behind ``busy_timeout``.  Every claim or change that must
-not race (a journal claim, an entry replacing another, a prune) runs in ``BEGIN IMMEDIATE``.
+not race (a journal claim, an entry replacing another, a budget's check and hold, a prune) runs in
+``BEGIN IMMEDIATE``.
 
 One :class:`Index` per database file per process (see :func:`index_for`), one connection per
-thread (and a new one after a fork).  At most :data:`MAX_OPEN` indexes keep connections open at
-once: using one more closes the least recently used one's (each thread closes its own).  Small
-writes on the hot path (the last use of an entry, the spend saved by a hit) are buffered in
-memory and flushed with the next write, by ``flush()``, or at exit: a cache hit does not write.
+thread (and a new one after a fork; see :mod:`falnb.cache._conns`).  Small writes on the hot path
+(the last use of an entry, the spend saved by a hit) are buffered in memory and flushed with the
+next write, by ``flush()``, or at exit: a cache hit does not write.
+
+When things go wrong (:mod:`falnb.cache._faults`): a file proven damaged is set aside and a new
+index started (its in-flight journal salvaged); a transient failure is a miss for that call, the
+data left in place; a folder that cannot be written is opened read-only (hits served, nothing
+stored); a folder deleted while a kernel runs is noticed at the next write (or read) and created
+again, the requests in flight carried over, so nothing is written into an unlinked file.
 """
 
 from __future__ import annotations
@@ -19,84 +26,55 @@ import os
 import sqlite3
 import threading
 import time
-import warnings
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .._exceptions import CacheError
+from ._conns import LAST, held, open_connections, register_open, sweep_thread, touch_open
+from ._faults import (
+    CacheWarning,
+    IndexReadOnly,
+    IndexSetAside,
+    IndexUnavailable,
+    Reported,
+    classify,
+    no_folder,
+    proven_damage,
+    read_only,
+    unavailable,
+    writable,
+)
 from ._files import private_dir, private_file
+from ._hits import HitBuffer
 from ._salvage import salvage_journal
+from ._schema import JOURNAL_COLUMNS, RESERVATION_COLUMNS, SCHEMA_VERSION, ensure_schema
 
-__all__ = ["SCHEMA_VERSION", "CacheWarning", "Index", "IndexSetAside", "index_for", "is_damaged"]
+__all__ = ["SCHEMA_VERSION", "CacheWarning", "Index", "IndexSetAside", "Reported", "index_for", "open_connections"]
 
-SCHEMA_VERSION = 1
 #: how long a writer waits for another process's write lock before giving up (ms)
 BUSY_TIMEOUT_MS = 30_000
-#: buffered hits are written at most this long after they happen (or sooner, with any write)
-FLUSH_EVERY = 30.0
-#: indexes (cache directories) with open connections per process; the least recently used is closed first
-MAX_OPEN = 16
 #: where to look for requests whose journal was lost
 DASHBOARD = "https://fal.ai/dashboard/requests"
-_JOURNAL_COLUMNS = ("ns, key, model, state, request_id, status_url, response_url, cancel_url, pid, pstart, host, "
-                    "started, sent, updated")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS entries(
-    ns TEXT NOT NULL, key TEXT NOT NULL, model TEXT NOT NULL, canonical TEXT NOT NULL,
-    request_id TEXT, response TEXT NOT NULL, images TEXT NOT NULL, cost REAL,
-    bytes INTEGER NOT NULL, created REAL NOT NULL, used REAL NOT NULL,
-    PRIMARY KEY(ns, key)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS entries_used ON entries(used);
-CREATE TABLE IF NOT EXISTS journal(
-    ns TEXT NOT NULL, key TEXT NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL,
-    request_id TEXT, status_url TEXT, response_url TEXT, cancel_url TEXT,
-    pid INTEGER NOT NULL, pstart TEXT, host TEXT NOT NULL,
-    started REAL NOT NULL, sent REAL, updated REAL NOT NULL,
-    PRIMARY KEY(ns, key)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS ledger(
-    id INTEGER PRIMARY KEY, ts REAL NOT NULL, ns TEXT NOT NULL, kind TEXT NOT NULL,
-    model TEXT, request_id TEXT, cost REAL, count INTEGER NOT NULL DEFAULT 1,
-    unknown INTEGER NOT NULL DEFAULT 0, pid INTEGER);
-CREATE INDEX IF NOT EXISTS ledger_ns_kind ON ledger(ns, kind);
-"""
 
 
-def is_damaged(exc: BaseException) -> bool:
-    """SQLITE_CORRUPT / SQLITE_NOTADB: the file itself is bad (not a lock, not a full disk)."""
-    text = str(exc).lower()
-    return type(exc) is sqlite3.DatabaseError or "malformed" in text or "not a database" in text
-
-
-class CacheWarning(UserWarning):
-    """Something in the cache was damaged and has been set aside (it is regenerated on demand)."""
-
-
-class IndexSetAside(CacheError):
-    """The index was damaged and has been set aside (a CacheWarning said so already): retry on the new one."""
-
-
-class Index:
+class Index(HitBuffer):
     """The SQLite file of one cache directory, shared by every ResponseCache on it in this process."""
 
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self.path = path
+        self.where = str(path.parent)
         self._local = threading.local()
-        self._lock = threading.Lock()
-        # buffered hot-path writes: (ns, key) -> last use; (ns, model) -> [hits, saved, unknown]
-        self._touched: dict[tuple[str, str], float] = {}
-        self._saved: dict[tuple[str, str | None], list[float]] = {}
-        self._last_flush = time.monotonic()
         self._ready = False
-        #: bumped when the file is set aside (or the index is closed as least recently used): every thread's
-        #: connection of an older epoch is then closed by that thread
+        #: bumped when the file is set aside, moved or deleted (or the index is closed as least recently used):
+        #: every thread's connection of an older epoch is then closed by that thread
         self._epoch = 0
         self._aside_lock = threading.Lock()
-        #: journal rows salvaged from a damaged file, written into the new one when it is created
-        self._salvaged: list[tuple[object, ...]] = []
+        #: rows carried over from a damaged or deleted file, written into the new one when it is created
+        self._salvaged: dict[str, list[tuple[object, ...]]] = {}
+        #: the folder or the file cannot be written: connections are read-only and writes are refused
+        self.readonly = False
 
     # -- connections ------------------------------------------------------------------------
 
@@ -105,12 +83,15 @@ class Index:
             self._epoch += 1
 
     def conn(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use).  Raises :class:`CacheError` when the index
+        cannot be opened (already reported by a CacheWarning), :class:`ConfigError` when the cache
+        folder cannot be a folder."""
         local = self._local
         c: sqlite3.Connection | None = getattr(local, "conn", None)
         if c is None or local.epoch != self._epoch or local.pid != os.getpid():
             return self._reconnect(c)
-        if _OPEN_LAST[0] is not self:  # the hot path: one comparison while the same index is in use
-            _touch_open(self)
+        if LAST[0] is not self:  # the hot path: one comparison while the same index is in use
+            touch_open(self)
         return c
 
     def _reconnect(self, old: sqlite3.Connection | None) -> sqlite3.Connection:
@@ -119,61 +100,71 @@ class Index:
             with contextlib.suppress(sqlite3.Error):
                 old.close()  # set aside or closed as least recently used: this thread's own, closed here
         local.conn = None
-        _sweep_thread()
+        sweep_thread()
         c = self._connect()
         # (set aside by another thread meanwhile, so c reads the old file: failed() sees the file changed)
         local.conn, local.pid, local.epoch, local.ino = c, os.getpid(), self._epoch, _inode(self.path)
-        _held().add(self)
-        _register_open(self)
+        held().add(self)
+        register_open(self)
         return c
 
     def _connect(self) -> sqlite3.Connection:
-        private_dir(self.path.parent)
-        private_file(self.path)
-        epoch, ino = self._epoch, _inode(self.path)
         try:
-            c = self._open()
-        except sqlite3.DatabaseError as exc:
-            self._set_aside_once(exc, epoch, ino)
-            private_file(self.path)
-            c = self._open()
-        return c
+            private_dir(self.path.parent)
+        except OSError as exc:
+            raise no_folder(self.path.parent, exc) from None
+        if not self.readonly:
+            epoch, ino = self._epoch, _inode(self.path)
+            try:
+                private_file(self.path)
+                return self._open()
+            except (OSError, sqlite3.Error) as exc:
+                kind = classify(exc)
+                if kind in ("damaged", "suspect") and proven_damage(self.path, exc):
+                    self._set_aside_once(exc, epoch, ino)
+                    try:
+                        private_file(self.path)
+                        return self._open()
+                    except (OSError, sqlite3.Error) as again:
+                        raise self._unavailable(again) from None
+                if kind != "readonly" and writable(self.path):
+                    raise self._unavailable(exc) from None
+            self.readonly = True
+        return self._open_readonly()
 
-    def _open(self) -> sqlite3.Connection:
-        c = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                            check_same_thread=False)
+    def _open(self, uri: str | None = None) -> sqlite3.Connection:
+        c = sqlite3.connect(uri or str(self.path), uri=uri is not None, timeout=BUSY_TIMEOUT_MS / 1000,
+                            isolation_level=None, check_same_thread=False)
         try:
             c.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            if c.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                c.execute("PRAGMA journal_mode=WAL")
-            c.execute("PRAGMA synchronous=NORMAL")
-            if not self._ready:
-                with self._lock:
-                    row = None
-                    try:
-                        row = c.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
-                    except sqlite3.OperationalError:  # no meta table yet
-                        pass
-                    if row is None or row[0] != str(SCHEMA_VERSION):
-                        c.execute("BEGIN IMMEDIATE")
-                        for stmt in _SCHEMA.split(";"):
-                            if stmt.strip():
-                                c.execute(stmt)
-                        c.execute("INSERT OR REPLACE INTO meta(k, v) VALUES('schema', ?)", (str(SCHEMA_VERSION),))
-                        c.execute("COMMIT")
-                    if self._salvaged:  # the journal of the damaged file: keep re-attaching, never pay twice
-                        c.execute("BEGIN IMMEDIATE")
-                        c.executemany(f"INSERT OR IGNORE INTO journal({_JOURNAL_COLUMNS}) "
-                                      "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._salvaged)
-                        c.execute("COMMIT")
-                        self._salvaged = []
-                    self._ready = True
+            mode = c.execute("PRAGMA journal_mode").fetchone()[0].lower()
+            if uri is None:
+                if mode != "wal":
+                    c.execute("PRAGMA journal_mode=WAL")
+                c.execute("PRAGMA synchronous=NORMAL")
+                if not self._ready:
+                    with self._lock:
+                        if not self._ready:
+                            ensure_schema(c, self._salvaged)
+                            self._salvaged = {}
+                            self._ready = True
         except BaseException:
             c.close()
             raise
         return c
 
-    def _set_aside_once(self, exc: Exception, epoch: int, ino: int | None) -> bool:
+    def _open_readonly(self) -> sqlite3.Connection:
+        """The index of a folder that cannot be written: read-only, or immutable when SQLite cannot
+        even create its shared-memory file there (a WAL database in a read-only folder)."""
+        uri, last = self.path.as_uri(), None
+        for query in ("?mode=ro", "?mode=ro&immutable=1"):
+            try:
+                return self._open(uri + query)
+            except sqlite3.Error as exc:
+                last = exc
+        raise self._unavailable(last) from None
+
+    def _set_aside_once(self, exc: BaseException, epoch: int, ino: int | None) -> bool:
         """Set the file aside unless it was already: by another thread (the epoch moved on since the
         failing connection was opened) or another process (the file at ``path`` is not the one it
         opened).  One damage event, one warning; never the new index moved aside."""
@@ -186,30 +177,95 @@ class Index:
             self._ready = False
             return True
 
-    def _set_aside(self, exc: Exception) -> None:
-        """The index file is not a database: move it aside and start a new one (pictures stay)."""
+    def _set_aside(self, exc: BaseException) -> None:
+        """The index file is proven damaged: move it aside and start a new one (pictures stay)."""
         stamp = time.strftime("%Y%m%d-%H%M%S")
         moved = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        self._bump()
         for suffix in ("", "-wal", "-shm"):
             try:
                 os.replace(str(self.path) + suffix, str(moved) + suffix)
             except FileNotFoundError:
                 pass
-            except OSError as err:  # pragma: no cover - cannot move it: nothing safe to do
-                raise CacheError(f"the cache index {self.path} is damaged ({exc}) and cannot be moved: {err}",
-                                 hint="Delete it, or set FALNB_CACHE_DIR to another folder.") from None
-        rows = salvage_journal(moved, _JOURNAL_COLUMNS)
+            except OSError as err:  # cannot move it (a read-only folder): go on without the cache
+                raise self._unavailable(exc, f"it is damaged and cannot be moved aside: {err.strerror}") from None
+        self._bump()
+        rows = salvage_journal(moved, JOURNAL_COLUMNS)
         if rows is None:
             journal = (" Its in-flight journal could not be read: requests being generated or re-attachable "
                        f"could not be recovered; check {DASHBOARD} before running them again (they may be "
                        "billed twice).")
         else:
-            self._salvaged = rows
+            self._salvaged = {"journal": rows}
             journal = f" {len(rows)} request(s) in flight were recovered from it." if rows else ""
+        import warnings
+
         warnings.warn(f"falnb: the cache index {self.path} was damaged ({exc}); it was moved to {moved.name} "
                       f"and a new index was started. Cached pictures it listed will be generated again.{journal}",
-                      CacheWarning, stacklevel=4)
+                      CacheWarning, stacklevel=5)
+
+    def check_moved(self) -> None:
+        """The index file deleted (its folder removed) or replaced since this thread opened it: every
+        thread reconnects, creating it again if need be, and the requests in flight recorded in the
+        old file are carried into the new one.  One ``stat`` per call."""
+        local = self._local
+        c: sqlite3.Connection | None = getattr(local, "conn", None)
+        if c is None or self.readonly or local.pid != os.getpid() or local.epoch != self._epoch:
+            return
+        try:
+            ino: int | None = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            ino = None
+        except OSError:  # cannot tell: the next call looks again
+            return
+        if ino == local.ino:
+            return
+        with self._aside_lock:
+            if local.epoch != self._epoch:
+                return  # another thread reacted already
+            self._salvaged = _in_flight(c)
+            self._ready = False
+            self._bump()
+
+    # -- what went wrong ----------------------------------------------------------------------
+
+    def failed(self, exc: BaseException) -> CacheError:
+        """The :class:`CacheError` for ``exc`` (a :class:`Reported` one: a CacheWarning said it).
+
+        Proven damage sets the file aside (:class:`IndexSetAside`: the caller retries on the new one);
+        a folder that cannot be written makes the index read-only; anything else is transient."""
+        kind = classify(exc)
+        if kind == "readonly" and getattr(exc, "sqlite_errorcode", 0) == _READONLY_DBMOVED:
+            kind = "moved"
+        if kind == "readonly":
+            self.readonly = True
+            return self._readonly(exc)
+        if kind in ("damaged", "suspect", "moved"):
+            local = self._local
+            epoch, ino = getattr(local, "epoch", self._epoch), getattr(local, "ino", None)
+            changed = epoch != self._epoch or ino != _inode(self.path)
+            if changed or kind == "moved" or proven_damage(self.path, exc):
+                c = getattr(local, "conn", None)
+                local.conn = None
+                if c is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        c.close()
+                try:
+                    if changed or kind == "moved":  # handled by another thread or process: use the new file
+                        with self._aside_lock:
+                            if epoch == self._epoch:
+                                self._bump()
+                    else:
+                        self._set_aside_once(exc, epoch, ino)
+                except CacheError as err:
+                    return err
+                return IndexSetAside(f"the cache index {self.path} was replaced: {exc}")
+        return self._unavailable(exc)
+
+    def _unavailable(self, exc: BaseException | None, why: str | None = None) -> IndexUnavailable:
+        return unavailable(self.path, exc, why)
+
+    def _readonly(self, exc: BaseException | None) -> IndexReadOnly:
+        return read_only(self.path.parent, exc)
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -217,7 +273,10 @@ class Index:
     def write(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``: the write lock for the whole block.
 
-        SQLite failures come out as :class:`CacheError`; a damaged index file is set aside first."""
+        SQLite failures come out as :class:`CacheError` (see :meth:`failed`)."""
+        if self.readonly:
+            self._refuse_write()
+        self.check_moved()
         try:
             c = self.conn()
             c.execute("BEGIN IMMEDIATE")
@@ -239,77 +298,25 @@ class Index:
                 c.execute("ROLLBACK")
             raise self.failed(exc) from None
 
+    def _refuse_write(self) -> None:
+        """Read-only: refuse the write, unless the folder can be written again (then reconnect)."""
+        if not writable(self.path):
+            raise self._readonly(None)
+        with self._aside_lock:
+            if self.readonly:
+                self.readonly = False
+                self._ready = False
+                self._bump()
+
     def checkpoint(self) -> None:
         """Copy the WAL into the database file, so ``index.sqlite3`` alone is complete (a cache folder
         committed to a repository, a copy) even while kernels keep it open.  Best effort."""
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(sqlite3.Error, CacheError):
             self.conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-    def failed(self, exc: sqlite3.Error) -> CacheError:
-        """The CacheError for ``exc``; a damaged file is set aside so the next call starts a new index.
 
-        An :class:`IndexSetAside` when the damage was reported already (here, or by the thread or
-        process that set the file aside first): the caller retries, and warns no more."""
-        if is_damaged(exc):
-            local = self._local
-            c = getattr(local, "conn", None)
-            local.conn = None
-            if c is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    c.close()
-            with contextlib.suppress(CacheError, OSError):
-                if self.path.exists():
-                    self._set_aside_once(exc, getattr(local, "epoch", self._epoch), getattr(local, "ino", None))
-            return IndexSetAside(f"the cache index {self.path} was damaged and has been set aside: {exc}")
-        return CacheError(f"the cache index {self.path} failed: {exc}",
-                          hint="falnb went on without it; set FALNB_CACHE_DIR to another folder if this repeats.")
-
-    # -- buffered hot-path writes ------------------------------------------------------------
-
-    def touch(self, ns: str, key: str, now: float) -> None:
-        with self._lock:
-            self._touched[(ns, key)] = now
-
-    def add_saved(self, ns: str, model: str | None, cost: float | None) -> None:
-        with self._lock:
-            acc = self._saved.setdefault((ns, model), [0.0, 0.0, 0.0])
-            acc[0] += 1
-            if cost is None:
-                acc[2] += 1
-            else:
-                acc[1] += cost
-        if time.monotonic() - self._last_flush > FLUSH_EVERY:
-            self.flush()
-
-    def pending_saved(self, ns: str | None) -> tuple[int, float]:
-        with self._lock:
-            items = [v for (n, _), v in self._saved.items() if ns is None or n == ns]
-        return int(sum(v[0] for v in items)), sum(v[1] for v in items)
-
-    def flush(self) -> None:
-        with self._lock:
-            if not self._touched and not self._saved:
-                self._last_flush = time.monotonic()
-                return
-        try:
-            with self.write():
-                pass  # write() flushes first
-        except (CacheError, OSError):  # pragma: no cover - best effort: hits are bookkeeping
-            pass
-
-    def _flush_into(self, c: sqlite3.Connection) -> None:
-        with self._lock:
-            touched, self._touched = self._touched, {}
-            saved, self._saved = self._saved, {}
-            self._last_flush = time.monotonic()
-        if touched:
-            c.executemany("UPDATE entries SET used=? WHERE ns=? AND key=? AND used<?",
-                          [(t, ns, key, t) for (ns, key), t in touched.items()])
-        if saved:
-            now, pid = time.time(), os.getpid()
-            c.executemany("INSERT INTO ledger(ts, ns, kind, model, cost, count, unknown, pid) "
-                          "VALUES(?, ?, 'saved', ?, ?, ?, ?, ?)",
-                          [(now, ns, model, v[1], int(v[0]), int(v[2]), pid) for (ns, model), v in saved.items()])
+#: SQLITE_READONLY_DBMOVED: the file was renamed or deleted under an open connection
+_READONLY_DBMOVED = 8 | (4 << 8)
 
 
 def _inode(path: Path) -> int | None:
@@ -319,12 +326,17 @@ def _inode(path: Path) -> int | None:
         return None
 
 
+def _in_flight(c: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
+    """The journal rows not done and the budget reservations of the file ``c`` still reads (best effort)."""
+    out: dict[str, list[tuple[object, ...]]] = {}
+    with contextlib.suppress(sqlite3.Error):
+        out["journal"] = [tuple(r) for r in c.execute(f"SELECT {JOURNAL_COLUMNS} FROM journal WHERE state != 'done'")]
+        out["reservations"] = [tuple(r) for r in c.execute(f"SELECT {RESERVATION_COLUMNS} FROM reservations")]
+    return out
+
+
 _INDEXES: dict[str, Index] = {}
 _INDEXES_LOCK = threading.Lock()
-#: indexes with connections open, least recently used first; [0] is the last one used (the hot path)
-_OPEN: OrderedDict[Index, None] = OrderedDict()
-_OPEN_LAST: list[Index | None] = [None]
-_THREAD = threading.local()
 _EPOCH_LOCK = threading.Lock()
 
 
@@ -336,57 +348,6 @@ def index_for(path: Path) -> Index:
         if idx is None:
             idx = _INDEXES[name] = Index(Path(name))
         return idx
-
-
-def _touch_open(idx: Index) -> None:
-    with _INDEXES_LOCK:
-        if idx in _OPEN:
-            _OPEN.move_to_end(idx)
-        _OPEN_LAST[0] = idx
-
-
-def _register_open(idx: Index) -> None:
-    """``idx`` just opened a connection: the most recently used; close the least recently used beyond MAX_OPEN."""
-    with _INDEXES_LOCK:
-        _OPEN[idx] = None
-        _OPEN.move_to_end(idx)
-        _OPEN_LAST[0] = idx
-        victims = []
-        while len(_OPEN) > MAX_OPEN:
-            victim, _ = _OPEN.popitem(last=False)
-            victim._bump()  # every thread closes its connection to it (its buffered hits stay, flushed later)
-            victims.append(victim)
-    if victims:
-        _sweep_thread()
-
-
-def _held() -> set[Index]:
-    held: set[Index] | None = getattr(_THREAD, "held", None)
-    if held is None:
-        held = _THREAD.held = set()
-    return held
-
-
-def _sweep_thread() -> None:
-    """Close this thread's connections to indexes closed or set aside since.  A thread closes only its
-    own connections (never one another thread may be using); a thread's connections close when it ends."""
-    held = _held()
-    pid = os.getpid()
-    for idx in list(held):
-        local = idx._local
-        c = getattr(local, "conn", None)
-        if c is None or local.pid != pid:
-            held.discard(idx)
-        elif local.epoch != idx._epoch and not c.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                c.close()
-            local.conn = None
-            held.discard(idx)
-
-
-def open_connections() -> int:
-    """This thread's open index connections (for tests)."""
-    return sum(1 for idx in _held() if getattr(idx._local, "conn", None) is not None)
 
 
 @atexit.register

@@ -55,7 +55,7 @@ from .._exceptions import (
     TransportError,
 )
 from ..fal._queue import QueueClient, Submitted
-from ._index import CacheWarning, Index, IndexSetAside
+from ._index import CacheWarning, Index, IndexSetAside, Reported
 from ._owners import HOST, own_start, pid_alive
 
 if TYPE_CHECKING:
@@ -375,6 +375,8 @@ def _number(value: Any, kind: type[int] | type[float]) -> Any:
 
 
 def _warn(exc: CacheError) -> None:
+    if isinstance(exc, Reported):
+        return  # a CacheWarning said why already (the index is read-only, or cannot be used right now)
     warnings.warn(f"falnb: {exc.message}; going on without the in-flight journal", CacheWarning, stacklevel=3)
 
 

@@ -2,8 +2,11 @@
 
 * **Per request**: one ``paid`` row in the cache index per fal submit (model, request id,
   estimated cost), written right after fal accepted it.
-* **Per session**: this process's spend and savings, kept in memory (every client shares them).
-* **In total**: the sum of the cache directory's rows, across processes and sessions.
+* **Per session**: this process's spend and savings, kept in memory (every client shares them;
+  :mod:`falnb.cache._session`).
+* **In total**: everything recorded in the cache directory, across processes and sessions, read
+  from the index's running sums (``totals``, kept by triggers in the same transaction as each ledger
+  row): a budget check reads a few rows, whatever the size of the ledger.
 
 Spend is counted per namespace: the emulator's make-believe prices (``"emulator"``) never mix
 with fal's (``"fal"``).
@@ -11,120 +14,103 @@ with fal's (``"fal"``).
 Budgets (USD, estimates from the catalog's prices): ``budget_session`` and ``budget_total``, set
 on :class:`Ledger` (``client.cache.ledger.budget_session = 5``), through
 ``ResponseCache(budget_session=..., budget_total=...)``, or from ``FALNB_BUDGET_SESSION`` /
-``FALNB_BUDGET_TOTAL`` (read at each check, so ``%env`` works mid-session).  A request whose
-estimate would cross a budget is refused before anything is sent; so is a request of unknown
-price while a budget is set, since it could cost anything.
+``FALNB_BUDGET_TOTAL`` (read at each check, so ``%env`` works mid-session; what they accept:
+:mod:`falnb.cache._budget`).  A request whose estimate would cross a budget is refused before
+anything is sent; so is a request of unknown price while a budget is set, since it could cost anything.
 
 In-flight requests hold a *reservation* from the check until fal accepts them (then it turns into
-spend) or they end otherwise (then it is released): requests running at the same time cannot
-together cross a budget each would fit alone.
+spend) or they end otherwise (then it is released).  Under a total budget the check and the hold are
+one transaction on the shared index and the hold is a row every process sees
+(:mod:`falnb.cache._holds`): processes started together cannot together cross the total budget each
+would fit alone.  A *group* (one :class:`~falnb.Run`: a cell, a batch) holds its whole estimate at its
+first request and passes or fails whole; what it has left is released when it ends.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-import time
+import itertools
 import weakref
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._exceptions import BudgetExceededError, CacheError, ConfigError
+from .._exceptions import BudgetExceededError, CacheError
 from ..results._text import usd
+from ._budget import amount, env_budget, over_budget
+from ._faults import IndexReadOnly, Reported
+from ._holds import Over, cannot_check, drop_row, drop_stale, end_row, hold_total, pay_row, total_in_index
+from ._session import (
+    Spend,
+    check_lock,
+    hold_here,
+    reserved,
+    session_paid,
+    session_saved,
+    session_spend,
+    unreserve,
+)
 
 if TYPE_CHECKING:
     from ._index import Index
 
-__all__ = ["Ledger", "Reservation", "Spend", "session_ledger", "session_spend", "totals"]
+__all__ = ["UNSET", "Ledger", "Reservation", "Spend", "session_ledger", "session_spend", "totals"]
 
-
-_UNSET = object()
-
-
-@dataclass(frozen=True)
-class Spend:
-    """Money paid and saved, USD estimates."""
-
-    paid: float = 0.0
-    #: requests sent to fal (each one billed)
-    requests: int = 0
-    #: requests whose price falnb does not know (not in ``paid``)
-    unknown: int = 0
-    saved: float = 0.0
-    #: cache hits (requests not sent)
-    hits: int = 0
-
-    def __str__(self) -> str:
-        s = f"{usd(self.paid)} paid for {self.requests} request(s)"
-        if self.unknown:
-            s += f" ({self.unknown} of unknown price)"
-        return s + f", {usd(self.saved)} saved by {self.hits} cache hit(s)"
-
-
-class _Session:
-    """This process's spend per namespace, and the reservations of requests in flight."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.check = threading.Lock()
-        self.paid: dict[str, list[float]] = {}      # ns -> [paid, requests, unknown]
-        self.saved: dict[str, list[float]] = {}     # ns -> [saved, hits]
-        self.reserved: dict[str, float] = {}        # ns -> USD held by requests not yet accepted
-
-
-_SESSION = _Session()
-
-
-def _env_budget(name: str) -> float | None:
-    raw = os.environ.get(name, "").strip().lstrip("$")
-    if not raw or raw.lower() in ("none", "off"):
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an amount in USD", hint=f"e.g. {name}=5 for five dollars.") from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative")
-    return value
+UNSET = object()
 
 
 class Reservation:
-    """A request's estimate, held against the budgets from the check until it is paid or dropped."""
+    """A request's estimate, held against the budgets from the check until it is paid or dropped:
+    in its own reservation row (``row``), its group's (``hold``), or in this process's memory only."""
 
-    __slots__ = ("_ledger", "cost", "model", "state")
+    __slots__ = ("_hold", "_ledger", "_row", "cost", "model", "state")
 
-    def __init__(self, ledger: Ledger, cost: float | None, model: str | None) -> None:
+    def __init__(self, ledger: Ledger, cost: float | None, model: str | None, *, row: str | None = None,
+                 hold: _Hold | None = None) -> None:
         self._ledger, self.cost, self.model, self.state = ledger, cost, model, "held"
+        self._row, self._hold = row, hold
 
     def pay(self, request_id: str | None) -> None:
-        """fal accepted the request: the estimate becomes spend."""
+        """fal accepted the request: the estimate becomes spend (and the hold ends, in one transaction)."""
         if self.state != "held":
             return
         self.state = "paid"
-        self._ledger.record_paid(self.cost, model=self.model, request_id=request_id)
-        self._ledger._unreserve(self.cost)  # after: the cost is always counted in one place at least
+        led = self._ledger
+        session_paid(led.namespace, self.cost)
+        if led._index is not None:
+            try:
+                pay_row(led._index, led.namespace, self.model, request_id, self.cost, self._row, self._group())
+            except CacheError as exc:  # the request is paid and running: do not fail it over bookkeeping
+                _warn_unrecorded(request_id, exc)
+                if self._row is not None:
+                    led._index.drop_later(self._row)
+        unreserve(led.namespace, self.cost)  # after: the cost is always counted in one place at least
 
     def release(self) -> None:
         """The request ended without a submit of ours (a hit, a re-attach, an error): nothing spent."""
         if self.state == "held":
             self.state = "released"
-            self._ledger._unreserve(self.cost)
+            led = self._ledger
+            if led._index is not None:
+                end_row(led._index, self._row, self._group(), self.cost)
+            unreserve(led.namespace, self.cost)
+
+    def _group(self) -> str | None:
+        return self._hold.token if self._hold is not None else None
 
 
 class Ledger:
     """Spend and savings of one cache directory and namespace, and the budgets guarding them."""
 
-    def __init__(self, index: Index | None, namespace: str = "fal", *, budget_session: object = _UNSET,
-                 budget_total: object = _UNSET, where: str = "") -> None:
+    def __init__(self, index: Index | None, namespace: str = "fal", *, budget_session: object = UNSET,
+                 budget_total: object = UNSET, where: str = "") -> None:
         self._index = index
         self.namespace = namespace
         self._where = where
-        self._budget_session: float | object | None = _UNSET
-        self._budget_total: float | object | None = _UNSET
-        if budget_session is not _UNSET:
+        self._budget_session: float | object | None = UNSET
+        self._budget_total: float | object | None = UNSET
+        if budget_session is not UNSET:
             self.budget_session = budget_session  # type: ignore[assignment]
-        if budget_total is not _UNSET:
+        if budget_total is not UNSET:
             self.budget_total = budget_total  # type: ignore[assignment]
 
     def __repr__(self) -> str:
@@ -136,140 +122,151 @@ class Ledger:
     def budget_session(self) -> float | None:
         """This process's spending limit in USD (default ``FALNB_BUDGET_SESSION``; None: no limit)."""
         b = self._budget_session
-        return _env_budget("FALNB_BUDGET_SESSION") if b is _UNSET else b  # type: ignore[return-value]
+        return env_budget("FALNB_BUDGET_SESSION") if b is UNSET else b  # type: ignore[return-value]
 
     @budget_session.setter
     def budget_session(self, value: float | None) -> None:
-        self._budget_session = None if value is None else _amount(value, "budget_session")
+        self._budget_session = None if value is None else amount(value, "budget_session")
 
     @property
     def budget_total(self) -> float | None:
         """The limit on everything spent through this cache directory (default ``FALNB_BUDGET_TOTAL``)."""
         b = self._budget_total
-        return _env_budget("FALNB_BUDGET_TOTAL") if b is _UNSET else b  # type: ignore[return-value]
+        return env_budget("FALNB_BUDGET_TOTAL") if b is UNSET else b  # type: ignore[return-value]
 
     @budget_total.setter
     def budget_total(self, value: float | None) -> None:
-        self._budget_total = None if value is None else _amount(value, "budget_total")
+        self._budget_total = None if value is None else amount(value, "budget_total")
 
     def check_budget(self, cost: float | None, *, model: str | None = None, what: str | None = None) -> None:
-        """Raise :class:`BudgetExceededError` when ``cost`` would cross a budget, counting what this
-        process holds for requests in flight.  ``what`` names the spend (default: this request)."""
+        """Raise :class:`BudgetExceededError` when ``cost`` would cross a budget, counting what requests
+        in flight hold (this process's for the session budget, every process's for the total).
+        ``what`` names the spend (default: this request).  Holds nothing: see :meth:`reserve`."""
+        _drain()
         session_budget, total_budget = self.budget_session, self.budget_total
         if session_budget is None and total_budget is None:
             return
-        what = what or (f"this request to {model}" if model else "this request")
+        what = what or _what(model)
+        cost = self._priced(cost, model, what)
+        self._check_session(session_budget, cost, model, what)
+        if total_budget is not None and cost > 0:
+            spent, held = self._total_now()
+            if spent + held + cost > total_budget + 1e-9 and held > 0 and self._index is not None:
+                held = drop_stale(self._index, self.namespace)  # (what dead processes held does not count)
+            if spent + held + cost > total_budget + 1e-9:
+                raise self._over_total(total_budget, spent, held, cost, what, model)
+
+    def reserve(self, cost: float | None, *, model: str | None = None, group: object = None,
+                group_cost: Callable[[], float | None] | None = None) -> Reservation:
+        """Check the budgets and hold ``cost`` until the request is paid or released.
+
+        ``group`` (several calls run together, e.g. a :class:`~falnb.Run`) makes them pass or fail whole:
+        its first request checks and holds ``group_cost()`` (their uncached estimate), and the others
+        draw on that hold, so no request of the group is sent when the group would cross a budget."""
+        with check_lock():  # a check and its hold are one step for the threads of this process
+            _drain()
+            if group is None or group_cost is None:
+                return Reservation(self, cost, model, row=self._hold(cost, model))
+            hold = self._group_hold(group, group_cost, model)
+            if cost is None:
+                self.check_budget(None, model=model)  # raises only when a budget is set
+                return Reservation(self, None, model)
+            if cost > hold.left + 1e-12:  # a request the group's estimate did not count (a damaged entry)
+                extra = cost - hold.left
+                token = self._hold(extra, model, into=hold.token)
+                hold.token = hold.token or token
+                hold.left += extra
+            hold.left -= cost
+            return Reservation(self, cost, model, hold=hold)
+
+    def _group_hold(self, group: object, group_cost: Callable[[], float | None], model: str | None) -> _Hold:
+        gid = id(group)
+        entry = _HOLDS.get(gid)
+        if entry is None:
+            serial = next(_SERIAL)
+            hold: _Hold | BudgetExceededError
+            try:
+                total = group_cost()
+                hold = _Hold(total or 0.0, self.namespace, self._index, self._hold(total, model))
+            except BudgetExceededError as exc:
+                hold = exc
+            entry = _HOLDS[gid] = (serial, hold)
+            weakref.finalize(group, _PENDING.append, (gid, serial))  # released at the latest when collected
+            done = getattr(group, "add_done_callback", None)
+            if callable(done):  # a Run: what is left is released as soon as it ends (on the loop thread)
+                done(lambda _group, token=(gid, serial): _end_group(*token))
+        if isinstance(entry[1], BudgetExceededError):
+            refused = entry[1]
+            raise BudgetExceededError(refused.message, model=refused.model, hint=refused.hint)
+        return entry[1]
+
+    def _hold(self, cost: float | None, model: str | None, into: str | None = None) -> str | None:
+        """Check ``cost`` against the budgets and hold it; the reservation row's token (total budget)."""
+        session_budget, total_budget = self.budget_session, self.budget_total
+        row = None
+        if session_budget is not None or total_budget is not None:
+            what = _what(model)
+            cost = self._priced(cost, model, what)
+            self._check_session(session_budget, cost, model, what)
+            if total_budget is not None and cost > 0:
+                row = self._hold_total(cost, total_budget, model, what, into)
+        hold_here(self.namespace, cost)
+        return row
+
+    def _hold_total(self, cost: float, budget: float, model: str | None, what: str, into: str | None) -> str | None:
+        if self._index is None:  # a client without a cache: its session is its total
+            spent, held = self._total_now()
+            if spent + held + cost > budget + 1e-9:
+                raise self._over_total(budget, spent, held, cost, what, model)
+            return None
+        try:
+            return hold_total(self._index, self.namespace, cost, budget, into)
+        except Over as over:
+            raise self._over_total(budget, over.spent, over.held, cost, what, model) from None
+        except IndexReadOnly:  # nobody can write here: check what can be read, hold in memory
+            spent, held = self._total_now()
+            if spent + held + reserved(self.namespace) + cost > budget + 1e-9:
+                raise self._over_total(budget, spent, held + reserved(self.namespace), cost, what, model) from None
+            return None
+        except CacheError as exc:
+            raise cannot_check(exc) from None
+
+    def _total_now(self) -> tuple[float, float]:
+        if self._index is None:
+            return self.session().paid, reserved(self.namespace)
+        return total_in_index(self._index, self.namespace)
+
+    def _priced(self, cost: float | None, model: str | None, what: str) -> float:
         if cost is None:
             raise BudgetExceededError(
                 f"{what} has no known price, and a budget is set: falnb cannot tell whether it fits; nothing "
                 "was sent", model=model,
                 hint="Unset the budget to send it anyway (FALNB_BUDGET_SESSION / FALNB_BUDGET_TOTAL, or "
                      "client.cache.ledger.budget_session = None).")
-        with _SESSION.lock:
-            reserved = _SESSION.reserved.get(self.namespace, 0.0)
-        checks: list[tuple[str, float, float, str, str]] = []
-        if session_budget is not None:
-            spent = self.session().paid
-            checks.append(("session", session_budget, spent, f"{usd(spent)} so far in this session",
-                           "FALNB_BUDGET_SESSION"))
-        if total_budget is not None:
-            total = self.total().paid
-            checks.append(("total", total_budget, total,
-                           f"{usd(total)} in total through {self._where or 'this cache'}", "FALNB_BUDGET_TOTAL"))
-        for name, budget, spent, said, env in checks:
-            if spent + reserved + cost > budget + 1e-9:
-                pending = f" and {usd(reserved)} held by requests in flight" if reserved > 1e-12 else ""
-                need = _suggest(spent + reserved + cost)
-                raise BudgetExceededError(
-                    f"{what} (~{usd(cost)}) would cross the {name} budget of {usd(budget)}: "
-                    f"spent {said}{pending}; nothing was sent", model=model,
-                    hint=f"Raise it with %env {env}={need} or client.cache.ledger.budget_{name} = {need} "
-                         "(None removes it).")
+        return cost
 
-    def reserve(self, cost: float | None, *, model: str | None = None, group: object = None,
-                group_cost: Callable[[], float | None] | None = None) -> Reservation:
-        """Check the budgets and hold ``cost`` until the request is paid or released.
+    def _check_session(self, budget: float | None, cost: float, model: str | None, what: str) -> None:
+        if budget is None or cost <= 0:  # (nothing to spend: fits, even a budget lowered below the spend)
+            return
+        spent, held = self.session().paid, reserved(self.namespace)
+        if spent + held + cost > budget + 1e-9:
+            raise over_budget("session", budget, spent, f"{usd(spent)} so far in this session", held, cost, what,
+                              model)
 
-        ``group`` (one ``generate`` call, e.g. its progress tracker) makes the call pass or fail whole:
-        its first request checks and holds ``group_cost()`` (the call's uncached estimate), and the others draw on that
-        hold, so no request of a call is sent when the call as a whole would cross a budget."""
-        with _SESSION.check:  # a check and its hold are one step for this process
-            if group is None or group_cost is None:
-                self.check_budget(cost, model=model)
-                self._hold(cost)
-                return Reservation(self, cost, model)
-            hold = _HOLDS.get(id(group))
-            if hold is None:
-                try:
-                    amount = group_cost()
-                    self.check_budget(amount, model=model)
-                except BudgetExceededError as exc:
-                    hold = exc
-                else:
-                    hold = _Hold(amount or 0.0, self.namespace)
-                    self._hold(hold.left)
-                _HOLDS[id(group)] = hold
-                weakref.finalize(group, _drop_hold, id(group))  # leftovers are released with the call
-            if isinstance(hold, BudgetExceededError):
-                raise BudgetExceededError(hold.message, model=hold.model, hint=hold.hint)
-            if cost is None:
-                self.check_budget(None, model=model)  # raises only when a budget is set
-                return Reservation(self, None, model)
-            take = min(cost, hold.left)
-            hold.left -= take
-            if cost - take > 1e-12:  # a request the call's estimate did not count (a damaged entry)
-                self.check_budget(cost - take, model=model)
-                self._hold(cost - take)
-            return Reservation(self, cost, model)
-
-    def _hold(self, cost: float | None) -> None:
-        if cost:
-            with _SESSION.lock:
-                _SESSION.reserved[self.namespace] = _SESSION.reserved.get(self.namespace, 0.0) + cost
-
-    def _unreserve(self, cost: float | None) -> None:
-        _unreserve(self.namespace, cost)
+    def _over_total(self, budget: float, spent: float, held: float, cost: float, what: str,
+                    model: str | None) -> BudgetExceededError:
+        return over_budget("total", budget, spent, f"{usd(spent)} in total through {self._where or 'this cache'}",
+                           held, cost, what, model)
 
     # -- recording --------------------------------------------------------------------------
 
     def record_paid(self, cost: float | None, *, model: str | None = None, request_id: str | None = None) -> None:
-        """One request sent to fal and accepted: it will be billed (``cost`` None: price unknown)."""
-        with _SESSION.lock:
-            acc = _SESSION.paid.setdefault(self.namespace, [0.0, 0.0, 0.0])
-            acc[1] += 1
-            if cost is None:
-                acc[2] += 1
-            else:
-                acc[0] += cost
-        if self._index is not None:
-            from ._index import IndexSetAside  # (loaded already: the index comes from it)
-
-            try:
-                try:
-                    self._record_paid(cost, model, request_id)
-                except IndexSetAside:  # the damaged index was set aside (and reported): record into the new one
-                    self._record_paid(cost, model, request_id)
-            except CacheError as exc:  # the request is paid and running: do not fail it over bookkeeping
-                import warnings
-
-                from ._index import CacheWarning
-
-                warnings.warn(f"falnb: the spend of request {request_id} was not recorded: {exc.message}",
-                              CacheWarning, stacklevel=3)
-
-    def _record_paid(self, cost: float | None, model: str | None, request_id: str | None) -> None:
-        assert self._index is not None
-        with self._index.write() as c:
-            c.execute("INSERT INTO ledger(ts, ns, kind, model, request_id, cost, unknown, pid) "
-                      "VALUES(?, ?, 'paid', ?, ?, ?, ?, ?)",
-                      (time.time(), self.namespace, model, request_id, cost, int(cost is None), os.getpid()))
+        """One request sent to fal and accepted, that held no reservation: it will be billed."""
+        Reservation(self, cost, model).pay(request_id)
 
     def record_saved(self, cost: float | None, *, model: str | None = None) -> None:
         """A cache hit: ``cost`` not spent.  Buffered: a hit does not write to disk."""
-        with _SESSION.lock:
-            acc = _SESSION.saved.setdefault(self.namespace, [0.0, 0.0])
-            acc[0] += cost or 0.0
-            acc[1] += 1
+        session_saved(self.namespace, cost)
         if self._index is not None:
             self._index.add_saved(self.namespace, model, cost)
 
@@ -284,54 +281,81 @@ class Ledger:
         return totals(self._index, self.namespace) if self._index is not None else self.session()
 
 
-def session_spend(namespace: str | None) -> Spend:
-    """This process's spend and savings in one namespace (None: all of them)."""
-    with _SESSION.lock:
-        paid = [v for k, v in _SESSION.paid.items() if namespace is None or k == namespace]
-        saved = [v for k, v in _SESSION.saved.items() if namespace is None or k == namespace]
-    return Spend(paid=round(sum(p[0] for p in paid), 6), requests=int(sum(p[1] for p in paid)),
-                 unknown=int(sum(p[2] for p in paid)), saved=round(sum(s[0] for s in saved), 6),
-                 hits=int(sum(s[1] for s in saved)))
+def _what(model: str | None) -> str:
+    return f"this request to {model}" if model else "this request"
+
+
+def _warn_unrecorded(request_id: str | None, exc: CacheError) -> None:
+    if not isinstance(exc, Reported):  # (else a CacheWarning said why already)
+        import warnings
+
+        from ._faults import CacheWarning
+
+        warnings.warn(f"falnb: the spend of request {request_id} was not recorded: {exc.message}",
+                      CacheWarning, stacklevel=4)
 
 
 def totals(index: Index, namespace: str | None) -> Spend:
-    """The ledger's sums for one namespace (None: all of them)."""
+    """The ledger's running sums for one namespace (None: all of them), plus the hits not yet written.
+    Raises :class:`CacheError` when the index cannot be read."""
+    import sqlite3
+
     where, args = ("WHERE ns=?", (namespace,)) if namespace is not None else ("", ())
-    rows = index.conn().execute(
-        f"SELECT kind, COALESCE(SUM(cost), 0), COALESCE(SUM(count), 0), COALESCE(SUM(unknown), 0) FROM ledger "
-        f"{where} GROUP BY kind", args).fetchall()
+    sql = "SELECT kind, SUM(cost), SUM(count), SUM(unknown) FROM {} " + where + " GROUP BY kind"
+    try:
+        try:
+            rows = index.conn().execute(sql.format("totals"), args).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            rows = index.conn().execute(sql.format("ledger"), args).fetchall()  # a version-1 index, read-only
+    except sqlite3.Error as exc:
+        raise index.failed(exc) from None
     sums = {r[0]: r[1:] for r in rows}
-    paid = sums.get("paid", (0.0, 0, 0))
-    saved = sums.get("saved", (0.0, 0, 0))
+    paid = sums.get("paid") or (0.0, 0, 0)
+    saved = sums.get("saved") or (0.0, 0, 0)
     hits, more = index.pending_saved(namespace)
-    return Spend(paid=round(float(paid[0]), 6), requests=int(paid[1]), unknown=int(paid[2]),
-                 saved=round(float(saved[0]) + more, 6), hits=int(saved[1]) + hits)
+    return Spend(paid=round(float(paid[0] or 0), 6), requests=int(paid[1] or 0), unknown=int(paid[2] or 0),
+                 saved=round(float(saved[0] or 0) + more, 6), hits=int(saved[1] or 0) + hits)
 
 
 class _Hold:
-    """What one call's first request held for the whole call; the call's requests draw on it."""
+    """What one group's first request held for the whole group; its requests draw on it."""
 
-    __slots__ = ("left", "namespace")
+    __slots__ = ("index", "left", "namespace", "token")
 
-    def __init__(self, amount: float, namespace: str) -> None:
-        self.left, self.namespace = amount, namespace
-
-
-_HOLDS: dict[int, _Hold | BudgetExceededError] = {}
+    def __init__(self, left: float, namespace: str, index: Index | None, token: str | None) -> None:
+        self.left, self.namespace, self.index, self.token = left, namespace, index, token
 
 
-def _drop_hold(group_id: int) -> None:
-    hold = _HOLDS.pop(group_id, None)
+#: id(group) -> (a serial number, its hold or the refusal every request of the group gets)
+_HOLDS: dict[int, tuple[int, _Hold | BudgetExceededError]] = {}
+_SERIAL = itertools.count(1)
+#: groups collected, (id, serial): released at the next check, never inside a finalizer (which may run
+#: anywhere, inside a lock or a transaction of this thread included)
+_PENDING: deque[tuple[int, int]] = deque()
+
+
+def _end_group(gid: int, serial: int) -> None:
+    """The group ended: release what it still holds."""
+    entry = _HOLDS.get(gid)
+    if entry is None or entry[0] != serial:
+        return  # ended already (and its id maybe reused by a new group)
+    del _HOLDS[gid]
+    hold = entry[1]
     if isinstance(hold, _Hold):
-        _unreserve(hold.namespace, hold.left)
+        unreserve(hold.namespace, hold.left)
+        if hold.token and hold.index is not None:
+            drop_row(hold.index, hold.token)
 
 
-def _unreserve(namespace: str, cost: float | None) -> None:
-    if not cost:
-        return
-    with _SESSION.lock:
-        left = _SESSION.reserved.get(namespace, 0.0) - cost
-        _SESSION.reserved[namespace] = left if left > 1e-12 else 0.0
+def _drain() -> None:
+    while _PENDING:
+        try:
+            token = _PENDING.popleft()
+        except IndexError:  # (another thread took it)
+            return
+        _end_group(*token)
 
 
 _MEMORY: dict[str, Ledger] = {}
@@ -343,14 +367,3 @@ def session_ledger(namespace: str) -> Ledger:
     if led is None:
         led = _MEMORY[namespace] = Ledger(None, namespace)
     return led
-
-
-def _amount(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigError(f"{name} must be an amount in USD (a number, 0 or more), not {value!r}")
-    return float(value)
-
-
-def _suggest(need: float) -> str:
-    step = 1.0 if need < 20 else 10.0
-    return f"{(int(need / step) + 1) * step:g}"

@@ -40,9 +40,10 @@ from .._exceptions import CacheError, InputError
 from ..results._image import Image
 from ._admin import CacheAdmin
 from ._entry import CacheEntry
-from ._files import NAMESPACE, BadEntry, private_dir, references, remove_any, write_atomic
+from ._faults import Reported, warn_once
+from ._files import NAMESPACE, BadEntry, Unreadable, private_dir, references, remove_any, write_atomic
 from ._index import CacheWarning, Index, IndexSetAside, index_for
-from ._ledger import _UNSET, Ledger
+from ._ledger import UNSET, Ledger
 
 if TYPE_CHECKING:
     from ._journal import InFlight
@@ -95,7 +96,7 @@ class ResponseCache(CacheAdmin):
     """
 
     def __init__(self, directory: str | Path | None = None, namespace: str = "fal", *,
-                 budget_session: float | object | None = _UNSET, budget_total: float | object | None = _UNSET,
+                 budget_session: float | object | None = UNSET, budget_total: float | object | None = UNSET,
                  _index: Index | None = None) -> None:
         if not isinstance(namespace, str) or not NAMESPACE.fullmatch(namespace) or namespace == "*":
             raise InputError(f"cache namespace {namespace!r} must be letters, digits, '.', '_' or '-'")
@@ -121,16 +122,18 @@ class ResponseCache(CacheAdmin):
     # -- the hot path ------------------------------------------------------------------------
 
     def get(self, key: str) -> CacheEntry | None:
-        """The stored entry for ``key``, or None (a miss; a damaged entry is reported and removed)."""
-        ns = self.namespace
+        """The stored entry for ``key``, or None: a miss (a damaged entry is reported and removed; an
+        index or file that cannot be read right now is a miss for this call, left in place)."""
+        ns, index = self.namespace, self._index
         try:
-            row = self._index.conn().execute(
+            index.check_moved()
+            row = index.conn().execute(
                 "SELECT request_id, response, images, model, created, used FROM entries WHERE ns=? AND key=?",
                 (ns, key)).fetchone()
+        except CacheError:  # (reported by a CacheWarning)
+            return None
         except sqlite3.Error as exc:
-            err = self._index.failed(exc)
-            if not isinstance(err, IndexSetAside):  # (set aside: reported once already, by failed())
-                self._report(key, f"the cache index cannot be read ({err.message})")
+            index.failed(exc)  # (reported; damage proven by a check is set aside)
             return None
         if row is None:
             return None
@@ -140,6 +143,11 @@ class ResponseCache(CacheAdmin):
             response = json.loads(response_json)
             if not isinstance(response, dict):
                 raise BadEntry("its response is not a JSON object")
+        except Unreadable as exc:  # not damage: too many open files, a permission, an I/O error
+            warn_once(str(self.directory), f"unreadable: {exc}",
+                      f"falnb: an image file in the cache {self.directory} cannot be read right now ({exc}); "
+                      "falnb goes on without it for now (nothing was removed).", stacklevel=3)
+            return None
         except BadEntry as bad:
             self._heal(key, created, str(bad), bad.sha)
             return None
@@ -148,7 +156,7 @@ class ResponseCache(CacheAdmin):
             return None
         now = time.time()
         if not isinstance(used, (int, float)) or now - used > _TOUCH_EVERY:
-            self._index.touch(ns, key, now)
+            index.touch(ns, key, now)
         return CacheEntry(key, images, request_id if isinstance(request_id, str) else None, response,
                           model, created)
 
@@ -168,8 +176,8 @@ class ResponseCache(CacheAdmin):
                 fd = os.open(path, _O_READ)
             except FileNotFoundError:
                 raise BadEntry(f"the image file {sha[:12]}… is missing") from None
-            except OSError as exc:
-                raise BadEntry(f"the image file {sha[:12]}… cannot be read ({exc.strerror})") from None
+            except OSError as exc:  # EMFILE, EACCES, EIO...: no proof the file is bad
+                raise Unreadable(exc.strerror or type(exc).__name__) from None
             try:
                 st = os.fstat(fd)
                 data = os.read(fd, size + 1) if st.st_size == size else b""
@@ -178,6 +186,8 @@ class ResponseCache(CacheAdmin):
                     if not more:
                         break
                     data += more
+            except OSError as exc:
+                raise Unreadable(exc.strerror or type(exc).__name__) from None
             finally:
                 os.close(fd)
             if len(data) != size:
@@ -192,10 +202,14 @@ class ResponseCache(CacheAdmin):
         return out
 
     def has(self, key: str) -> bool:
-        """Whether an entry is indexed for ``key`` (its files are not checked)."""
+        """Whether an entry is indexed for ``key`` (its files are not checked); False when the index
+        cannot be read right now."""
         try:
+            self._index.check_moved()
             return self._index.conn().execute("SELECT 1 FROM entries WHERE ns=? AND key=?",
                                               (self.namespace, key)).fetchone() is not None
+        except CacheError:
+            return False
         except sqlite3.Error as exc:
             self._index.failed(exc)
             return False
@@ -242,7 +256,8 @@ class ResponseCache(CacheAdmin):
             images: Sequence[Image], request_id: str | None, cost: float | None) -> None:
         """Store a paid response and its images (replacing any entry for ``key``).
 
-        Raises :class:`CacheError` when the disk refuses (the caller still has its pictures)."""
+        Raises :class:`CacheError` when the disk refuses (the caller still has its pictures): a
+        :class:`~falnb.cache._faults.Reported` one when a CacheWarning has said why already."""
         blobs: list[tuple[str, bytes]] = []
         metas: list[dict[str, Any]] = []
         for img in images:
@@ -277,6 +292,8 @@ class ResponseCache(CacheAdmin):
                 except IndexSetAside:
                     if attempt == 2:
                         raise
+        except Reported:
+            raise  # (a CacheWarning said so: the index cannot be written, or not right now)
         except (OSError, CacheError) as exc:
             raise CacheError(f"could not store the pictures of {model} in the cache {self.directory}: {exc}",
                              model=model, hint="The pictures are in memory; free disk space or set "

@@ -94,7 +94,6 @@ def _no_more_files(directory: Path, mode: str) -> dict[str, Any]:
     return result
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 15")
 def test_defect_15_too_many_open_files_does_not_set_the_index_aside(paid: Path) -> None:
     """While no file can be opened, a new connection to the index fails ("unable to open database
     file").  That is no proof of damage: the healthy index must stay in place with its entry."""
@@ -103,7 +102,6 @@ def test_defect_15_too_many_open_files_does_not_set_the_index_aside(paid: Path) 
     assert out["after"] is True, out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 15")
 def test_defect_15_an_image_file_that_cannot_be_opened_is_not_dropped(paid: Path) -> None:
     """The same fault when opening the image file of a hit: a miss for that call, the data left in place."""
     out = _no_more_files(paid, "image")
@@ -115,7 +113,6 @@ def test_defect_15_an_image_file_that_cannot_be_opened_is_not_dropped(paid: Path
 # -- 16. the cache folder deleted while a kernel runs ------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 16")
 def test_defect_16_a_deleted_cache_folder_is_recreated_for_everyone(client: Any, standin: FalStandIn,
                                                                     paid: Path) -> None:
     """After ``rm -rf`` of the folder, this kernel's next pictures must land in a folder other
@@ -179,7 +176,6 @@ def read_only_cache(standin: FalStandIn) -> Iterator[tuple[str, Path]]:
             shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 17")
 def test_defect_17_read_only_cache_serves_hits_and_warns_once(read_only_cache: tuple[str, Path],
                                                                standin: FalStandIn) -> None:
     url, directory = read_only_cache
@@ -197,7 +193,6 @@ def test_defect_17_read_only_cache_serves_hits_and_warns_once(read_only_cache: t
 # -- 18. falnb cache import trusts the keys in the zip ---------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 18")
 def test_defect_18_import_refuses_a_relabelled_entry(client: Any, standin: FalStandIn, tmp_path: Path) -> None:
     fox = client.generate("a red fox", model="schnell", seed=1)
     client.generate("a blue whale", model="schnell", seed=1)

@@ -36,7 +36,6 @@ _SPENDER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 11")
 def test_defect_11_total_budget_holds_across_processes_started_together(standin: FalStandIn,
                                                                         tmp_path: Path) -> None:
     """Six processes on one cache folder with FALNB_BUDGET_TOTAL=0.12 (two $0.06 pictures).  fal's
@@ -75,7 +74,6 @@ def test_defect_11_no_cache_cell_is_refused_whole(shell: InteractiveShell, magic
     assert standin.submits == 0, [r.model for r in standin.requests]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 11")
 def test_defect_11_nan_budget_is_not_no_budget(client: Any, standin: FalStandIn,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FALNB_BUDGET_SESSION", "nan")

@@ -238,7 +238,6 @@ def _falnb_error_or_result(fn: Any) -> None:
         pytest.fail(f"raw {type(exc).__name__}: {exc}")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 27")
 @pytest.mark.parametrize("where", ["a file", "under /proc"])
 def test_defect_27_cache_dir_that_cannot_be_a_folder(standin: FalStandIn, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch, where: str) -> None:
@@ -269,7 +268,6 @@ _BAD_MANIFESTS = {"version-not-a-number": {"format": "falnb-cache-export", "vers
                   "entries-not-a-list": {"format": "falnb-cache-export", "version": 1, "entries": 5}}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 27")
 @pytest.mark.parametrize("case", list(_BAD_MANIFESTS))
 def test_defect_27_cache_zip_with_a_bad_manifest(tmp_path: Path, case: str) -> None:
     bad = _bad_zip(tmp_path / "bad.zip", _BAD_MANIFESTS[case])

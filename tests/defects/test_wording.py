@@ -46,7 +46,6 @@ def test_defect_28_a_one_second_old_submit_is_not_one_minute_old(client: Any, st
     assert "1 min ago" not in str(again.value), str(again.value)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 28")
 def test_defect_28_journal_does_not_promise_to_reattach_uncertain_rows(client: Any, standin: FalStandIn,
                                                                         tmp_path: Path) -> None:
     """An uncertain row is refused on the next run (no request id to re-attach to)."""
@@ -72,7 +71,6 @@ def test_defect_28_timeout_is_reported_as_given(client: Any, standin: FalStandIn
         str(err.value)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 28")
 def test_defect_28_cache_list_does_not_print_control_characters(client: Any, tmp_path: Path) -> None:
     client.generate("a fox\x1b[2J\x07 in\rthe snow", model="schnell", seed=1)
     proc = falnb_cli("cache", "list", "--dir", str(tmp_path / "cache"))
