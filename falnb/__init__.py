@@ -5,7 +5,8 @@
     >>> gen.images[0].save("lighthouse.jpg")
 
 In a notebook: ``%load_ext falnb`` then a ``%%falimage --model flux-ultra`` cell.  Offline, on the
-embedded fal emulator: ``FALNB_OFFLINE=1`` or ``falnb.Client(offline=True)``.
+embedded fal emulator: ``FALNB_OFFLINE=1`` or ``falnb.Client(offline=True)``.  LiteLLM's fal code runs
+unchanged with ``import falnb as litellm`` (``image_generation``, ``aimage_generation``).
 
 ``import falnb`` is cheap: the client, httpx, IPython and Pillow load on first use.
 """
@@ -42,6 +43,7 @@ from ._exceptions import (
 if TYPE_CHECKING:
     from ._api import agenerate, agenerate_many, generate, generate_many, load_litellm_config
     from ._client import Client
+    from ._litellm import aimage_generation, image_generation
     from ._run import Run
     from .cache._index import CacheWarning
     from .cache._store import ResponseCache
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from .notebook._form import form
     from .results._generation import Generation
     from .results._image import Image
+    from .results._image_response import ImageResponse
     from .results._progress import Progress
 
 __version__ = "0.1.0"
@@ -67,6 +70,7 @@ __all__ = [
     "FalnbError",
     "Generation",
     "Image",
+    "ImageResponse",
     "InputError",
     "Interrupted",
     "MissingKeyError",
@@ -87,9 +91,11 @@ __all__ = [
     "__version__",
     "agenerate",
     "agenerate_many",
+    "aimage_generation",
     "form",
     "generate",
     "generate_many",
+    "image_generation",
     "load_ipython_extension",
     "load_litellm_config",
     "models",
@@ -102,6 +108,7 @@ _LAZY = {
     "Client": "._client",
     "Generation": ".results._generation",
     "Image": ".results._image",
+    "ImageResponse": ".results._image_response",
     "ModelSpec": ".catalog._catalog",
     "Param": ".catalog._catalog",
     "Progress": ".results._progress",
@@ -109,9 +116,11 @@ _LAZY = {
     "Run": "._run",
     "agenerate": "._api",
     "agenerate_many": "._api",
+    "aimage_generation": "._litellm",
     "form": ".notebook._form",
     "generate": "._api",
     "generate_many": "._api",
+    "image_generation": "._litellm",
     "load_litellm_config": "._api",
     "models": "._api",
 }

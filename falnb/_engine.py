@@ -125,7 +125,8 @@ class Engine:
         for i, (req, hit) in enumerate(zip(plan.requests, hits, strict=True)):
             tracker.update(i, "cached", request_id=hit.request_id)
             store.ledger.record_saved(req.cost, model=req.model)
-            parts.append(_Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0))
+            parts.append(_Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0,
+                               made=hit.created))
         return self.generation(plan, parts, started)
 
     def generation(self, plan: Plan, parts: list[_Part], started: float) -> Generation:
@@ -136,7 +137,7 @@ class Engine:
             request_ids=[p.request_id for p in parts if p.request_id], seed=plan.seed,
             cost=plan.cost, cached=cached, saved=round(sum(p.saved for p in parts), 6),
             elapsed=time.monotonic() - started, response_format=plan.response_format,
-            responses=[p.response for p in parts])
+            responses=[p.response for p in parts], made=min((p.made for p in parts), default=time.time()))
         if gen.seed is None:
             seeds = [p.response.get("seed") for p in parts]
             gen.seed = seeds[0] if seeds and isinstance(seeds[0], int) else None
@@ -158,7 +159,8 @@ class Engine:
             if hit is not None:
                 tracker.update(index, "cached", request_id=hit.request_id)
                 cache.ledger.record_saved(req.cost, model=req.model)
-                return _Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0)
+                return _Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0,
+                             made=hit.created)
 
         ledger = store.ledger if store is not None else session_ledger(self._namespace)
 
@@ -182,7 +184,7 @@ class Engine:
                         tracker.update(index, "cached", request_id=slot.entry.request_id)
                         cache.ledger.record_saved(req.cost, model=req.model)
                         return _Part(slot.entry.images, slot.entry.request_id, slot.entry.response, cached=True,
-                                     saved=req.cost or 0.0)
+                                     saved=req.cost or 0.0, made=slot.entry.created)
                     part = await self._fetch(queue, plan, index, req, slot, timeout, tracker, reservation)
                     try:
                         cache.put(req.key, model=req.model, canonical=req.canonical, response=part.response,
@@ -271,12 +273,14 @@ class Engine:
 
 
 class _Part:
-    __slots__ = ("cached", "images", "request_id", "response", "saved")
+    __slots__ = ("cached", "images", "made", "request_id", "response", "saved")
 
     def __init__(self, images: list[Image], request_id: str | None, response: dict[str, Any],
-                 cached: bool = False, saved: float = 0.0) -> None:
+                 cached: bool = False, saved: float = 0.0, made: float | None = None) -> None:
         self.images, self.request_id, self.response, self.cached, self.saved = (
             images, request_id, dict(response), cached, saved)
+        # when fal made these pictures (a hit: when its entry was stored); fal's URLs expire from then
+        self.made = time.time() if not made else made
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:

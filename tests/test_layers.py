@@ -30,6 +30,7 @@ LAYER: dict[str, float] = {
     "_run": 6.1,
     "_client": 6.2,
     "_api": 7,
+    "_litellm": 7,
     "notebook": 8,
     "_quickstart": 9,
     "_cli": 10,

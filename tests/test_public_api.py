@@ -21,10 +21,11 @@ def test_all_is_sorted_and_resolves() -> None:
 PUBLIC = [
     "AuthenticationError", "BudgetExceededError", "CacheError", "CacheWarning", "Client", "ConfigError",
     "ContentPolicyError", "FalError", "FalServerError", "FalValidationError", "FalnbError", "Generation", "Image",
-    "InputError", "Interrupted", "MissingKeyError", "ModelSpec", "Param", "ParameterError", "Progress",
+    "ImageResponse", "InputError", "Interrupted", "MissingKeyError", "ModelSpec", "Param", "ParameterError", "Progress",
     "RateLimitError", "RequestCancelledError", "RequestNotFoundError", "RequestTimeoutError", "ResponseCache",
     "Run", "SizeError", "SubmitUncertainError", "TransportError", "UnknownModelError", "__version__", "agenerate",
-    "agenerate_many", "form", "generate", "generate_many", "load_ipython_extension", "load_litellm_config",
+    "agenerate_many", "aimage_generation", "form", "generate", "generate_many", "image_generation",
+    "load_ipython_extension", "load_litellm_config",
     "models", "unload_ipython_extension",
 ]
 

@@ -38,6 +38,9 @@ class Generation:
     response_format: str = "url"
     responses: list[dict[str, Any]] = field(default_factory=list, repr=False)
     created: float = field(default_factory=time.time)
+    #: when fal made the oldest of these pictures (a cache hit: when it was first paid for); fal's
+    #: URLs expire counting from then.  None: unknown (a Generation built by hand)
+    made: float | None = None
 
     @property
     def image(self) -> Image:

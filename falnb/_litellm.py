@@ -1,0 +1,210 @@
+"""LiteLLM's own calls, answered by falnb: ``import falnb as litellm`` and LiteLLM's fal code keeps working.
+
+:func:`image_generation` and :func:`aimage_generation` take LiteLLM's arguments with LiteLLM's meanings
+and run through falnb's client: validation before anything is sent, the size mapping, the pay-once
+cache and journal, fal's queue.  They return an :class:`~falnb.ImageResponse` shaped like LiteLLM's.
+
+==========================  ==============================================================================
+argument                    meaning here
+==========================  ==============================================================================
+``prompt``, ``model``       ``model`` as LiteLLM writes it (``"fal_ai/fal-ai/flux-pro/v1.1-ultra"``), a bare
+                            fal id or a falnb alias (``"flux-ultra"``)
+``n``, ``size``             falnb's mapping: ``n`` always honoured, ``size`` the nearest allowed shape of the
+                            same orientation (exact pixels where the model takes them)
+``response_format``         ``"url"`` (default) or ``"b64_json"``
+``api_key``                 the fal key (default: ``FAL_KEY``, ``FAL_KEY_ID``+``FAL_KEY_SECRET``, ``FAL_AI_API_KEY``)
+``api_base``                fal's queue URL; LiteLLM's ``https://fal.run`` means ``https://queue.fal.run``, and a
+                            ``falnb emulator``'s ``.../_sync`` its queue
+``timeout``                 seconds a call waits for fal (default: the client's, 600 s as LiteLLM's)
+``style``                   fal's ``style`` (Recraft's); refused by models without one
+any other keyword           a fal parameter of the model, checked against falnb's catalog before sending
+``quality``                 refused unless None (fal's image models have no quality setting)
+``user``, ``metadata``...   ignored (LiteLLM's bookkeeping: they change no picture); see :data:`IGNORED`
+``client``                  a :class:`falnb.Client` to use (e.g. ``Client(offline=True)``)
+``refresh``, ``cache``      falnb's: pay again / skip the cache; LiteLLM's ``cache={"no-cache": True}`` is
+                            ``refresh=True`` and ``{"no-store": True}`` is ``cache=False``
+==========================  ==============================================================================
+
+Errors are falnb's (every one a :class:`~falnb.FalnbError`, a short message).  Where LiteLLM code
+catches LiteLLM's names, :data:`LITELLM_NAMES` says which falnb class to catch instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ._client import Client, default_client
+from ._exceptions import ParameterError
+from .fal._config import offline_from_env
+from .results._generation import Generation
+from .results._image_response import FAL_URL_LIFETIME, ImageResponse, image_response
+
+__all__ = ["IGNORED", "LITELLM_NAMES", "aimage_generation", "image_generation"]
+
+#: LiteLLM keywords that change no picture: accepted and ignored
+IGNORED = frozenset({"user", "metadata", "caching", "litellm_call_id", "logger_fn", "num_retries", "max_retries",
+                     "drop_params", "api_version", "litellm_logging_obj", "proxy_server_request", "model_info",
+                     "litellm_metadata"})
+#: LiteLLM keywords falnb cannot honour: refused before anything is sent
+_REFUSED = {
+    "mock_response": "falnb has no mock responses; run offline on the emulator instead (FALNB_OFFLINE=1 or "
+                     "client=falnb.Client(offline=True))",
+    "aimg_generation": "call falnb.aimage_generation instead",
+}
+
+#: LiteLLM's exception name -> the falnb class raised where LiteLLM raises it
+LITELLM_NAMES: dict[str, tuple[str, ...]] = {
+    "BadRequestError": ("InputError",),
+    "UnsupportedParamsError": ("ParameterError",),
+    "UnprocessableEntityError": ("FalValidationError",),
+    "ContentPolicyViolationError": ("ContentPolicyError",),
+    "AuthenticationError": ("MissingKeyError", "AuthenticationError"),
+    "PermissionDeniedError": ("AuthenticationError",),
+    "NotFoundError": ("RequestNotFoundError",),
+    "RateLimitError": ("RateLimitError",),
+    "BudgetExceededError": ("BudgetExceededError",),
+    "Timeout": ("RequestTimeoutError",),
+    "APIConnectionError": ("TransportError",),
+    "InternalServerError": ("FalServerError",),
+    "ServiceUnavailableError": ("FalServerError",),
+    "BadGatewayError": ("FalServerError",),
+    "APIError": ("FalError",),
+}
+
+#: clients made for an api_key / api_base (each holds a connection pool and the cache); the oldest
+#: is dropped past this many
+_CLIENTS_MAX = 8
+_CLIENTS: OrderedDict[tuple[Any, ...], Client] = OrderedDict()
+_CLIENTS_LOCK = threading.Lock()
+#: the wall clock that ages fal's URLs (tests move it)
+_clock = time.time
+
+
+def image_generation(prompt: str, model: str | None = None, *, n: int | None = None, quality: Any = None,
+                     response_format: str | None = None, size: Any = None, style: Any = None, user: Any = None,
+                     timeout: Any = None, api_key: str | None = None, api_base: str | None = None,
+                     custom_llm_provider: str | None = None, **kwargs: Any) -> ImageResponse:
+    """LiteLLM's ``image_generation`` for fal, run by falnb (see the module docstring for the arguments).
+
+    >>> import falnb as litellm
+    >>> response = litellm.image_generation(model="fal_ai/fal-ai/flux-pro/v1.1-ultra", prompt="a fox")
+    >>> response.data[0].url, response._hidden_params["response_cost"], response.generation
+    """
+    client, call, name = _call(prompt, model, n=n, quality=quality, response_format=response_format, size=size,
+                               style=style, timeout=timeout, api_key=api_key, api_base=api_base,
+                               custom_llm_provider=custom_llm_provider, kwargs=kwargs)
+    return _respond(client, client.generate(prompt, **call), name)
+
+
+async def aimage_generation(prompt: str, model: str | None = None, *, n: int | None = None, quality: Any = None,
+                            response_format: str | None = None, size: Any = None, style: Any = None,
+                            user: Any = None, timeout: Any = None, api_key: str | None = None,
+                            api_base: str | None = None, custom_llm_provider: str | None = None,
+                            **kwargs: Any) -> ImageResponse:
+    """The async twin of :func:`image_generation` (LiteLLM's ``aimage_generation``)."""
+    client, call, name = _call(prompt, model, n=n, quality=quality, response_format=response_format, size=size,
+                               style=style, timeout=timeout, api_key=api_key, api_base=api_base,
+                               custom_llm_provider=custom_llm_provider, kwargs=kwargs)
+    return _respond(client, await client.agenerate(prompt, **call), name)
+
+
+def _call(prompt: str, model: str | None, *, n: int | None, quality: Any, response_format: str | None, size: Any,
+          style: Any, timeout: Any, api_key: str | None, api_base: str | None, custom_llm_provider: str | None,
+          kwargs: dict[str, Any]) -> tuple[Client, dict[str, Any], str]:
+    """The client and the ``Client.generate`` keywords for a LiteLLM call; every mistake raised here."""
+    if not isinstance(model, str) or not model.strip():
+        raise ParameterError("model is required, e.g. model=\"fal_ai/fal-ai/flux-pro/v1.1-ultra\"", field="model")
+    if custom_llm_provider not in (None, "fal_ai"):
+        raise ParameterError(f"custom_llm_provider={custom_llm_provider!r}: falnb speaks to fal only ('fal_ai')",
+                             field="custom_llm_provider")
+    if quality is not None:
+        raise ParameterError(f"quality={quality!r} has no meaning on fal: its image models have no quality "
+                             "setting", field="quality",
+                             hint="Use the model's own parameters (e.g. num_inference_steps, resolution).")
+    for name, why in _REFUSED.items():
+        if name in kwargs:
+            raise ParameterError(f"{name} is not supported: {why}", field=name)
+    client = _client_for(kwargs.pop("client", None), api_key, api_base)
+    params = {k: v for k, v in kwargs.items() if k not in IGNORED}
+    if style is not None:
+        spec = client.catalog.resolve(model)
+        if spec.known and spec.param("style") is None:
+            raise ParameterError(f"style={style!r}: {spec.id} has no style parameter (OpenAI's vivid/natural "
+                                 "has no fal equivalent)", model=spec.id, field="style")
+        params["style"] = style
+    headers = {**(params.pop("headers", None) or {}), **(params.pop("extra_headers", None) or {})}
+    if headers:
+        params["extra_headers"] = headers
+    _cache_controls(params)
+    call = {"model": model, "n": 1 if n is None else n, "size": size, "timeout": _seconds(timeout), **params}
+    if response_format is not None:
+        call["response_format"] = response_format
+    return client, call, model
+
+
+def _respond(client: Client, generation: Generation, model: str) -> ImageResponse:
+    # fal's URL while fal keeps the file, counted from when fal made the picture (a cache hit may be older)
+    now = _clock()
+    fal_urls = now - (now if generation.made is None else generation.made) < FAL_URL_LIFETIME
+    return image_response(generation, fal_urls=fal_urls, litellm_model=model, api_base=client.queue_url)
+
+
+def _client_for(client: Any, api_key: str | None, api_base: str | None) -> Client:
+    if client is not None:
+        if not isinstance(client, Client):
+            raise ParameterError(f"client must be a falnb.Client, not {type(client).__name__}", field="client")
+        return client
+    if api_key is None and api_base is None:
+        return default_client()
+    memo = (api_key, _queue_url(api_base), offline_from_env())
+    with _CLIENTS_LOCK:
+        found = _CLIENTS.get(memo)
+        if found is None:
+            found = _CLIENTS[memo] = Client(key=api_key, queue_url=memo[1])
+            if len(_CLIENTS) > _CLIENTS_MAX:
+                _CLIENTS.popitem(last=False)
+        _CLIENTS.move_to_end(memo)
+        return found
+
+
+def _queue_url(api_base: str | None) -> str | None:
+    """fal's queue for a LiteLLM ``api_base``: LiteLLM calls fal's synchronous host (``fal.run``); falnb its
+    queue (``queue.fal.run``), for the same models and key.  A ``falnb emulator``'s ``/_sync`` is its queue."""
+    if api_base is None:
+        return None
+    url = str(api_base).strip().rstrip("/")
+    if url.endswith("/_sync"):
+        url = url[: -len("/_sync")]
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if host in ("fal.run", "falrun.com"):
+        netloc = parts.netloc.replace(host, "queue." + host, 1)
+        url = urlunsplit((parts.scheme, netloc, "", "", ""))
+    return url
+
+
+def _seconds(timeout: Any) -> float | None:
+    if timeout is None:
+        return None
+    value = getattr(timeout, "read", timeout)  # an httpx.Timeout, as LiteLLM also takes: its read bound
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ParameterError(f"timeout must be a number of seconds above 0, not {timeout!r}", field="timeout")
+    return float(value)
+
+
+def _cache_controls(params: dict[str, Any]) -> None:
+    """LiteLLM's ``cache={"no-cache": ..., "no-store": ...}`` in falnb's words (``refresh``, ``cache``)."""
+    controls = params.get("cache")
+    if not isinstance(controls, Mapping):
+        return
+    unknown = set(controls) - {"no-cache", "no-store", "ttl", "s-maxage", "namespace"}
+    if unknown:
+        raise ParameterError(f"cache={dict(controls)!r}: unknown control {sorted(unknown)[0]!r}", field="cache")
+    params["cache"] = not controls.get("no-store")
+    if controls.get("no-cache"):
+        params["refresh"] = True
