@@ -148,7 +148,8 @@ class Client:
         """Generate ``n`` images of ``prompt`` with ``model`` and wait for them.
 
         ``size``: ``"WxH"``, ``"W:H"`` or a preset; ``seed``: reproducible pictures; other keywords
-        are model parameters (validated against the catalog) or forwarded to fal unchanged.
+        are model inputs, validated against the catalog: a name a catalogued model does not take is refused
+        unless ``allow_unknown=True`` (or a list of the names meant) says to send it as it is.
         ``refresh=True`` pays again and replaces the cached entry; ``cache=False`` skips the cache.
         ``on_progress`` is called in this thread with :class:`Progress` snapshots while waiting.
         """

@@ -169,7 +169,7 @@ def test_interpolation(shell: InteractiveShell, magics: FalMagics, emu: Emulator
 
 def test_every_option_reaches_the_request(shell: InteractiveShell, magics: FalMagics, emu: Emulator) -> None:
     cell = run(shell, "%falimage -m schnell -s 16:9 -n 3 --seed 7 -p guidance_scale=2.5 -p acceleration=high "
-                      "-p enable_safety_checker=false -p 'custom_knob=two words' --out r a harbour")
+                      "-p enable_safety_checker=false -p 'custom_knob=two words' --allow-unknown --out r a harbour")
     assert cell.ok, cell.text
     body = sent(emu)[-1]
     assert body["image_size"] == "landscape_16_9" and body["num_images"] == 3 and body["seed"] == 7
@@ -690,7 +690,8 @@ def _photo_like(seed: int, size: int = 1024) -> bytes:
 
     from falnb.emulator._images import render
 
-    base = PIL.open(io.BytesIO(render("a lighthouse", seed, 0, size, size, "png"))).convert("RGB")
+    data = render("fal-ai/flux/schnell", "a lighthouse", seed, 0, size, size, "png")
+    base = PIL.open(io.BytesIO(data)).convert("RGB")
     base = base.filter(ImageFilter.GaussianBlur(6))
     noise = PIL.effect_noise((size, size), 28).convert("RGB")
     buf = io.BytesIO()

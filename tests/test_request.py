@@ -118,7 +118,8 @@ def test_nearest_ratio_never_flips() -> None:
 
 
 def test_forwarded_keywords_win_over_size_mapping() -> None:
-    plan = build_plan("x", model="flux-ultra", size="1024x1024", aspect_ratio="21:9", raw=True, brand_new_knob=3)
+    plan = build_plan("x", model="flux-ultra", size="1024x1024", aspect_ratio="21:9", raw=True, brand_new_knob=3,
+                      allow_unknown=True)
     body = plan.requests[0].input
     assert body["aspect_ratio"] == "21:9" and body["raw"] is True and body["brand_new_knob"] == 3
     plan = build_plan("x", model="schnell", size="1024x1024", image_size="portrait_4_3")
@@ -185,7 +186,7 @@ def test_openai_keywords_are_consumed() -> None:
     (dict(model="imagen4", resolution="4K"), "resolution"),
     (dict(model="ideogram", rendering_speed="FAST"), "rendering_speed"),
     (dict(model="recraft", style="oil_painting"), "style"),
-    (dict(model="seedream", size="4096x4096"), "image_size"),
+    (dict(model="seedream", size="4096x4096"), "size"),
     (dict(model="seedream", image_size={"width": 100, "height": 100}), "image_size"),
     (dict(model="schnell", image_size="huge"), "image_size"),
     (dict(model="schnell", enable_safety_checker="yes"), "enable_safety_checker"),
@@ -259,3 +260,150 @@ model_list:
     body = build_plan("x", model="team-ultra", catalog=cat, raw=False).requests[0].input
     assert body["raw"] is False
     assert build_plan("x", model="fast", catalog=cat).requests[0].input["num_inference_steps"] == 2
+
+
+# -- issue 11 #12: an input name the model does not take is a mistake, refused before sending ----------------
+
+
+def test_unknown_name_on_a_catalogued_model_is_refused_with_did_you_mean_and_the_inputs() -> None:
+    with pytest.raises(ParameterError) as err:
+        build_plan("x", model="schnell", guidance=3)
+    text = str(err.value)
+    assert err.value.field == "guidance" and "did you mean 'guidance_scale'?" in text
+    assert "num_inference_steps" in text and "allow_unknown=True" in text and "--allow-unknown" in text
+    assert len(text.splitlines()) == 2
+    with pytest.raises(ParameterError) as err:  # nothing close: still refused, with the inputs
+        build_plan("x", model="imagen4", lora_scale=1.0)
+    assert "did you mean" not in str(err.value) and "resolution" in str(err.value)
+
+
+def test_unknown_names_are_sent_when_deliberate() -> None:
+    body = build_plan("x", model="schnell", guidance=3, allow_unknown=True).requests[0].input
+    assert body["guidance"] == 3
+    # a list names exactly the inputs meant (the form's "other inputs" box)
+    body = build_plan("x", model="schnell", new_knob=1, allow_unknown=["new_knob"]).requests[0].input
+    assert body["new_knob"] == 1
+    with pytest.raises(ParameterError):
+        build_plan("x", model="schnell", new_knob=1, other=2, allow_unknown=["new_knob"])
+    with pytest.raises(ParameterError) as err:  # ... but a near-miss of the model's own input is a typo
+        build_plan("x", model="flux-ultra", enhance_promt=True, allow_unknown=["enhance_promt"])
+    assert "did you mean 'enhance_prompt'?" in str(err.value)
+    assert build_plan("x", model="flux-ultra", enhance_promt=True, allow_unknown=True).requests[0].input[
+        "enhance_promt"] is True
+    # catalogued names are still checked when allow_unknown is on
+    with pytest.raises(ParameterError):
+        build_plan("x", model="schnell", num_inference_steps=99, allow_unknown=True)
+    with pytest.raises(ParameterError):
+        build_plan("x", model="schnell", allow_unknown="guidance")  # a string is not a list of names
+
+
+def test_pass_through_and_variants_forward_unknown_names() -> None:
+    body = build_plan("x", model="fal-ai/some-new/model", guidance=3).requests[0].input
+    assert body["guidance"] == 3
+    body = build_plan("x", model="fal-ai/imagen4/preview/fast", brand_new=1).requests[0].input
+    assert body["brand_new"] == 1
+    with pytest.raises(ParameterError) as err:  # a near-miss on a variant is still a typo
+        build_plan("x", model="fal-ai/imagen4/preview/fast", resolutoin="2K")
+    assert "'resolution'" in str(err.value)
+
+
+def test_seed_on_a_model_without_a_seed_input_is_not_sent_but_keys_the_cache() -> None:
+    a = build_plan("x", model="recraft", seed=5, n=2)
+    assert all("seed" not in r.input for r in a.requests) and a.seed is None
+    assert [r.canonical["seed"] for r in a.requests] == [5, 6]
+    b = build_plan("x", model="recraft", seed=7)
+    assert b.requests[0].key != a.requests[0].key
+    assert build_plan("x", model="recraft", seed=5).requests[0].key == a.requests[0].key
+    with pytest.raises(ParameterError):
+        build_plan("x", model="recraft", seed="abc")  # type: ignore[arg-type]
+
+
+def test_unknown_name_from_a_litellm_alias_says_where_it_came_from(tmp_path: object) -> None:
+    from pathlib import Path
+
+    cfg = Path(str(tmp_path)) / "config.yaml"
+    cfg.write_text("model_list:\n  - model_name: team-fast\n    litellm_params:\n"
+                   "      model: fal_ai/fal-ai/flux/schnell\n      guidance: 3\n      drop_params: true\n"
+                   "      input_cost_per_image: 0.003\n")
+    cat = Catalog()
+    load_litellm_config(str(cfg), cat)
+    with pytest.raises(ParameterError) as err:
+        build_plan("x", model="team-fast", catalog=cat)
+    assert "LiteLLM config of 'team-fast'" in str(err.value) and "guidance_scale" in str(err.value)
+    # LiteLLM's own call settings are never model inputs
+    assert set(cat.resolve("team-fast").defaults) == {"guidance"}
+
+
+@pytest.mark.parametrize("value", [{1, 2}, float("nan"), [float("inf")], {"a": object()}, b"bytes"])
+def test_a_value_that_is_not_json_is_refused(value: object) -> None:
+    with pytest.raises(ParameterError) as err:
+        build_plan("x", model="fal-ai/some-new/model", palette=value)
+    assert err.value.field == "palette" and len(str(err.value).splitlines()) == 2
+
+
+# -- issue 11 #13: sizes each model can render -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model,size", [("schnell", "1:1000000000"), ("schnell", "1000000000:1"),
+                                        ("schnell", "1:200"), ("seedream", "5:1"), ("schnell", "16000x1000"),
+                                        ("imagen4", "1:1000000000"), ("flux-ultra", "6:1"), ("bria", "1:4")])
+def test_a_size_the_model_cannot_render_is_refused_with_the_range(model: str, size: str) -> None:
+    with pytest.raises(SizeError) as err:
+        build_plan("x", model=model, size=size)
+    text = str(err.value)
+    assert err.value.field == "size" and "out of range" in text and len(text.splitlines()) <= 2
+    if model == "schnell" and ":" in size:
+        assert "1:190 to 190:1" in text
+    if model == "seedream":
+        assert "1:4 to 4:1" in text
+    if model == "imagen4":
+        assert "9:16 to 16:9" in text
+
+
+@pytest.mark.parametrize("model,size,dims", [("schnell", "1:190", (80, 14112)), ("seedream", "4:1", (2048, 512)),
+                                             ("imagen4", "3:1", None), ("flux-ultra", "1:4", None)])
+def test_ratios_within_reach_are_mapped(model: str, size: str, dims: tuple[int, int] | None) -> None:
+    req = build_plan("x", model=model, size=size).requests[0]
+    if dims is not None:
+        assert (req.width, req.height) == dims
+    else:
+        assert req.input["aspect_ratio"] in build_plan("x", model=model).spec.aspect_ratios
+
+
+@pytest.mark.parametrize("model,field,value", [("schnell", "aspect_ratio", "16:9"),
+                                               ("flux-ultra", "image_size", "landscape_16_9"),
+                                               ("bria", "image_size", {"width": 1024, "height": 768})])
+def test_the_other_size_field_is_refused_with_a_pointer_to_size(model: str, field: str, value: object) -> None:
+    with pytest.raises(ParameterError) as err:
+        build_plan("x", model=model, **{field: value})
+    text = str(err.value)
+    assert err.value.field == field and "its size input is" in text and "size=" in text
+    assert build_plan("x", model=model, allow_unknown=True, **{field: value}).requests[0].input[field] == value
+
+
+# -- issue 11 #27: a LiteLLM config that is not one is a short ConfigError -----------------------------------
+
+
+@pytest.mark.parametrize("content,says", [
+    ("- a\n- b\n", "YAML list, not a mapping"),
+    ("just a string\n", "YAML str, not a mapping"),
+    ("model_list: 5\n", "model_list is a int"),
+    ("model_list:\n  - flux\n", "model_list entry 0 is a str"),
+    ("model_list:\n  - {model_name: x, litellm_params: [1]}\n", "litellm_params of 'x' is not a mapping"),
+    ("model_list:\n  - {model_name: x, litellm_params: {model: 'fal_ai/??'}}\n", "routes to 'fal_ai/??'"),
+    ("model_list: [\n", "cannot read"),
+])
+def test_litellm_config_that_is_not_one_is_a_config_error(tmp_path: object, content: str, says: str) -> None:
+    from pathlib import Path
+
+    from falnb._exceptions import ConfigError
+
+    cfg = Path(str(tmp_path)) / "config.yaml"
+    cfg.write_text(content)
+    cat = Catalog()
+    with pytest.raises(ConfigError) as err:
+        load_litellm_config(str(cfg), cat)
+    assert says in str(err.value) and len(str(err.value).splitlines()) <= 2
+    assert cat.aliases() == Catalog().aliases()  # nothing half-loaded
+    (Path(str(tmp_path)) / "empty.yaml").write_text("")
+    assert load_litellm_config(str(Path(str(tmp_path)) / "empty.yaml"), cat) == {}

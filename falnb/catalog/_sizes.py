@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._exceptions import SizeError
-from ._catalog import PRESETS, ModelSpec
+from ._spec import MEGAPIXEL, PRESETS, ModelSpec
 
 __all__ = ["SizeRequest", "map_size", "parse_size"]
 
 _WXH = re.compile(r"^\s*(\d+)\s*[xX×*]\s*(\d+)\s*$")
 _RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
+#: the largest side ``parse_size`` reads (a model's own bound is usually tighter)
+_MAX_PIXELS = 16384
+#: how far beyond an aspect_ratio model's widest or tallest ratio a request may reach and still be mapped
+_REACH = 2.0
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,8 @@ def parse_size(size: Any) -> SizeRequest:
 def _pixels(w: Any, h: Any, original: Any) -> SizeRequest:
     if not (isinstance(w, int) and isinstance(h, int)) or isinstance(w, bool) or isinstance(h, bool):
         raise SizeError(f"size {original!r}: width and height must be whole numbers", field="size")
-    if w <= 0 or h <= 0 or w > 16384 or h > 16384:
-        raise SizeError(f"size {original!r}: each side must be between 1 and 16384 pixels", field="size")
+    if w <= 0 or h <= 0 or w > _MAX_PIXELS or h > _MAX_PIXELS:
+        raise SizeError(f"size {original!r}: each side must be between 1 and {_MAX_PIXELS} pixels", field="size")
     return SizeRequest(w, h)
 
 
@@ -79,19 +83,21 @@ def _orientation(x: float) -> int:
 def nearest_ratio(aspect: float, allowed: tuple[str, ...]) -> str:
     """The allowed ratio nearest in log space, never flipping portrait and landscape."""
 
-    def value(r: str) -> float:
-        a, b = r.split(":")
-        return float(a) / float(b)
-
-    same = [r for r in allowed if _orientation(value(r)) == _orientation(aspect)]
-    pool = same or [r for r in allowed if _orientation(value(r)) == 0] or list(allowed)
-    return min(pool, key=lambda r: abs(math.log(value(r)) - math.log(aspect)))
+    same = [r for r in allowed if _orientation(_ratio_value(r)) == _orientation(aspect)]
+    pool = same or [r for r in allowed if _orientation(_ratio_value(r)) == 0] or list(allowed)
+    return min(pool, key=lambda r: abs(math.log(_ratio_value(r)) - math.log(aspect)))
 
 
 def map_size(spec: ModelSpec, size: Any) -> tuple[dict[str, Any], tuple[int, int] | None]:
-    """The model input fields for ``size``, and the pixels the picture will have (if known)."""
+    """The model input fields for ``size``, and the pixels the picture will have (if known).
+
+    Refused before sending (a SizeError): pixels outside the model's bounds per side, and a ratio the
+    model cannot render: for an ``image_size`` model one whose ~1-megapixel picture would leave those
+    bounds, for an ``aspect_ratio`` model one more than twice as wide (or tall) as its widest (tallest).
+    """
     req = parse_size(size)
     if spec.size_field == "aspect_ratio":
+        _check_reach(spec, size, req.aspect)
         ratio = nearest_ratio(req.aspect, spec.aspect_ratios)
         return {"aspect_ratio": ratio}, spec.ratio_dims(ratio)
     if spec.size_field is None:
@@ -101,16 +107,39 @@ def map_size(spec: ModelSpec, size: Any) -> tuple[dict[str, Any], tuple[int, int
         w, h = _dims_for_ratio(req.aspect)
     else:
         w, h = req.width, req.height
-    if spec.side_range is not None:
-        lo, hi = spec.side_range
-        if not (lo <= w <= hi and lo <= h <= hi):
-            raise SizeError(
-                f"size {w}x{h} is out of range for {spec.id}: each side must be {lo} to {hi} pixels",
-                model=spec.id, field="image_size")
+    lo, hi = spec.sides if spec.known else (1, _MAX_PIXELS)
+    if not (lo <= w <= hi and lo <= h <= hi):
+        if req.width is None:
+            r = _fmt(min(hi * hi / MEGAPIXEL, MEGAPIXEL / max(lo, 16) ** 2))
+            raise SizeError(f"size {size!r} is out of range for {spec.id}: about 1 megapixel at that ratio is "
+                            f"{w}x{h} pixels, and each side must be {lo} to {hi}", model=spec.id, field="size",
+                            hint=f"Ratios from 1:{r} to {r}:1 fit; or give exact pixels ('WxH').")
+        raise SizeError(
+            f"size {w}x{h} is out of range for {spec.id}: each side must be {lo} to {hi} pixels",
+            model=spec.id, field="size")
     for name, dims in PRESETS.items():
         if dims == (w, h):
             return {"image_size": name}, (w, h)
     return {"image_size": {"width": w, "height": h}}, (w, h)
+
+
+def _check_reach(spec: ModelSpec, size: Any, aspect: float) -> None:
+    values = {r: _ratio_value(r) for r in spec.aspect_ratios}
+    widest, tallest = max(values, key=lambda r: values[r]), min(values, key=lambda r: values[r])
+    if aspect > values[widest] * _REACH or aspect < values[tallest] / _REACH:
+        raise SizeError(f"size {size!r} is out of range for {spec.id}: its shapes run from {tallest} to {widest}",
+                        model=spec.id, field="size",
+                        hint=f"Allowed: {', '.join(spec.aspect_ratios)} (a ratio up to twice as wide or as tall "
+                             "is mapped to the nearest one of the same orientation).")
+
+
+def _ratio_value(ratio: str) -> float:
+    a, b = ratio.split(":")
+    return float(a) / float(b)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.1f}".rstrip("0").rstrip(".") if x < 10 else str(int(x))
 
 
 def _dims_for_ratio(aspect: float) -> tuple[int, int]:

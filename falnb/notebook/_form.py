@@ -262,21 +262,24 @@ class FalForm(FormOutputs, widgets.VBox):  # type: ignore[misc]  # ipywidgets sh
             self.update_estimate()
 
     def settings(self) -> dict[str, Any]:
-        """The current settings: ``model``, ``prompt``, ``size``, ``n``, ``seed`` and the changed ``params``.
+        """The current settings: ``model``, ``prompt``, ``size``, ``n``, ``seed``, the changed ``params`` and,
+        when the "other inputs" box holds any, ``allow_unknown``: their names, sent as they are.
 
         Raises an InputError for a seed or a JSON field that cannot be read.
         """
         seed = read_seed(self.seed_box.value) if not self.seed_box.disabled else None
         params = {name: f.value for name, f in self.fields.items() if f.changed()}
-        params.update(read_extra(self.extra_box.value))
+        extra = read_extra(self.extra_box.value)  # "sent to fal as is": deliberate names, not mistakes
+        params.update(extra)
         return {"model": str(self.model_picker.value), "prompt": self.prompt_box.value,
-                "n": int(self.n_box.value), "size": self.size_control.value, "seed": seed, "params": params}
+                "n": int(self.n_box.value), "size": self.size_control.value, "seed": seed, "params": params,
+                **({"allow_unknown": sorted(extra)} if extra else {})}
 
     def plan(self, settings: dict[str, Any] | None = None) -> Plan:
         """What Generate would send (validated against the catalog; nothing is sent)."""
         s = settings or self.settings()
         return self.client.plan(s["prompt"], model=s["model"], n=s["n"], size=s["size"], seed=s["seed"],
-                                **s["params"])
+                                allow_unknown=s.get("allow_unknown", False), **s["params"])
 
     def update_estimate(self) -> str:
         """Refresh and return the "estimated cost" text for the current settings."""

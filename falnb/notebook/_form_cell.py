@@ -27,7 +27,7 @@ def param_text(value: Any) -> str:
 
 
 def falimage_cell(prompt: str, *, model: str, n: int = 1, size: str | None = None, seed: int | None = None,
-                  params: Mapping[str, Any] | None = None) -> str:
+                  params: Mapping[str, Any] | None = None, allow_unknown: bool = False) -> str:
     """The text of a ``%%falimage`` cell that asks for the same pictures (and hits the same cache entry)."""
     words = ["--model", model]
     if size:
@@ -38,6 +38,8 @@ def falimage_cell(prompt: str, *, model: str, n: int = 1, size: str | None = Non
         words += ["--seed", str(seed)]
     for key, value in (params or {}).items():
         words += ["-p", f"{key}={param_text(value)}"]
+    if allow_unknown:
+        words.append("--allow-unknown")
     line = "%%falimage " + " ".join(shlex.quote(w) for w in words)
     body = prompt.replace("{", "{{").replace("}", "}}")
     return f"{line}\n{body}"

@@ -76,6 +76,7 @@ class FormOutputs:
         """Show ``settings`` (``model``, ``prompt``, ``size``, ``n``, ``seed``, params) in the controls."""
         settings = dict(settings)
         params = dict(settings.pop("params", None) or {})
+        settings.pop("allow_unknown", None)  # names outside the catalog land in "other inputs", sent as is
         if "model" in settings:
             self.model_picker.value = self._pick(str(settings.pop("model")))
         if "prompt" in settings:
@@ -126,7 +127,7 @@ class FormOutputs:
         """The ``%%falimage`` cell with the current settings (it hits the same cache entry)."""
         s = self.settings()
         return falimage_cell(s["prompt"], model=s["model"], n=s["n"], size=s["size"], seed=s["seed"],
-                             params=s["params"])
+                             params=s["params"], allow_unknown=bool(s.get("allow_unknown")))
 
     def insert_cell(self) -> str:
         """Insert the ``%%falimage`` cell below the running cell (call it from a cell); returns its text."""

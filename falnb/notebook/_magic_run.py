@@ -40,12 +40,13 @@ class Job:
 
 
 def plan_jobs(client: Client, prompts: Sequence[str], models: Sequence[str], *, n: int, size: Any,
-              seed: int | None, params: dict[str, Any]) -> list[Job]:
+              seed: int | None, params: dict[str, Any], allow_unknown: bool = False) -> list[Job]:
     """Plan every (prompt, model) pair; the first mistake raises (an InputError: nothing sent)."""
     jobs = []
     for group, prompt in enumerate(prompts):
         for model in models:
-            plan = client.plan(prompt, model=model, n=n, size=size, seed=seed, **dict(params))
+            plan = client.plan(prompt, model=model, n=n, size=size, seed=seed, allow_unknown=allow_unknown,
+                               **dict(params))
             jobs.append(Job(model, prompt, group, plan))
     return jobs
 

@@ -190,6 +190,8 @@ class FalMagics(Magics):
     @argument("--seed", type=int, help="seed, for reproducible pictures")
     @argument("-p", "--param", action="append", metavar="KEY=VALUE",
               help="a model parameter (repeatable); VALUE is read as JSON when it parses, else a string")
+    @argument("--allow-unknown", action="store_true",
+              help="send -p names the model's catalog entry does not list, as they are (a deliberate new input)")
     @argument("--refresh", action="store_true", help="pay again and replace the cached result")
     @argument("--no-cache", action="store_true", help="neither read nor write the cache")
     @argument("--out", metavar="NAME", help="store the result in this notebook variable (a Generation; "
@@ -243,7 +245,8 @@ class FalMagics(Magics):
 
         from ._magic_run import plan_jobs, run_cell, shaped
 
-        jobs = plan_jobs(client, prompts, models, n=args.n, size=size, seed=args.seed, params=params)
+        jobs = plan_jobs(client, prompts, models, n=args.n, size=size, seed=args.seed, params=params,
+                         allow_unknown=args.allow_unknown)
         batch = args.batch is not None
         results = run_cell(client, jobs, refresh=args.refresh, use_cache=not args.no_cache, timeout=timeout,
                            settings=self.display_settings(args.embed), batch=batch,

@@ -7,17 +7,16 @@ where the model has it, several requests where it has none or ``n`` is above its
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
-import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .._exceptions import ParameterError, SizeError
-from ..catalog._catalog import Catalog, ModelSpec, Param, default_catalog
-from ..catalog._sizes import dims_of_input, map_size, nearest_ratio, parse_size
+from .._exceptions import ParameterError
+from ..catalog._catalog import Catalog, ModelSpec, default_catalog
+from ..catalog._sizes import dims_of_input, map_size
+from ._params import Deliberate, check_param
 
 __all__ = ["MAX_N", "FalRequest", "Plan", "build_plan", "request_key"]
 
@@ -77,8 +76,14 @@ def request_key(model: str, canonical: Mapping[str, Any], replica: int = 0) -> s
 
 def build_plan(prompt: str, *, model: str, n: int = 1, size: Any = None, seed: int | None = None,
                catalog: Catalog | None = None, extra_headers: Mapping[str, str] | None = None,
-               **params: Any) -> Plan:
+               allow_unknown: bool | Collection[str] = False, **params: Any) -> Plan:
+    """The requests for one call, every input checked against the catalog (nothing is sent).
+
+    ``allow_unknown``: send input names the catalog does not list for this model as they are (True,
+    or the names meant); otherwise such a name is a ParameterError for a catalogued model.
+    """
     spec = (catalog or default_catalog()).resolve(model)
+    deliberate = Deliberate(allow_unknown, spec.id)
     if not isinstance(prompt, str) or not prompt.strip():
         raise ParameterError("the prompt is empty", model=spec.id, field="prompt")
     if "num_images" in params:
@@ -97,8 +102,13 @@ def build_plan(prompt: str, *, model: str, n: int = 1, size: Any = None, seed: i
     user = {**spec.defaults, **params}  # the request's own params win over the alias's
     if seed is not None:
         user["seed"] = seed
-    fields = {k: _check_param(spec, k, v) for k, v in user.items()}
-    seed_value = fields.get("seed")
+    # a model without a seed input (Recraft) is not sent one; the seed still tells pictures apart in the cache
+    variation = None
+    if spec.strict and spec.param("seed") is None and "seed" in user and not deliberate("seed"):
+        variation = _variation_seed(spec, user.pop("seed"))
+    own = {**params, **({"seed": seed} if seed is not None else {})}
+    fields = {k: check_param(spec, k, v, deliberate, _origin(spec, k, own)) for k, v in user.items()}
+    seed_value = fields.get("seed", variation)
 
     dims: tuple[int, int] | None = None
     size_fields: dict[str, Any] = {}
@@ -111,12 +121,13 @@ def build_plan(prompt: str, *, model: str, n: int = 1, size: Any = None, seed: i
 
     requests: list[FalRequest] = []
     for part in _split(spec, n, base, seed_value):
-        req = _request(spec, base, part, dims)
+        req = _request(spec, base, part, dims, send_seed=variation is None)
         # identical inputs (a model with no seed and no num_images) are distinct pictures:
         # number the replicas so each has its own cache entry
         replica = sum(1 for r in requests if r.canonical == req.canonical)
         requests.append(replace(req, replica=replica))
-    return Plan(spec=spec, prompt=prompt, n=n, seed=seed_value if isinstance(seed_value, int) else None,
+    return Plan(spec=spec, prompt=prompt, n=n,
+                seed=seed_value if isinstance(seed_value, int) and variation is None else None,
                 requests=tuple(requests), headers=headers, response_format=response_format)
 
 
@@ -134,14 +145,16 @@ def _split(spec: ModelSpec, n: int, base: dict[str, Any], seed: Any) -> list[tup
 
 
 def _request(spec: ModelSpec, base: dict[str, Any], part: tuple[int, int | None],
-             dims: tuple[int, int] | None) -> FalRequest:
+             dims: tuple[int, int] | None, *, send_seed: bool = True) -> FalRequest:
     count, seed = part
     body = dict(base)
     if spec.max_images is not None:
         body["num_images"] = count
-    if seed is not None:
+    if seed is not None and send_seed:
         body["seed"] = seed
     canonical = {**{p.name: p.default for p in spec.params if p.default is not None}, **body}
+    if seed is not None and not send_seed:
+        canonical["seed"] = seed
     if spec.size_field and spec.size_field not in canonical and spec.default_size is not None:
         canonical[spec.size_field] = spec.default_size
     if spec.max_images is not None:
@@ -149,6 +162,17 @@ def _request(spec: ModelSpec, base: dict[str, Any], part: tuple[int, int | None]
     w, h = dims if dims else (None, None)
     return FalRequest(model=spec.id, input=body, images=count, width=w, height=h,
                       cost=spec.estimate(canonical, count, w, h), canonical=canonical)
+
+
+def _variation_seed(spec: ModelSpec, seed: Any) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ParameterError(f"seed={seed!r} is not a whole number of 0 or more", model=spec.id, field="seed")
+    return seed
+
+
+def _origin(spec: ModelSpec, name: str, params: Mapping[str, Any]) -> str:
+    """Where an input came from, when not from the call itself (a LiteLLM proxy alias's defaults)."""
+    return f"the LiteLLM config of {spec.alias!r}" if name in spec.defaults and name not in params else ""
 
 
 def _merge_num_images(n: int, num_images: Any, spec: ModelSpec) -> Any:
@@ -167,90 +191,3 @@ def _check_headers(headers: Mapping[str, str] | None, spec: ModelSpec) -> dict[s
                                  model=spec.id, field="extra_headers")
         out[str(k)] = str(v)
     return out
-
-
-def _check_param(spec: ModelSpec, name: str, value: Any) -> Any:
-    if name == "image_size" and spec.size_field == "image_size" and spec.known:
-        return _check_image_size(spec, value)
-    if name == "aspect_ratio" and spec.size_field == "aspect_ratio" and spec.known:
-        if value not in spec.aspect_ratios:
-            raise ParameterError(f"aspect_ratio {value!r} is not allowed for {spec.id}", model=spec.id,
-                                 field="aspect_ratio", hint=f"Allowed: {', '.join(spec.aspect_ratios)}; "
-                                 f"nearest: {_nearest_hint(value, spec)}.")
-        return value
-    param = spec.param(name)
-    if param is None:
-        close = difflib.get_close_matches(name, [*spec.param_names(), "image_size", "aspect_ratio"], n=1,
-                                          cutoff=0.8) if spec.known else []
-        if close and close[0] != name:
-            raise ParameterError(f"unknown parameter {name!r} for {spec.id}; did you mean {close[0]!r}?",
-                                 model=spec.id, field=name)
-        return value  # forwarded unchanged: fal may know parameters falnb does not
-    return _coerce(spec, param, value)
-
-
-def _nearest_hint(value: Any, spec: ModelSpec) -> str:
-    try:
-        return nearest_ratio(parse_size(value).aspect, spec.aspect_ratios)
-    except SizeError:
-        return spec.aspect_ratios[0]
-
-
-def _check_image_size(spec: ModelSpec, value: Any) -> Any:
-    from ..catalog._catalog import PRESETS
-
-    if isinstance(value, str) and value in PRESETS:
-        dims = PRESETS[value]
-    elif isinstance(value, Mapping) and set(value) == {"width", "height"}:
-        dims = parse_size(dict(value)).width or 0, parse_size(dict(value)).height or 0
-        value = {"width": dims[0], "height": dims[1]}
-    else:
-        raise ParameterError(f"image_size {value!r} is not a preset or {{'width': W, 'height': H}}",
-                             model=spec.id, field="image_size", hint="Presets: " + ", ".join(PRESETS) + ".")
-    if spec.side_range and not all(spec.side_range[0] <= d <= spec.side_range[1] for d in dims):
-        raise ParameterError(f"image_size {value!r} is out of range for {spec.id}: each side must be "
-                             f"{spec.side_range[0]} to {spec.side_range[1]} pixels", model=spec.id,
-                             field="image_size")
-    return value
-
-
-def _coerce(spec: ModelSpec, p: Param, value: Any) -> Any:
-    def fail(why: str) -> ParameterError:
-        return ParameterError(f"{p.name}={value!r} {why} for {spec.id}", model=spec.id, field=p.name,
-                              hint=f"{p.name} must be {p.describe_allowed()}.")
-
-    if value is None:
-        return None
-    if p.type == "bool":
-        if not isinstance(value, bool):
-            raise fail("is not true or false")
-    elif p.type == "int":
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise fail("is not a whole number")
-    elif p.type == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise fail("is not a number")
-        value = float(value)
-    elif p.type == "str":
-        if isinstance(value, int) and not isinstance(value, bool) and p.choices and str(value) in p.choices:
-            value = str(value)  # safety_tolerance is a string on fal; 2 means "2"
-        if not isinstance(value, str):
-            raise fail("is not a string")
-        if p.choices is not None and value not in p.choices:
-            import re
-
-            if not (p.pattern and re.fullmatch(p.pattern, value)):
-                upper = [c for c in p.choices if isinstance(c, str) and c.lower() == value.lower()]
-                if upper:
-                    return upper[0]
-                raise fail("is not allowed")
-    elif p.type == "list" and not isinstance(value, (list, tuple)):
-        raise fail("is not a list")
-    elif p.type == "object" and not isinstance(value, Mapping):
-        raise fail("is not an object")
-    if p.type in ("int", "float"):
-        if (p.minimum is not None and value < p.minimum) or (p.maximum is not None and value > p.maximum):
-            raise fail("is out of range")
-    return list(value) if isinstance(value, tuple) else value

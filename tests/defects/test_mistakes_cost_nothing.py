@@ -85,7 +85,6 @@ def test_defect_11_nan_budget_is_not_no_budget(client: Any, standin: FalStandIn,
 # -- 12. unknown parameter names on catalogued models -------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 12")
 def test_defect_12_unknown_parameter_name_is_refused_with_did_you_mean(client: Any, standin: FalStandIn) -> None:
     with pytest.raises(falnb.ParameterError) as err:
         client.generate("a lighthouse", model="schnell", seed=1, guidance=3)
@@ -93,7 +92,6 @@ def test_defect_12_unknown_parameter_name_is_refused_with_did_you_mean(client: A
     assert standin.submits == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 12")
 def test_defect_12_magic_unknown_parameter_name_is_refused(shell: InteractiveShell, magics: Any,
                                                            standin: FalStandIn) -> None:
     cell = run(shell, "%falimage -m schnell -p guidance=3 --seed 1 a lighthouse")
@@ -110,14 +108,12 @@ def test_defect_12_guard_pass_through_models_keep_forwarding(client: Any, standi
 # -- 13. sizes --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 13")
 def test_defect_13_extreme_ratio_is_refused_before_sending(client: Any, standin: FalStandIn) -> None:
     with pytest.raises(falnb.InputError):
         client.generate("a lighthouse", model="schnell", seed=1, size="1:1000000000")
     assert standin.submits == 0, standin.requests[0].input
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 13")
 def test_defect_13_aspect_ratio_on_an_image_size_model_is_refused(client: Any, standin: FalStandIn) -> None:
     with pytest.raises(falnb.InputError):
         client.generate("a lighthouse", model="schnell", seed=1, aspect_ratio="16:9")
