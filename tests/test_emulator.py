@@ -533,8 +533,29 @@ def test_cli_main_parses_and_fails_cleanly_on_busy_port(capsys: pytest.CaptureFi
     from falnb.emulator._server import main
 
     with serve(port=0) as busy:
-        assert main(["--port", str(busy.port), "--latency", "0.1"]) == 1
-    assert "cannot listen" in capsys.readouterr().err
+        assert main(["--port", str(busy.port), "--latency", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot listen" in err and "in use" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv,says", [(["--port", "99999"], "out of range"), (["--port", "-1"], "out of range"),
+                                       (["--port", "http"], "not a whole number"),
+                                       (["--latency", "-2"], "--latency"), (["--latency", "nan"], "--latency"),
+                                       (["--concurrency", "0"], "at least 1"), (["--bogus"], "unrecognized")])
+def test_cli_mistakes_are_one_line_and_exit_2(argv: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from falnb.emulator._server import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and says in err and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and "usage:" not in err
+
+
+def test_serve_refuses_a_port_out_of_range() -> None:
+    for port in (65536, -1):
+        with pytest.raises(ValueError, match="0 to 65535"):
+            serve(port=port)
 
 
 def test_knob_properties_and_received_inputs(clock: Clock) -> None:

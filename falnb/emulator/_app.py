@@ -48,7 +48,7 @@ from ._knobs import Faults, Settings, apply_knobs, knobs_dict
 from ._ledger import Ledger
 from ._outputs import Plan, build_output, make_plan
 from ._state import Job, Outcome, Queue, Snapshot
-from ._validate import content_policy_error, validate
+from ._validate import content_policy_error, detail, validate
 
 __all__ = ["App", "app_of"]
 
@@ -87,7 +87,9 @@ class App:
         self.queue.advance()
 
     def _reseed(self) -> None:
-        self._ids = random.Random(self.settings.seed)
+        # unseeded, request ids (and so the seeds picked for requests that send none) come from os.urandom:
+        # fresh in every process and in a forked child, like fal's
+        self._ids = random.Random(self.settings.seed) if self.settings.seed is not None else None
         self._rng = random.Random(self.faults.seed)
         self._burst_left = self.faults.rate_limit_burst
         self._burst_seen = self.faults.rate_limit_burst
@@ -103,6 +105,8 @@ class App:
         with self.queue.lock:
             self.queue.advance()  # requests so far keep the schedule they had
             apply_knobs(self.settings, self.faults, knobs)
+            if "seed" in knobs:
+                self._ids = random.Random(self.settings.seed) if self.settings.seed is not None else None
             if "seed" in (knobs.get("faults") or {}):
                 self._rng = random.Random(self.faults.seed)
             self._sync_burst()
@@ -230,7 +234,7 @@ class App:
                 deadline = now + float(hdrs["x-fal-request-timeout"])
             except ValueError:
                 return self._infra(400, "bad_request", "X-Fal-Request-Timeout must be seconds", None)
-        request_id = str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+        request_id = str(uuid.uuid4() if self._ids is None else uuid.UUID(int=self._ids.getrandbits(128), version=4))
         job = self._make_job(spec, inputs, request_id, now, deadline)
         self.queue.add(job)
         if job.plan is not None and job.outcome == "ok":
@@ -256,9 +260,9 @@ class App:
 
     def _make_job(self, spec: ModelSpec, inputs: dict[str, Any], request_id: str, now: float,
                   deadline: float | None) -> Job:
-        errors = validate(spec, inputs) or content_policy_error(inputs.get("prompt"),
-                                                                self.faults.content_policy_words)
-        plan = None if errors else make_plan(spec, inputs, request_id)
+        errors = validate(spec, inputs, self.settings.extra_inputs) or content_policy_error(
+            inputs.get("prompt"), self.faults.content_policy_words)
+        plan = None if errors else make_plan(spec, inputs, request_id, self.settings)
         outcome: Outcome = "invalid" if errors else (
             "infra_error" if self._roll(self.faults.infra_error_rate) else "ok")
         cost = None
@@ -306,6 +310,8 @@ class App:
             code = {"CANCELLATION_REQUESTED": 202, "ALREADY_COMPLETED": 400, "NOT_FOUND": 404}[outcome]
             return json_response(code, {"status": outcome}, rid)
         with_logs = query.get("logs", "").lower() in ("1", "true", "yes")
+        if rest == "/status/stream" and not self.settings.status_stream:
+            return json_response(404, {"detail": "Not Found"})
         if rest == "/status/stream":
             def poll() -> tuple[dict[str, Any] | None, bool]:
                 s = self.queue.get(request_id)
@@ -368,6 +374,7 @@ class App:
         if job.outcome == "infra_error":
             return self._infra(500, "runner_server_error", "Internal Server Error", job.request_id)
         if job.outcome == "invalid":
-            return json_response(422, {"detail": job.errors}, [*rid, ("x-fal-retryable", "false")])
+            return json_response(422, {"detail": detail(job.errors, self.settings.validation_detail)},
+                                 [*rid, ("x-fal-retryable", "false")])
         assert job.plan is not None
         return json_response(200, build_output(job.plan, job.request_id, base, job.duration), rid)

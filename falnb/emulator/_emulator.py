@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._exceptions import ConfigError
 from ..catalog._catalog import Catalog
 from ._app import App
 from ._http import Response
@@ -24,15 +26,16 @@ class Emulator:
 
     ``latency``: seconds per generation (``model_latency`` overrides it per model id);
     ``concurrency``: running requests at once (fal's new accounts: 2); ``faults``: injected failures;
-    ``api_keys``: accepted keys (None accepts any ``Authorization: Key <k>``); ``seed``: request ids and
-    the seeds picked for requests that send none; ``retention``/``large_retention``: seconds a result
+    ``api_keys``: accepted keys (None accepts any ``Authorization: Key <k>``); ``seed``: makes request ids
+    and the seeds picked for requests that send none reproducible (None, the default: fresh in every process,
+    as fal draws a random seed per request); ``retention``/``large_retention``: seconds a result
     stays fetchable (fal: 3600, and 360 at ``large_result_bytes`` = 10 KB or more);
     ``bill_validation_errors``: whether 422s are billed; ``clock``: a monotonic clock (tests).
     """
 
     def __init__(self, *, latency: float = 0.05, concurrency: int = 2,
                  model_latency: Mapping[str, float] | None = None, faults: Faults | None = None,
-                 api_keys: set[str] | frozenset[str] | list[str] | None = None, seed: int = 0,
+                 api_keys: set[str] | frozenset[str] | list[str] | None = None, seed: int | None = None,
                  retention: float = 3600.0, large_retention: float = 360.0, large_result_bytes: int = 10_240,
                  bill_validation_errors: bool = False, clock: Callable[[], float] | None = None,
                  catalog: Catalog | None = None) -> None:
@@ -88,7 +91,8 @@ class Emulator:
         return knobs_dict(self.settings, self.faults)
 
     def reset(self) -> None:
-        """Forget every request, file and ledger entry; re-seed the RNGs; keep the knobs."""
+        """Forget every request, file and ledger entry; re-seed the RNGs (a seeded emulator starts its
+        sequences again); keep the knobs."""
         self._app.reset()
 
     # -- state --------------------------------------------------------------------------
@@ -136,9 +140,24 @@ _SHARED_LOCK = threading.Lock()
 
 
 def shared_emulator() -> Emulator:
-    """The process-wide emulator used by offline falnb clients (latency 0.05 s, concurrency 2)."""
+    """The process-wide emulator used by offline falnb clients (latency 0.05 s, concurrency 2).
+
+    Its random seeds are fresh in every process, like fal's, unless ``FALNB_EMULATOR_SEED`` is set (a whole
+    number): then they are the same in every run, for saved notebooks and CI runs whose pictures should not
+    change from one run to the next."""
     global _SHARED
     with _SHARED_LOCK:
         if _SHARED is None:
-            _SHARED = Emulator()
+            _SHARED = Emulator(seed=_seed_from_env())
         return _SHARED
+
+
+def _seed_from_env() -> int | None:
+    text = os.environ.get("FALNB_EMULATOR_SEED", "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"FALNB_EMULATOR_SEED={text!r} is not a whole number",
+                          hint="Unset it for fresh seeds in every run, or set e.g. FALNB_EMULATOR_SEED=0.") from None

@@ -29,8 +29,23 @@ class Settings:
     bill_validation_errors: bool = False
     #: accepted keys; None accepts any ``Authorization: Key <k>``
     api_keys: frozenset[str] | None = None
-    #: seed for request ids and for the seed picked when a request sends none
-    seed: int = 0
+    #: seed for request ids and for the seed picked when a request sends none; None: fresh in every process
+    #: (from os.urandom), like fal, which draws a random seed per request
+    seed: int | None = None
+
+    # -- where fal's documentation leaves a choice open: one knob per choice, and tests run against each --
+    #: bits of the random seed picked for a request that sends none (fal's apps draw 31, 32, up to 63 bits)
+    random_seed_bits: int = 32
+    #: whether an output echoes the seed: "model" (as each model does: see the catalog), "always", "never"
+    echo_seed: str = "model"
+    #: whether output images carry width and height: "model" (as each model does), "always", "never"
+    output_dims: str = "model"
+    #: an input name a catalogued model does not declare: "ignore" (pydantic's default) or "forbid" (a 422)
+    extra_inputs: str = "ignore"
+    #: a 422's ``detail``: "list" (pydantic's error items) or "string" (some apps answer one plain message)
+    validation_detail: str = "list"
+    #: whether ``GET {status_url}/stream`` is offered (fal calls it experimental); 404 when it is not
+    status_stream: bool = True
 
 
 @dataclass
@@ -98,7 +113,33 @@ def apply_knobs(settings: Settings, faults: Faults, knobs: Mapping[str, Any]) ->
         setattr(target, name, value)
 
 
+#: the allowed values of the string knobs
+CHOICES: dict[str, tuple[str, ...]] = {
+    "echo_seed": ("model", "always", "never"),
+    "output_dims": ("model", "always", "never"),
+    "extra_inputs": ("ignore", "forbid"),
+    "validation_detail": ("list", "string"),
+}
+
+
+def _coerce_open(name: str, value: Any) -> Any:
+    """The knobs for fal's open choices (and the seed, which may be None)."""
+    if name == "seed":
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+        raise ValueError("seed must be an integer or null")
+    if name == "random_seed_bits":
+        if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 63:
+            return value
+        raise ValueError("random_seed_bits must be an integer from 1 to 63")
+    if value not in CHOICES[name]:
+        raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}")
+    return value
+
+
 def _coerce(name: str, current: Any, value: Any) -> Any:
+    if name == "seed" or name == "random_seed_bits" or name in CHOICES:
+        return _coerce_open(name, value)
     if name == "api_keys":
         if value is None:
             return None

@@ -10,8 +10,9 @@ from typing import Any
 from ..catalog._catalog import ModelSpec
 from ..catalog._sizes import dims_of_input
 from ._images import CONTENT_TYPES, EXTENSIONS, render
+from ._knobs import Settings
 
-__all__ = ["Plan", "build_output", "make_plan"]
+__all__ = ["Plan", "build_output", "make_plan", "random_seed"]
 
 #: pass-through ids without a size input get this
 _GENERIC_DIMS = (1024, 768)
@@ -41,15 +42,22 @@ class Plan:
         return EXTENSIONS[self.fmt]
 
     def image_bytes(self, index: int) -> bytes:
-        return render(self.prompt, self.seed, index, self.width, self.height, self.fmt)
+        return render(self.model_id, self.prompt, self.seed, index, self.width, self.height, self.fmt)
 
 
 def _family(spec: ModelSpec) -> str:
     return spec.variant_of or spec.id
 
 
-def make_plan(spec: ModelSpec, inputs: dict[str, Any], request_id: str) -> Plan:
+def random_seed(request_id: str, bits: int) -> int:
+    """The seed picked for a request that sends none: random like fal's, as the request id is (fresh in every
+    process unless the emulator is seeded, then reproducible)."""
+    return int.from_bytes(hashlib.sha256(b"seed\x00" + request_id.encode()).digest()[:8], "big") >> (64 - bits)
+
+
+def make_plan(spec: ModelSpec, inputs: dict[str, Any], request_id: str, settings: Settings | None = None) -> Plan:
     """The plan for an input that passed validation."""
+    settings = settings or Settings()
     seed = inputs.get("seed")
     if not (isinstance(seed, int) and not isinstance(seed, bool)):
         if isinstance(seed, float) and seed.is_integer():
@@ -57,8 +65,7 @@ def make_plan(spec: ModelSpec, inputs: dict[str, Any], request_id: str) -> Plan:
         elif spec.fixed_default_seed is not None:
             seed = spec.fixed_default_seed
         else:
-            # fal picks a random seed; here it follows from the request id (reproducible)
-            seed = int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:4], "big")
+            seed = random_seed(request_id, settings.random_seed_bits)
     dims = dims_of_input(spec, inputs) or _GENERIC_DIMS
     if inputs.get("resolution") == "2K" and spec.size_field == "aspect_ratio":
         dims = (dims[0] * 2, dims[1] * 2)
@@ -73,8 +80,13 @@ def make_plan(spec: ModelSpec, inputs: dict[str, Any], request_id: str) -> Plan:
     echo = not spec.known or family.startswith(("fal-ai/flux", "fal-ai/stable-diffusion"))
     return Plan(model_id=spec.id, prompt=str(inputs.get("prompt", "")), seed=int(seed), images=n,
                 width=dims[0], height=dims[1], fmt=str(fmt), sync_mode=inputs.get("sync_mode") is True,
-                output_key=spec.output_key, has_dims=spec.output_has_dims, has_seed=spec.output_has_seed,
+                output_key=spec.output_key, has_dims=_echo(settings.output_dims, spec.output_has_dims),
+                has_seed=_echo(settings.echo_seed, spec.output_has_seed),
                 echo_prompt=echo, description=family.startswith("fal-ai/imagen"))
+
+
+def _echo(knob: str, per_model: bool) -> bool:
+    return per_model if knob == "model" else knob == "always"
 
 
 def build_output(plan: Plan, request_id: str, files_base: str, inference_time: float) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NoReturn
 
 from ._emulator import Emulator
 from ._http import EventStream, Response
@@ -110,6 +110,8 @@ class EmulatorServer:
     """A running emulator server: ``.url``, ``.port``, ``.emulator``, ``.close()`` (or ``with``)."""
 
     def __init__(self, host: str, port: int, emulator: Emulator, verbose: bool = False) -> None:
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be 0 to 65535 (0 picks a free one), not {port!r}")
         self.emulator = emulator
         self._httpd = _Server((host, port), emulator, verbose)
         self.host = host
@@ -160,26 +162,57 @@ def _stop_on_signals() -> None:
         signal.signal(signal.SIGTERM, _interrupt)
 
 
+class _Parser(argparse.ArgumentParser):
+    """A mistake on the command line is one line and exit code 2, not argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--port {text!r} is not a whole number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"--port {port} is out of range: a port is 0 to 65535 (0 picks a free one)")
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"--latency {text!r}: give a number of seconds, 0 or more")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``falnb emulator``: serve a fal emulator until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="falnb emulator", description="Run a local fal queue emulator.")
+    """``falnb emulator``: serve a fal emulator until Ctrl-C.  A mistake or a port that cannot be used: one
+    line on stderr and exit code 2."""
+    parser = _Parser(prog="falnb emulator", description="Run a local fal queue emulator.")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--latency", type=float, default=2.0, help="seconds per generation (default 2)")
+    parser.add_argument("--port", type=_port, default=8765, help="0 picks a free port (default 8765)")
+    parser.add_argument("--latency", type=_seconds, default=2.0, help="seconds per generation (default 2)")
     parser.add_argument("--concurrency", type=int, default=2, help="requests running at once (default 2)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for request ids and fault draws")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed for request ids, the seeds picked for requests that send none, and fault "
+                             "draws (default: fresh in every run, like fal)")
     parser.add_argument("--key", action="append", help="accept only this key (repeatable); default any key")
     parser.add_argument("--verbose", action="store_true", help="log every HTTP request")
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
     emu = Emulator(latency=args.latency, concurrency=args.concurrency, seed=args.seed,
-                   faults=Faults(seed=args.seed), api_keys=set(args.key) if args.key else None)
+                   faults=Faults(seed=args.seed or 0), api_keys=set(args.key) if args.key else None)
     try:
         server = serve(args.host, args.port, emu, verbose=args.verbose)
-    except OSError as exc:
-        print(f"falnb emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
+    except (OSError, OverflowError, ValueError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"falnb emulator: cannot listen on {args.host}:{args.port}: {why}", file=sys.stderr)
+        return 2
     print(f"fal emulator listening on {server.url}  "
           f"(latency {args.latency}s, concurrency {args.concurrency})")
     print(f"  falnb:      FALNB_QUEUE_URL={server.url}  (any FAL_KEY works)")

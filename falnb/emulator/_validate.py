@@ -109,8 +109,11 @@ def _check_image_size(spec: ModelSpec, value: Any) -> list[dict[str, Any]]:
     return errors
 
 
-def validate(spec: ModelSpec, inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The 422 ``detail`` items for ``inputs`` (empty when the input is acceptable)."""
+def validate(spec: ModelSpec, inputs: Mapping[str, Any], extra_inputs: str = "ignore") -> list[dict[str, Any]]:
+    """The 422 ``detail`` items for ``inputs`` (empty when the input is acceptable).
+
+    ``extra_inputs``: what a catalogued model does with an input name it does not declare: "ignore" it
+    (pydantic's default, what fal's schemas suggest) or "forbid" it (an ``extra_forbidden`` item)."""
     errors: list[dict[str, Any]] = []
     prompt = inputs.get("prompt")
     if "prompt" not in inputs:
@@ -140,7 +143,20 @@ def validate(spec: ModelSpec, inputs: Mapping[str, Any]) -> list[dict[str, Any]]
             errors.append(_literal(["aspect_ratio"], ratio, spec.aspect_ratios))
     if spec.size_field == "image_size" and "image_size" in inputs and inputs["image_size"] is not None:
         errors.extend(_check_image_size(spec, inputs["image_size"]))
+    if extra_inputs == "forbid" and spec.strict:
+        declared = set(spec.input_names())
+        errors.extend(_err([name], "extra_forbidden", "Extra inputs are not permitted", value)
+                      for name, value in inputs.items() if name not in declared and name != "num_images")
     return errors
+
+
+def detail(errors: list[dict[str, Any]], style: str) -> Any:
+    """A 422's ``detail``: the error items, or (``style="string"``, as some apps answer) one plain message."""
+    if style != "string" or not errors:
+        return errors
+    first = errors[0]
+    where = ".".join(str(x) for x in first.get("loc", [])[1:])
+    return f"{where}: {first.get('msg', 'invalid input')}" if where else str(first.get("msg", "invalid input"))
 
 
 def content_policy_error(prompt: Any, words: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -199,7 +199,6 @@ def test_defect_25_seed_error_goes_once_the_field_is_cleared(client: Any) -> Non
 # -- 26. the emulator is too kind ------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 26")
 def test_defect_26_emulator_pictures_depend_on_the_model() -> None:
     """Same prompt, seed and size on two models: an offline ``-m schnell,flux-pro`` comparison must
     not show two identical columns."""
@@ -213,7 +212,6 @@ def test_defect_26_emulator_pictures_depend_on_the_model() -> None:
     assert a.images[0].data != b.images[0].data
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 26")
 def test_defect_26_emulator_seeds_are_fresh_in_every_process(tmp_path: Path) -> None:
     code = ("import falnb\n"
             "print(falnb.Client(offline=True, cache=False).generate('a lighthouse', model='schnell',"
@@ -251,7 +249,6 @@ def test_defect_27_cache_dir_that_cannot_be_a_folder(standin: FalStandIn, tmp_pa
         c.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 27")
 def test_defect_27_parameter_value_that_is_not_json(client: Any, standin: FalStandIn) -> None:
     with pytest.raises(falnb.FalnbError):
         client.generate("a lighthouse", model="fal-ai/some-new-model", seed=1, palette={1, 2, 3})
@@ -278,7 +275,6 @@ def test_defect_27_cache_zip_with_a_bad_manifest(tmp_path: Path, case: str) -> N
     assert len(proc.stderr.strip().splitlines()) <= 3, proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 27")
 @pytest.mark.parametrize("content", ["- a\n- b\n", "just a string\n"], ids=["yaml-list", "yaml-string"])
 def test_defect_27_litellm_config_that_is_not_a_mapping(tmp_path: Path, content: str) -> None:
     path = tmp_path / "config.yaml"
@@ -287,7 +283,6 @@ def test_defect_27_litellm_config_that_is_not_a_mapping(tmp_path: Path, content:
         falnb.load_litellm_config(str(path))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 27")
 def test_defect_27_emulator_port_out_of_range() -> None:
     proc = falnb_cli("emulator", "--port", "99999", timeout=30)
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-1500:]
