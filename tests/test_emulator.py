@@ -489,12 +489,15 @@ def server(serve_emulator: Callable[..., Any]) -> Any:
     return serve_emulator(latency=0.05, concurrency=1)
 
 
-def test_http_lifecycle_files_and_stream(server: Any) -> None:
+def test_http_lifecycle_files_and_stream(serve_emulator: Callable[..., Any], clock: Clock) -> None:
+    # the emulator's clock is the test's: the second request is queued until the test moves time on
+    server = serve_emulator(Emulator(latency=0.05, concurrency=1, clock=clock))
     with httpx.Client(base_url=server.url, headers=KEY, timeout=5) as c:
         sub = submit(c, "fal-ai/bytedance/seedream/v3/text-to-image", {"prompt": "x"})
         assert sub["status_url"].startswith(server.url + "/fal-ai/bytedance/requests/")
         second = submit(c, "fal-ai/flux/schnell", {"prompt": "y", "image_size": "square"})
         assert second["queue_position"] == 0 and c.get(second["status_url"]).json()["status"] == "IN_QUEUE"
+        clock.tick(1)
         with c.stream("GET", second["status_url"] + "/stream", params={"logs": 1}) as r:
             events = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: ")]
         assert events[-1]["status"] == "COMPLETED" and events[-1]["logs"]
