@@ -31,3 +31,10 @@ def test_table_formats_missing_figures() -> None:
     assert "n/a" in text and "1.5 ms" in text and "yes" in text
     md = table(rows, markdown=True)
     assert md.splitlines()[1].startswith("|---")
+
+
+def test_cache_scale_quick_runs() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench.cache_scale", "--quick"], cwd=str(ROOT), capture_output=True,
+                          text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "budget check" in proc.stdout and "during prune" in proc.stdout

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,10 @@ def test_budget_set_in_python_must_be_an_amount(value: object, tmp_path: Path) -
 # -- O(1): running sums, never the ledger --------------------------------------------------------------
 
 
-def _steps(cache: ResponseCache, fn: Callable[[], object]) -> int:
-    """SQLite virtual-machine steps ``fn`` runs on this thread's connection."""
-    c = cache._index.conn()
+@contextmanager
+def counting(c: sqlite3.Connection) -> Iterator[list[int]]:
+    """``[n]``: the SQLite virtual-machine steps run on ``c`` inside the block (what another process's
+    writer waits for, when it is a write transaction)."""
     n = [0]
 
     def count() -> int:
@@ -81,9 +83,14 @@ def _steps(cache: ResponseCache, fn: Callable[[], object]) -> int:
 
     c.set_progress_handler(count, 1)
     try:
-        fn()
+        yield n
     finally:
         c.set_progress_handler(None, 1)
+
+
+def _steps(cache: ResponseCache, fn: Callable[[], object]) -> int:
+    with counting(cache._index.conn()) as n:
+        fn()
     return n[0]
 
 

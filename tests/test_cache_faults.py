@@ -10,6 +10,7 @@ real ``rm -rf``, real damage to the file); the faults that need another user or 
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import sqlite3
@@ -183,3 +184,95 @@ def test_the_journal_says_what_the_next_run_does() -> None:
     assert next_run({**row, "state": "submitted", "request_id": "an-id"}) == "no owner: the next run re-attaches to it"
     assert next_run({**row, "state": "claimed"}) == "no owner: the next run submits it"
     assert next_run({**row, "pid": 42}) == "pid 42 on h"
+
+
+# -- prune and clear in short transactions ------------------------------------------------------------
+
+
+def _fill(directory: Path, count: int) -> ResponseCache:
+    from bench.cache_fill import fill
+
+    fill(directory, count)
+    return ResponseCache(directory)
+
+
+def _largest_write(monkeypatch: pytest.MonkeyPatch, fn: Any) -> int:
+    """The most SQLite steps any one write transaction took while ``fn`` ran (what another writer waits for)."""
+    from contextlib import contextmanager
+
+    from .test_cache_budget import counting
+
+    real = Index.write
+    steps: list[int] = []
+
+    @contextmanager
+    def write(self: Index) -> Any:
+        with real(self) as c, counting(c) as n:
+            try:
+                yield c
+            finally:
+                steps.append(n[0])
+
+    with monkeypatch.context() as m:
+        m.setattr(Index, "write", write)
+        fn()
+    return max(steps)
+
+
+def test_prune_and_clear_hold_the_write_lock_for_a_batch_at_a_time(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """However many entries a prune or a clear removes, no single write transaction grows with them."""
+    from falnb.cache import _prune
+
+    monkeypatch.setattr(_prune, "BATCH", 50)
+    monkeypatch.setattr(_prune, "HOLD", 1e9)  # (batches end by their size alone: no clock in this test)
+    monkeypatch.setattr(_prune, "PAUSE", 0.0)
+    largest = {}
+    for count in (300, 1200):
+        cache = _fill(tmp_path / str(count), count)
+        largest[("prune", count)] = _largest_write(monkeypatch, functools.partial(cache.prune, max_bytes=0))
+        assert cache.stats().entries == 0 and not list((tmp_path / str(count) / "objects").rglob("*"))
+        cache = _fill(tmp_path / f"{count}-b", count)
+        largest[("clear", count)] = _largest_write(monkeypatch, cache.clear)
+        assert cache.stats().entries == 0
+    for what in ("prune", "clear"):
+        small, big = largest[(what, 300)], largest[(what, 1200)]
+        assert big <= small * 1.2, largest  # (summing every row in one transaction would be 4x)
+
+
+def test_a_picture_stored_while_prune_collects_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prune looks at which files are used, then deletes the others batch by batch: an entry stored in
+    between (here: the same picture bytes again, so its file exists already) keeps its file."""
+    from falnb.cache import _prune
+
+    cache = _fill(tmp_path / "c", 3)
+    entry = cache.entries()[0]
+    image = cache.get(entry.key).images[0]  # type: ignore[union-attr]
+    real_dirs, stored = _prune._dirs, []
+
+    def dirs(root: Path) -> Any:
+        if not stored:  # listing the files to delete, after the snapshot of what is used: another kernel stores it
+            stored.append(True)
+            cache.put("f" * 64, model="fal-ai/flux/schnell", canonical={"prompt": "again"}, response={},
+                      images=[image], request_id="r", cost=None)
+        return real_dirs(root)
+
+    monkeypatch.setattr(_prune, "_dirs", dirs)
+    assert cache.prune(max_bytes=0).entries == 3  # every entry of the snapshot goes (the new one was not in it)
+    got = cache.get("f" * 64)
+    assert stored and got is not None and got.images[0].data == image.data
+
+
+def test_an_export_does_not_grow_with_the_cache(tmp_path: Path) -> None:
+    """Memory Python allocates to export 200 and 1,200 entries: the same (the rows and the zip's directory
+    are streamed to disk)."""
+    import tracemalloc
+
+    peaks = []
+    for count in (200, 1200):
+        cache = _fill(tmp_path / str(count), count)
+        tracemalloc.start()
+        assert cache.export(tmp_path / f"{count}.zip") == count
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < peaks[0] + 64_000, peaks  # (zipfile.ZipFile keeps ~0.4 KB per file: +400 KB here)

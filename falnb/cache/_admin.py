@@ -7,19 +7,18 @@ namespace.  The hot path (get, has, put, healing) is in :mod:`falnb.cache._store
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import sqlite3
-import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import FalnbError
-from ._files import dir_bytes, object_sizes, references, shas
+from ._files import dir_bytes, shas
 from ._ledger import Spend, session_spend, totals
+from ._prune import clear_done, collect, delete_batches, delete_entries, plan_prune
 from ._transfer import EXPORT_FORMAT, EXPORT_VERSION, ImportResult, export_rows, import_zip
 from ._units import human_bytes as _human
 from ._units import parse_age, parse_bytes, parse_since
@@ -97,8 +96,6 @@ class CacheAdmin:
 
         def _store_object(self, sha: str, data: bytes) -> None: ...
 
-        def _collect(self, c: sqlite3.Connection) -> None: ...
-
     def journal(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """The journal's rows that are not done: requests in flight, re-attachable or uncertain."""
         where, args = self._ns_where(namespace)
@@ -115,13 +112,17 @@ class CacheAdmin:
     def entries(self, namespace: str | None = None, *, model: str | None = None, since: float | str | None = None,
                 limit: int | None = None) -> list[EntryInfo]:
         """Stored entries, newest first (``since``: a time stamp, ``"7d"`` or ``"2025-01-31"``)."""
+        return list(self.iter_entries(namespace, model=model, since=since, limit=limit))
+
+    def iter_entries(self, namespace: str | None = None, *, model: str | None = None,
+                     since: float | str | None = None, limit: int | None = None) -> Iterator[EntryInfo]:
+        """:meth:`entries`, one at a time as they are read (the first at once, whatever the cache's size)."""
         self._index.flush()
         clauses, args = _filters(self.namespace if namespace is None else namespace, model, since)
         sql = ("SELECT ns, key, model, canonical, images, bytes, cost, request_id, created, used FROM entries"
                f"{clauses} ORDER BY created DESC")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        out = []
         for ns, key, mdl, canonical, images, size, cost, rid, created, used in self._index.conn().execute(sql, args):
             try:
                 canon = json.loads(canonical)
@@ -129,84 +130,62 @@ class CacheAdmin:
             except (ValueError, TypeError):
                 canon, count = {}, 0
             canon = canon if isinstance(canon, dict) else {}
-            out.append(EntryInfo(ns, key, mdl, str(canon.get("prompt", "")), count, int(size or 0), cost, rid,
-                                 created, used, canon))
-        return out
+            yield EntryInfo(ns, key, mdl, str(canon.get("prompt", "")), count, int(size or 0), cost, rid, created,
+                            used, canon)
 
     def stats(self, namespace: str | None = None) -> CacheStats:
-        """Entries, images and bytes, requests in flight, and the ledger's totals."""
+        """Entries, images and bytes, requests in flight, and the ledger's totals (counted by SQLite and
+        a walk of the files: nothing is held in memory per entry)."""
         self._index.flush()
         ns = self.namespace if namespace is None else namespace
         where, args = self._ns_where(namespace)
         c = self._index.conn()
-        n_entries, n_images = 0, 0
-        for (images,) in c.execute(f"SELECT images FROM entries {where}", args):
-            n_entries += 1
-            with contextlib.suppress(ValueError, TypeError):
-                n_images += len(json.loads(images))
+        try:
+            n_entries, n_images = c.execute(
+                "SELECT COUNT(*), SUM(CASE WHEN json_valid(images) AND json_type(images)='array' "
+                f"THEN json_array_length(images) ELSE 0 END) FROM entries {where}", args).fetchone()
+        except sqlite3.OperationalError:  # an SQLite built without its JSON functions: count here
+            n_entries = n_images = 0
+            for (images,) in c.execute(f"SELECT images FROM entries {where}", args):
+                n_entries += 1
+                n_images += len(shas(images))
         in_flight = c.execute(
             f"SELECT COUNT(*) FROM journal {where} {'AND' if where else 'WHERE'} state != 'done'", args).fetchone()[0]
         total = totals(self._index, None if ns == "*" else ns)
         session = session_spend(None if ns == "*" else ns)
-        return CacheStats(self.directory, n_entries, n_images, dir_bytes(Path(self._objects)), int(in_flight), total,
-                          session)
+        return CacheStats(self.directory, int(n_entries or 0), int(n_images or 0), dir_bytes(Path(self._objects)),
+                          int(in_flight), total, session)
 
     def prune(self, older_than: float | str | _dt.timedelta | None = None, max_bytes: int | str | None = None,
               namespace: str | None = None, *, dry_run: bool = False) -> PruneResult:
         """Remove entries not used for ``older_than`` (seconds, ``"30d"``...), then the least recently used
         until the image files take at most ``max_bytes`` (bytes or ``"500MB"``).  Image files no entry
-        uses any more are deleted."""
+        uses any more are deleted.  In short transactions (see :mod:`falnb.cache._prune`)."""
         age = parse_age(older_than) if older_than is not None else None
         limit = parse_bytes(max_bytes) if max_bytes is not None else None
-        with self._index.write() as c:
-            where, args = self._ns_where(namespace)
-            rows = c.execute(f"SELECT ns, key, images, bytes, used FROM entries {where} ORDER BY used", args).fetchall()
-            refs = references(c)
-            sizes = object_sizes(Path(self._objects))
-            doomed: list[tuple[str, str]] = []
-            freed = 0
-            now = time.time()
-            total = sum(sizes.values())
-
-            def drop(ns: str, key: str, images: str) -> None:
-                nonlocal freed, total
-                doomed.append((ns, key))
-                for sha in shas(images):
-                    refs[sha] = refs.get(sha, 1) - 1
-                    if refs[sha] <= 0 and sha in sizes:
-                        freed += sizes[sha]
-                        total -= sizes.pop(sha)
-
-            kept = []
-            for ns, key, images, _size, used in rows:
-                if age is not None and now - (used or 0) > age:
-                    drop(ns, key, images)
-                else:
-                    kept.append((ns, key, images))
-            if limit is not None:
-                for ns, key, images in kept:
-                    if total <= limit:
-                        break
-                    drop(ns, key, images)
-            if not dry_run:
-                c.executemany("DELETE FROM entries WHERE ns=? AND key=?", doomed)
-                c.execute(f"DELETE FROM journal WHERE state='done' {'AND ns=?' if args else ''}", args)
-                self._collect(c)
-        self._index.checkpoint()
+        index, root = self._index, Path(self._objects)
+        doomed, freed = plan_prune(index.conn(), root, self.namespace if namespace is None else namespace, age, limit)
+        if not dry_run:
+            delete_entries(index, doomed)
+            clear_done(index, self._ns_where(namespace)[1])
+            collect(index, root)
+        index.checkpoint()
         return PruneResult(len(doomed), freed, dry_run)
 
     def clear(self, namespace: str | None = None, *, ledger: bool = False) -> int:
         """Remove every entry (of ``namespace``) and the image files no longer used; the ledger too if asked.
 
         Requests in flight keep their journal rows (a process may be waiting on them)."""
-        with self._index.write() as c:
-            where, args = self._ns_where(namespace)
-            n = int(c.execute(f"DELETE FROM entries {where}", args).rowcount)
-            c.execute(f"DELETE FROM journal WHERE state='done' {'AND ns=?' if args else ''}", args)
-            if ledger:
+        index = self._index
+        where, args = self._ns_where(namespace)
+        n = delete_batches(index, "entries", where, args)
+        clear_done(index, args)
+        if ledger:
+            with index.write() as c:
                 c.execute(f"DELETE FROM ledger {where}", args)
-            self._collect(c)
-        self._index.checkpoint()
+                c.execute(f"DELETE FROM totals {where}", args)  # (no rounding left behind by the running sums)
+        collect(index, Path(self._objects))
+        index.checkpoint()
         return n
 
     # -- team replay: export / import -----------------------------------------------------------

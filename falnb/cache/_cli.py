@@ -134,19 +134,25 @@ def _run(cache: Any, ns: str, args: argparse.Namespace) -> int:
         print(f"(no cache at {cache.directory})", file=sys.stderr if cmd == "export" else sys.stdout)
         return 1 if cmd == "export" else 0
     if cmd == "list":
-        rows = cache.entries(ns, model=args.model, since=args.since, limit=args.limit)
-        if args.json:
-            print(json.dumps([{k: v for k, v in asdict(r).items()} for r in rows], indent=1, default=str))
+        rows = cache.iter_entries(ns, model=args.model, since=args.since, limit=args.limit)
+        if args.json:  # one entry at a time: the first line at once, memory independent of the cache's size
+            first = True
+            for r in rows:
+                print(("[\n" if first else ",\n") + json.dumps(asdict(r), indent=1, default=str), end="", flush=first)
+                first = False
+            print("[]" if first else "\n]")
             return 0
-        if not rows:
-            print("(no entries)")
+        empty = True
         for r in rows:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))
             cost = "?" if r.cost is None else usd(r.cost)
             prompt = printable(r.prompt)
             prompt = prompt if len(prompt) <= 50 else prompt[:49] + "…"
             print(f"{when}  {printable(r.namespace):8}  {r.key[:12]}  {printable(r.model):34}  {r.images:2} img  "
-                  f"{_human(r.bytes):>8}  {cost:>7}  {prompt}")
+                  f"{_human(r.bytes):>8}  {cost:>7}  {prompt}", flush=empty)
+            empty = False
+        if empty:
+            print("(no entries)")
         return 0
     if cmd == "stats":
         s = cache.stats(ns)

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import stat
 import tempfile
 from pathlib import Path
@@ -29,7 +28,6 @@ __all__ = [
     "private_dir",
     "private_file",
     "read_object",
-    "references",
     "remove_any",
     "shas",
     "write_atomic",
@@ -116,15 +114,6 @@ def shas(images_json: str) -> list[str]:
         return []
 
 
-def references(c: sqlite3.Connection) -> dict[str, int]:
-    """How many entries (of every namespace) refer to each image file."""
-    refs: dict[str, int] = {}
-    for (images,) in c.execute("SELECT images FROM entries"):
-        for sha in shas(images):
-            refs[sha] = refs.get(sha, 0) + 1
-    return refs
-
-
 def object_sizes(root: Path) -> dict[str, int]:
     """The size of each image file under ``root`` (the ``objects`` directory), by name."""
     out: dict[str, int] = {}
@@ -139,7 +128,17 @@ def object_sizes(root: Path) -> dict[str, int]:
 
 
 def dir_bytes(root: Path) -> int:
-    return sum(object_sizes(root).values())
+    """The bytes of the image files under ``root``, walked (nothing kept per file)."""
+    total = 0
+    with contextlib.suppress(OSError), os.scandir(root) as shards:
+        for shard in shards:
+            if shard.is_dir(follow_symlinks=False):
+                with contextlib.suppress(OSError), os.scandir(shard.path) as files:
+                    for f in files:
+                        if not f.name.startswith("."):
+                            with contextlib.suppress(OSError):
+                                total += f.stat(follow_symlinks=False).st_size
+    return total
 
 
 def private_dir(path: Path) -> Path:

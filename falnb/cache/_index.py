@@ -279,7 +279,7 @@ class Index(HitBuffer):
         self.check_moved()
         try:
             c = self.conn()
-            c.execute("BEGIN IMMEDIATE")
+            _begin(c)
         except sqlite3.Error as exc:
             raise self.failed(exc) from None
         try:
@@ -315,6 +315,27 @@ class Index(HitBuffer):
             self.conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
+def _begin(c: sqlite3.Connection) -> None:
+    """``BEGIN IMMEDIATE``, waiting for another writer by polling every few milliseconds (SQLite's own
+    busy handler sleeps up to 100 ms between tries, and loses the lock again and again to a process that
+    writes batch after batch, such as a prune: see :mod:`falnb.cache._prune`)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    c.execute(f"PRAGMA busy_timeout={_POLL_MS}")
+    try:
+        while True:
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) != _BUSY or time.monotonic() > deadline:
+                    raise
+            time.sleep(_POLL_MS / 1000)
+    finally:
+        c.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+#: SQLite's "busy"; how often a writer waiting for the write lock tries again (ms)
+_BUSY, _POLL_MS = 5, 2
 #: SQLITE_READONLY_DBMOVED: the file was renamed or deleted under an open connection
 _READONLY_DBMOVED = 8 | (4 << 8)
 

@@ -1,6 +1,7 @@
 """The cache index's tables, and bringing an older index up to date.
 
-* ``entries``: one stored response per (namespace, key).
+* ``entries``: one stored response per (namespace, key); ``stamp`` numbers the writes (a counter in
+  ``meta``, bumped by each ``put`` and import), so a prune can see what was stored since it looked.
 * ``journal``: requests in flight (see :mod:`falnb.cache._journal`).
 * ``ledger``: one row per request paid (``paid``) or per batch of hits (``saved``).
 * ``totals``: the ledger's running sums per (namespace, kind), kept by triggers in the same
@@ -8,7 +9,8 @@
 * ``reservations``: what requests in flight hold against the total budget, with the process holding
   it (pid, its start time, host), visible to every process; a dead process's rows are dropped.
 
-Version 1 had no ``totals`` and no ``reservations``: opening it adds them (the totals summed once).
+Version 1 had no ``totals`` and no ``reservations`` (version 2 no ``stamp`` and no index on
+``created``): opening an older index adds them (the totals summed once).
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ import contextlib
 import sqlite3
 from collections.abc import Mapping, Sequence
 
-__all__ = ["JOURNAL_COLUMNS", "RESERVATION_COLUMNS", "SCHEMA_VERSION", "ensure_schema"]
+__all__ = ["JOURNAL_COLUMNS", "RESERVATION_COLUMNS", "SCHEMA_VERSION", "ensure_schema", "next_stamp", "stamp_now"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 JOURNAL_COLUMNS = ("ns, key, model, state, request_id, status_url, response_url, cancel_url, pid, pstart, host, "
                    "started, sent, updated")
 RESERVATION_COLUMNS = "token, ns, cost, pid, pstart, host, created"
@@ -30,9 +32,10 @@ _STATEMENTS = (
     """CREATE TABLE IF NOT EXISTS entries(
         ns TEXT NOT NULL, key TEXT NOT NULL, model TEXT NOT NULL, canonical TEXT NOT NULL,
         request_id TEXT, response TEXT NOT NULL, images TEXT NOT NULL, cost REAL,
-        bytes INTEGER NOT NULL, created REAL NOT NULL, used REAL NOT NULL,
+        bytes INTEGER NOT NULL, created REAL NOT NULL, used REAL NOT NULL, stamp INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY(ns, key)) WITHOUT ROWID""",
     "CREATE INDEX IF NOT EXISTS entries_used ON entries(used)",
+    "CREATE INDEX IF NOT EXISTS entries_created ON entries(created)",  # (listing newest first streams)
     """CREATE TABLE IF NOT EXISTS journal(
         ns TEXT NOT NULL, key TEXT NOT NULL, model TEXT NOT NULL, state TEXT NOT NULL,
         request_id TEXT, status_url TEXT, response_url TEXT, cancel_url TEXT,
@@ -82,6 +85,10 @@ def ensure_schema(c: sqlite3.Connection, salvaged: Mapping[str, Sequence[tuple[o
             if row is None or row[0] != str(SCHEMA_VERSION):
                 for stmt in _STATEMENTS:
                     c.execute(stmt)
+                if "stamp" not in {r[1] for r in c.execute("PRAGMA table_info(entries)")}:
+                    c.execute("ALTER TABLE entries ADD COLUMN stamp INTEGER NOT NULL DEFAULT 0")
+                c.execute("CREATE INDEX IF NOT EXISTS entries_stamp ON entries(stamp)")
+                c.execute("INSERT OR IGNORE INTO meta(k, v) VALUES('stamp', '0')")
                 # the running sums, once, from the ledger as it stands (idempotent: redone from scratch)
                 c.execute("DELETE FROM totals")
                 c.execute("INSERT INTO totals(ns, kind, cost, count, unknown) SELECT ns, kind, "
@@ -106,3 +113,15 @@ def ensure_schema(c: sqlite3.Connection, salvaged: Mapping[str, Sequence[tuple[o
             with contextlib.suppress(sqlite3.Error):
                 c.execute("ROLLBACK")
             raise
+
+
+def next_stamp(c: sqlite3.Connection) -> int:
+    """The stamp of an entry written in the current write transaction (one more than the last one)."""
+    c.execute("UPDATE meta SET v=CAST(v AS INTEGER)+1 WHERE k='stamp'")
+    return stamp_now(c)
+
+
+def stamp_now(c: sqlite3.Connection) -> int:
+    """The last stamp given (0: none yet)."""
+    row = c.execute("SELECT v FROM meta WHERE k='stamp'").fetchone()
+    return int(row[0]) if row else 0

@@ -41,9 +41,10 @@ from ..results._image import Image
 from ._admin import CacheAdmin
 from ._entry import CacheEntry
 from ._faults import Reported, warn_once
-from ._files import NAMESPACE, BadEntry, Unreadable, private_dir, references, remove_any, write_atomic
+from ._files import NAMESPACE, BadEntry, Unreadable, private_dir, remove_any, write_atomic
 from ._index import CacheWarning, Index, IndexSetAside, index_for
 from ._ledger import UNSET, Ledger
+from ._schema import next_stamp
 
 if TYPE_CHECKING:
     from ._journal import InFlight
@@ -282,10 +283,11 @@ class ResponseCache(CacheAdmin):
                         for sha, data in blobs:
                             self._store_object(sha, data)
                         c.execute("INSERT OR REPLACE INTO entries(ns, key, model, canonical, request_id, response, "
-                                  "images, cost, bytes, created, used) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                  "images, cost, bytes, created, used, stamp) "
+                                  "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                   (self.namespace, key, model, canonical_json, request_id, response_json,
                                    json.dumps(metas, separators=(",", ":")), cost, sum(len(b) for _, b in blobs),
-                                   now, now))
+                                   now, now, next_stamp(c)))
                         c.execute("UPDATE journal SET state='done', updated=? WHERE ns=? AND key=? AND pid=?",
                                   (now, self.namespace, key, os.getpid()))
                     break
@@ -321,23 +323,6 @@ class ResponseCache(CacheAdmin):
         private_dir(shard)
         write_atomic(shard, path, data)
         _remember(path, _sig(os.stat(path)))
-
-    def _collect(self, c: sqlite3.Connection) -> None:
-        """Delete image files no entry refers to (called holding the write lock: no put is half-done)."""
-        refs = references(c)
-        root = Path(self._objects)
-        if not root.is_dir():
-            return
-        for shard in root.iterdir():
-            if not shard.is_dir():
-                continue
-            for f in shard.iterdir():
-                if f.name.startswith(".tmp-") or f.name not in refs:
-                    with contextlib.suppress(OSError):
-                        f.unlink()
-                    _VERIFIED.pop(str(f), None)
-            with contextlib.suppress(OSError):
-                shard.rmdir()  # only when empty
 
     # -- the in-flight journal ---------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 """Team replay: export cache entries (and their image files) to a zip file, and import one.
 
 An export streams: its rows are read one at a time, each image file is copied into the zip as it
-comes, and the manifest is written to a temporary file first and then copied in, so the memory an
-export needs does not grow with the cache (beyond the zip's own directory, a few hundred bytes per
-file).
+comes, and the manifest is written to a temporary file first and then copied in (the zip's own
+directory is spooled to disk too: :mod:`falnb.cache._zipout`), so the memory an export needs does not
+grow with the cache.
 
 An import trusts nothing in the zip: the manifest must be well formed (else :class:`CacheError`),
 every image file is checked against its SHA-256 and size, and every entry's key is computed again
@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 import time
 import zipfile
@@ -29,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import CacheError
 from ._files import NAMESPACE, BadEntry, read_object
+from ._schema import next_stamp
+from ._zipout import ZipOut
 
 if TYPE_CHECKING:
     from ._index import Index
@@ -58,52 +59,37 @@ class ImportResult:
 def export_rows(rows: Iterable[tuple[Any, ...]], objects: str, path: str | Path) -> int:
     """Write the entries ``rows`` (ns, key, model, canonical, request_id, response, images, cost,
     created) and their image files to the zip file ``path``; how many were written (damaged ones are
-    left out).  Written beside ``path`` and renamed into place."""
+    left out).  Written beside ``path`` and renamed into place; read and written one entry at a time."""
     dest = Path(path)
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     count = 0
     try:
-        with tempfile.TemporaryFile("w+", encoding="utf-8") as manifest, \
-                zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z:
-            manifest.write(json.dumps({"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "created": time.time()},
-                                      ensure_ascii=False)[:-1] + ', "entries": [\n')
+        with tempfile.TemporaryFile() as manifest, ZipOut(tmp) as z:
+            head = json.dumps({"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "created": time.time()})
+            manifest.write(head[:-1].encode() + b', "entries": [\n')
             for ns, key, mdl, canonical, rid, response, images, cost, created in rows:
                 try:
                     metas = json.loads(images)
                     doc = {"namespace": ns, "key": key, "model": mdl, "canonical": json.loads(canonical),
                            "request_id": rid, "response": json.loads(response), "images": metas, "cost": cost,
                            "created": created}
-                    blobs = [(m["sha"], read_object(objects, m["sha"], m["size"])) for m in metas]
+                    blobs = [(m["sha"], read_object(objects, m["sha"], m["size"])) for m in metas
+                             if not z.has(f"objects/{m['sha']}")]
                 except (BadEntry, ValueError, TypeError, KeyError):
                     continue  # a damaged entry is not exported
                 for sha, data in blobs:
-                    name = f"objects/{sha}"
-                    with contextlib.suppress(KeyError):
-                        z.getinfo(name)
-                        continue  # (a picture shared by several entries is stored once)
-                    z.writestr(name, data)
-                manifest.write(("" if count == 0 else ",\n") + json.dumps(doc, ensure_ascii=False))
+                    z.add(f"objects/{sha}", data)  # (a picture shared by several entries is stored once)
+                manifest.write((b"" if count == 0 else b",\n") + json.dumps(doc, ensure_ascii=False).encode())
                 count += 1
-            manifest.write("\n]}\n")
+            manifest.write(b"\n]}\n")
             manifest.seek(0)
-            with z.open(MANIFEST, "w", force_zip64=True) as member:
-                shutil.copyfileobj(_encoded(manifest), member)
+            z.add_file(MANIFEST, manifest)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return count
-
-
-class _encoded:
-    """A text file read as UTF-8 bytes, in chunks (for ``shutil.copyfileobj``)."""
-
-    def __init__(self, f: Any) -> None:
-        self._f = f
-
-    def read(self, n: int = -1) -> bytes:
-        return bytes(self._f.read(n if n > 0 else 1 << 16), "utf-8")
 
 
 def import_zip(path: str | Path, index: Index, store: Any, replace: bool) -> ImportResult:
@@ -143,10 +129,10 @@ def import_zip(path: str | Path, index: Index, store: Any, replace: bool) -> Imp
                 for sha, data in blobs:
                     store._store_object(sha, data)
                 c.execute("INSERT OR REPLACE INTO entries(ns, key, model, canonical, request_id, response, "
-                          "images, cost, bytes, created, used) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          "images, cost, bytes, created, used, stamp) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                           (row["ns"], row["key"], row["model"], row["canonical"], row["request_id"],
                            row["response"], json.dumps(row["metas"], separators=(",", ":")), row["cost"],
-                           sum(len(d) for _, d in blobs), row["created"], time.time()))
+                           sum(len(d) for _, d in blobs), row["created"], time.time(), next_stamp(c)))
                 imported += 1
     index.checkpoint()
     return ImportResult(imported, skipped, damaged, refused)

@@ -1,0 +1,187 @@
+"""The cache at 1,000, 10,000 and 100,000 entries: does anything grow with it?  (issue 15)
+
+    python -m bench.cache_scale [--sizes 1000,10000,100000] [--quick] [--no-write]
+
+For each size, a cache folder filled by ``bench/cache_fill.py`` (one small picture and one ledger row
+per entry), then:
+
+* **hit**: ``client.generate(...)`` served from the cache, in process (median of 200);
+* **budget check**: ``ledger.check_budget`` with a total budget set (median of 2,000);
+* **cache list**: ``falnb cache list`` in a fresh process: its first line, all of it, its peak RSS;
+* **export**: ``falnb cache export`` in a fresh process: its time and peak RSS;
+* **writer during prune**: another process stores a picture every few milliseconds (``put``, fsync
+  included) while ``falnb cache prune --max-size`` removes half the entries: its longest ``put``, and
+  its longest ``put`` without a prune for comparison.
+
+Target (issue 15): each flat, within ±30 % from the smallest to the largest size.  The figures go to
+``bench/CACHE_SCALE.md``.  Timings live here, never in the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+_WRITER = textwrap.dedent("""
+    import json, os, sys, time
+    from falnb.cache._store import ResponseCache
+    from falnb.results._image import Image
+    cache = ResponseCache(sys.argv[1], "writer")
+    i = 0
+    while not os.path.exists(sys.argv[2]):
+        data = f"writer {os.getpid()} {i}".encode().ljust(512, b".")
+        t = time.time()
+        cache.put(f"{i:064x}", model="m", canonical={"i": i}, response={}, images=[Image(data, "image/png", 1, 1)],
+                  request_id=None, cost=None)
+        print(json.dumps([t, time.time() - t]), flush=True)
+        i += 1
+        time.sleep(0.005)
+""")
+
+
+def _child(args: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Run ``args``; the time to its first line of output, to its end, and its peak RSS (MB)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(ROOT))
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    t_first = time.perf_counter() - t0
+    for _ in iter(lambda: proc.stdout.read(1 << 16), b""):  # type: ignore[union-attr]
+        pass
+    _, status, usage = os.wait4(proc.pid, 0)
+    t_end = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0 or not first:
+        raise RuntimeError(f"{args} failed: {proc.stderr.read().decode()[-1500:] if proc.stderr else ''}")
+    return {"first_s": t_first, "total_s": t_end, "rss_mb": usage.ru_maxrss / 1024}
+
+
+def _writer_waits(folder: Path, env: dict[str, str], during: list[str] | None) -> float:
+    """The longest ``put`` of a writer process while ``during`` runs (or for 2 s)."""
+    stop = folder / f".stop-{random.random()}"
+    w = subprocess.Popen([sys.executable, "-c", _WRITER, str(folder), str(stop)], stdout=subprocess.PIPE,
+                         env=env, cwd=str(ROOT), text=True)
+    assert w.stdout is not None
+    w.stdout.readline()  # it is writing
+    start = time.time()
+    if during:
+        subprocess.run(during, env=env, cwd=str(ROOT), check=True, capture_output=True)
+    else:
+        time.sleep(2.0)
+    end = time.time()
+    stop.touch()
+    lines = w.stdout.read().splitlines()
+    w.wait()
+    stop.unlink()
+    puts = [json.loads(x) for x in lines if x.startswith("[")]
+    # every put that overlapped the window (one that started before it and ended inside counts too)
+    return max((d for t, d in puts if t + d >= start and t <= end), default=0.0)
+
+
+def measure(size: int, env: dict[str, str]) -> dict[str, Any]:
+    from bench.cache_fill import MODEL, fill, prompt
+    from falnb import Client
+
+    folder = Path(tempfile.mkdtemp(prefix=f"falnb-scale-{size}-"))
+    t = time.perf_counter()
+    fill(folder, size)
+    out: dict[str, Any] = {"size": size, "fill_s": time.perf_counter() - t}
+    client = Client(key="unused", queue_url="http://127.0.0.1:9", cache=folder)
+    picks = [random.randrange(size) for _ in range(200)]
+    client.generate(prompt(picks[0]), model=MODEL, seed=picks[0])  # warm
+    hits = []
+    for i in picks:
+        t = time.perf_counter()
+        gen = client.generate(prompt(i), model=MODEL, seed=i)
+        hits.append(time.perf_counter() - t)
+        assert gen.cached
+    out["hit_ms"] = statistics.median(hits) * 1000
+    ledger = client.cache.ledger  # type: ignore[union-attr]
+    ledger.budget_total = 10.0 ** 9
+    checks = []
+    for _ in range(2000):
+        t = time.perf_counter()
+        ledger.check_budget(0.01)
+        checks.append(time.perf_counter() - t)
+    out["check_us"] = statistics.median(checks) * 1e6
+    client.close()
+    cli = [sys.executable, "-m", "falnb", "cache"]
+    listed = _child([*cli, "list", "--dir", str(folder)], env)
+    out.update(list_first_s=listed["first_s"], list_total_s=listed["total_s"], list_rss_mb=listed["rss_mb"])
+    exported = _child([*cli, "export", str(folder / "e.zip"), "--dir", str(folder)], env)
+    (folder / "e.zip").unlink()
+    out.update(export_s=exported["total_s"], export_rss_mb=exported["rss_mb"])
+    out["put_max_ms"] = _writer_waits(folder, env, None) * 1000
+    half = sum(f.stat().st_size for f in (folder / "objects").rglob("*") if f.is_file()) // 2
+    t = time.perf_counter()
+    out["put_max_prune_ms"] = _writer_waits(folder, env, [*cli, "prune", "--max-size", str(half),
+                                                          "--dir", str(folder)]) * 1000
+    out["prune_s"] = time.perf_counter() - t
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+ROWS = [("hit (ms, median)", "hit_ms"), ("budget check (µs, median)", "check_us"),
+        ("`cache list`: first line (s)", "list_first_s"), ("`cache list`: all (s)", "list_total_s"),
+        ("`cache list`: peak RSS (MB)", "list_rss_mb"), ("`cache export`: time (s)", "export_s"),
+        ("`cache export`: peak RSS (MB)", "export_rss_mb"), ("a writer's longest put, no prune (ms)", "put_max_ms"),
+        ("a writer's longest put during prune (ms)", "put_max_prune_ms"), ("prune of half (s)", "prune_s"),
+        ("filling the folder (s, setup)", "fill_s")]
+#: figures the target asks to stay flat (the others grow with the work by nature: all of list, export, prune)
+FLAT = {"hit_ms", "check_us", "list_first_s", "list_rss_mb", "export_rss_mb", "put_max_prune_ms"}
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = "| figure | " + " | ".join(f"{r['size']:,} entries" for r in results) + " | flat (±30 %)? |"
+    lines = [head, "|" + "---|" * (len(results) + 2)]
+    for label, k in ROWS:
+        cells = [f"{r[k]:.3g}" if r[k] < 100 else f"{r[k]:,.0f}" for r in results]
+        lo, hi = results[0][k], results[-1][k]
+        flat = ("yes" if hi <= lo * 1.3 + 1e-9 else f"no ({hi / lo:.2f}x)") if k in FLAT and lo else ""
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {flat} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.cache_scale", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="1000,10000,100000")
+    ap.add_argument("--quick", action="store_true", help="sizes 200 and 1000 (checks that it runs)")
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args(argv)
+    sizes = [200, 1000] if a.quick else [int(s) for s in a.sizes.split(",")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("FALNB_BUDGET_TOTAL", None)
+    env.pop("FALNB_BUDGET_SESSION", None)
+    results = []
+    for size in sizes:
+        print(f"[cache_scale] {size:,} entries ...", file=sys.stderr, flush=True)
+        results.append(measure(size, env))
+    text = table(results)
+    print(text)
+    if not a.no_write and not a.quick:
+        (HERE / "CACHE_SCALE.md").write_text(
+            "# The cache at scale (issue 15)\n\n`python -m bench.cache_scale` on "
+            f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}; see the module docstring for the method.\n\n"
+            + text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
