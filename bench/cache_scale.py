@@ -53,21 +53,35 @@ _WRITER = textwrap.dedent("""
 """)
 
 
+#: runs ``falnb ...`` and writes its peak resident memory (VmHWM: this program's own, not the forked
+#: parent's that ``ru_maxrss`` would count) to stderr at exit
+_CLI = ("import atexit, sys\n"
+        "def hwm():\n"
+        "    with open('/proc/self/status') as f:\n"
+        "        kb = next(int(x.split()[1]) for x in f if x.startswith('VmHWM:'))\n"
+        "    print(f'HWM {kb}', file=sys.stderr)\n"
+        "atexit.register(hwm)\n"
+        "from falnb._cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+
+
 def _child(args: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Run ``args``; the time to its first line of output, to its end, and its peak RSS (MB)."""
+    """``falnb *args`` in a fresh process: the time to its first line of output, to its end, its peak RSS (MB)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=str(ROOT))
-    assert proc.stdout is not None
+    proc = subprocess.Popen([sys.executable, "-c", _CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, cwd=str(ROOT))
+    assert proc.stdout is not None and proc.stderr is not None
     first = proc.stdout.readline()
     t_first = time.perf_counter() - t0
     for _ in iter(lambda: proc.stdout.read(1 << 16), b""):  # type: ignore[union-attr]
         pass
-    _, status, usage = os.wait4(proc.pid, 0)
+    err = proc.stderr.read().decode()
+    proc.wait()
     t_end = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0 or not first:
-        raise RuntimeError(f"{args} failed: {proc.stderr.read().decode()[-1500:] if proc.stderr else ''}")
-    return {"first_s": t_first, "total_s": t_end, "rss_mb": usage.ru_maxrss / 1024}
+    hwm = [int(x.split()[1]) for x in err.splitlines() if x.startswith("HWM ")]
+    if proc.returncode != 0 or not first or not hwm:
+        raise RuntimeError(f"falnb {' '.join(args)} failed: {err[-1500:]}")
+    return {"first_s": t_first, "total_s": t_end, "rss_mb": hwm[0] / 1024}
 
 
 def _writer_waits(folder: Path, env: dict[str, str], during: list[str] | None) -> float:
@@ -119,17 +133,16 @@ def measure(size: int, env: dict[str, str]) -> dict[str, Any]:
         checks.append(time.perf_counter() - t)
     out["check_us"] = statistics.median(checks) * 1e6
     client.close()
-    cli = [sys.executable, "-m", "falnb", "cache"]
-    listed = _child([*cli, "list", "--dir", str(folder)], env)
+    listed = _child(["cache", "list", "--dir", str(folder)], env)
     out.update(list_first_s=listed["first_s"], list_total_s=listed["total_s"], list_rss_mb=listed["rss_mb"])
-    exported = _child([*cli, "export", str(folder / "e.zip"), "--dir", str(folder)], env)
+    exported = _child(["cache", "export", str(folder / "e.zip"), "--dir", str(folder)], env)
     (folder / "e.zip").unlink()
     out.update(export_s=exported["total_s"], export_rss_mb=exported["rss_mb"])
     out["put_max_ms"] = _writer_waits(folder, env, None) * 1000
     half = sum(f.stat().st_size for f in (folder / "objects").rglob("*") if f.is_file()) // 2
     t = time.perf_counter()
-    out["put_max_prune_ms"] = _writer_waits(folder, env, [*cli, "prune", "--max-size", str(half),
-                                                          "--dir", str(folder)]) * 1000
+    prune = [sys.executable, "-m", "falnb", "cache", "prune", "--max-size", str(half), "--dir", str(folder)]
+    out["put_max_prune_ms"] = _writer_waits(folder, env, prune) * 1000
     out["prune_s"] = time.perf_counter() - t
     import shutil
 

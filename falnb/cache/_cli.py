@@ -87,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def printable(text: object) -> str:
     """``text`` on one line with its control characters escaped (a prompt may hold ESC, BEL, CR...)."""
+    text = str(text)
+    if text.isprintable():  # (the usual case, checked in C)
+        return text
     out = []
-    for ch in str(text):
+    for ch in text:
         if ch in "\n\t":
             out.append(" ")
         elif unicodedata.category(ch) == "Cc" or ch in _BIDI:
