@@ -14,26 +14,28 @@ from .results._generation import Generation
 __all__ = ["agenerate", "agenerate_many", "generate", "generate_many", "load_litellm_config", "models"]
 
 
-def generate(prompt: str, *, model: str, n: int = 1, size: Any = None, seed: int | None = None,
-             **params: Any) -> Generation:
-    """Generate ``n`` images of ``prompt`` with ``model`` (see :meth:`falnb.Client.generate`)."""
+def generate(prompt: str, *, model: str | None = None, n: int = 1, size: Any = None,
+             seed: int | None = None, **params: Any) -> Generation:
+    """Generate ``n`` images of ``prompt`` with ``model`` (see :meth:`falnb.Client.generate`).
+
+    Without ``model``: ``flux-schnell``, the same default as ``%%falimage``."""
     return default_client().generate(prompt, model=model, n=n, size=size, seed=seed, **params)
 
 
-async def agenerate(prompt: str, *, model: str, n: int = 1, size: Any = None, seed: int | None = None,
-                    **params: Any) -> Generation:
+async def agenerate(prompt: str, *, model: str | None = None, n: int = 1, size: Any = None,
+                    seed: int | None = None, **params: Any) -> Generation:
     """The async twin of :func:`generate`."""
     return await default_client().agenerate(prompt, model=model, n=n, size=size, seed=seed, **params)
 
 
-def generate_many(prompts: Iterable[str], *, model: str, concurrency: int | None = None,
-                  **kwargs: Any) -> list[Generation | FalnbError]:
+def generate_many(prompts: Iterable[str], *, model: str | None = None,
+                  concurrency: int | None = None, **kwargs: Any) -> list[Generation | FalnbError]:
     """One generation per prompt, concurrently, with per-item results."""
     return default_client().generate_many(prompts, model=model, concurrency=concurrency, **kwargs)
 
 
-async def agenerate_many(prompts: Iterable[str], *, model: str, concurrency: int | None = None,
-                         **kwargs: Any) -> list[Generation | FalnbError]:
+async def agenerate_many(prompts: Iterable[str], *, model: str | None = None,
+                         concurrency: int | None = None, **kwargs: Any) -> list[Generation | FalnbError]:
     """The async twin of :func:`generate_many`."""
     return await default_client().agenerate_many(prompts, model=model, concurrency=concurrency, **kwargs)
 

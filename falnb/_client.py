@@ -8,20 +8,23 @@ touched.  ``agenerate`` awaits that work from the caller's loop.
 from __future__ import annotations
 
 import collections
+import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._engine import Engine
-from ._exceptions import FalnbError
+from ._exceptions import FalnbError, InputError, ParameterError
 from ._run import Run
 from .cache._ledger import Ledger, session_ledger
+from .catalog import DEFAULT_MODEL
 from .catalog._catalog import Catalog, default_catalog
 from .fal._config import OFFLINE_QUEUE_URL, Key, find_key, offline_from_env, queue_url_from_env
 from .request._plan import Plan, build_plan
 from .results._generation import Generation
 from .results._progress import Progress, ProgressTracker
+from .results._text import short
 
 if TYPE_CHECKING:
     import httpx
@@ -126,26 +129,31 @@ class Client:
 
     # -- the public API ----------------------------------------------------------------------
 
-    def plan(self, prompt: str, *, model: str, n: int = 1, size: Any = None, seed: int | None = None,
-             **params: Any) -> Plan:
-        """Validate and map a request without sending anything (what ``generate`` would send)."""
+    def plan(self, prompt: str, *, model: str | None = None, n: int = 1, size: Any = None,
+             seed: int | None = None, **params: Any) -> Plan:
+        """Validate and map a request without sending anything (what ``generate`` would send).
+
+        ``model`` defaults to :data:`falnb.catalog.DEFAULT_MODEL` (``flux-schnell``), the magics' default too.
+        """
+        model = DEFAULT_MODEL if model is None else model
         # plans are immutable: a re-run cell (the cache-hit path) reuses its plan instead of rebuilding it
         memo = _freeze((prompt, model, n, size, seed, params, self.catalog.version))
         if memo is not None and memo in self._plans:
             self._plans.move_to_end(memo)
             return self._plans[memo]
         plan = build_plan(prompt, model=model, n=n, size=size, seed=seed, catalog=self.catalog, **params)
+        _check_json(plan)
         if memo is not None:
             self._plans[memo] = plan
             if len(self._plans) > _PLAN_MEMO:
                 self._plans.popitem(last=False)
         return plan
 
-    def generate(self, prompt: str, *, model: str, n: int = 1, size: Any = None, seed: int | None = None,
-                 refresh: bool = False, cache: bool = True, timeout: float | None = None,
-                 on_progress: ProgressCallback | None = None, extra_headers: Mapping[str, str] | None = None,
-                 **params: Any) -> Generation:
-        """Generate ``n`` images of ``prompt`` with ``model`` and wait for them.
+    def generate(self, prompt: str, *, model: str | None = None, n: int = 1, size: Any = None,
+                 seed: int | None = None, refresh: bool = False, cache: bool = True,
+                 timeout: float | None = None, on_progress: ProgressCallback | None = None,
+                 extra_headers: Mapping[str, str] | None = None, **params: Any) -> Generation:
+        """Generate ``n`` images of ``prompt`` with ``model`` (default ``flux-schnell``) and wait for them.
 
         ``size``: ``"WxH"``, ``"W:H"`` or a preset; ``seed``: reproducible pictures; other keywords
         are model inputs, validated against the catalog: a name a catalogued model does not take is refused
@@ -163,9 +171,9 @@ class Client:
             on_progress(run.progress()[0])
         return _one(results)
 
-    async def agenerate(self, prompt: str, *, model: str, n: int = 1, size: Any = None, seed: int | None = None,
-                        refresh: bool = False, cache: bool = True, timeout: float | None = None,
-                        on_progress: ProgressCallback | None = None,
+    async def agenerate(self, prompt: str, *, model: str | None = None, n: int = 1, size: Any = None,
+                        seed: int | None = None, refresh: bool = False, cache: bool = True,
+                        timeout: float | None = None, on_progress: ProgressCallback | None = None,
                         extra_headers: Mapping[str, str] | None = None, **params: Any) -> Generation:
         """The async twin of :meth:`generate` (``await`` it in a cell or any event loop)."""
         plan = self.plan(prompt, model=model, n=n, size=size, seed=seed, extra_headers=extra_headers, **params)
@@ -178,8 +186,9 @@ class Client:
             on_progress(run.progress()[0])
         return _one(results)
 
-    def generate_many(self, prompts: Iterable[str], *, model: str, concurrency: int | None = None,
-                      return_exceptions: bool = True, **kwargs: Any) -> list[Generation | FalnbError]:
+    def generate_many(self, prompts: Iterable[str], *, model: str | None = None,
+                      concurrency: int | None = None, return_exceptions: bool = True,
+                      **kwargs: Any) -> list[Generation | FalnbError]:
         """One generation per prompt, run concurrently; per-item results (errors in place).
 
         Every prompt is validated before any is sent.  ``return_exceptions=False`` raises the first
@@ -188,8 +197,9 @@ class Client:
                                return_exceptions=return_exceptions, **kwargs)
         return _many(run.wait(), return_exceptions)
 
-    async def agenerate_many(self, prompts: Iterable[str], *, model: str, concurrency: int | None = None,
-                             return_exceptions: bool = True, **kwargs: Any) -> list[Generation | FalnbError]:
+    async def agenerate_many(self, prompts: Iterable[str], *, model: str | None = None,
+                             concurrency: int | None = None, return_exceptions: bool = True,
+                      **kwargs: Any) -> list[Generation | FalnbError]:
         """The async twin of :meth:`generate_many`."""
         run = self._start_many(prompts, model=model, concurrency=concurrency,
                                return_exceptions=return_exceptions, **kwargs)
@@ -232,11 +242,12 @@ class Client:
             on_progress(tracker.snapshot())
         return hit
 
-    def _start_many(self, prompts: Iterable[str], *, model: str, concurrency: int | None,
+    def _start_many(self, prompts: Iterable[str], *, model: str | None, concurrency: int | None,
                     return_exceptions: bool, **kwargs: Any) -> Run:
         refresh, use_cache, timeout = (kwargs.pop("refresh", False), kwargs.pop("cache", True),
                                        kwargs.pop("timeout", None))
-        plans = [self.plan(p, model=model, **kwargs) for p in prompts]  # all validated before any is sent
+        # all validated before any is sent
+        plans = [self.plan(p, model=model, **kwargs) for p in prompt_list(prompts)]
         return self.start(plans, refresh=refresh, cache=use_cache, timeout=timeout, concurrency=concurrency,
                           stop_on_error=not return_exceptions)
 
@@ -272,6 +283,37 @@ def _many(results: list[Generation | FalnbError], return_exceptions: bool) -> li
             if isinstance(r, FalnbError):
                 raise r
     return results
+
+
+def prompt_list(prompts: Any) -> list[str]:
+    """The prompts of ``generate_many``: a list of non-blank strings, or an InputError naming the item.
+
+    A str (or bytes) is refused: iterating it would send one request per character."""
+    if isinstance(prompts, (str, bytes, bytearray, Mapping)) or not isinstance(prompts, Iterable):
+        what = type(prompts).__name__
+        raise InputError(f"generate_many takes a list of prompts, not a {what}",
+                         hint="For one prompt use generate(prompt, ...); for several, a list: "
+                              "generate_many([\"a fox\", \"an owl\"], ...).")
+    items = list(prompts)
+    for i, p in enumerate(items):
+        if not isinstance(p, str):
+            raise InputError(f"prompts[{i}] is a {type(p).__name__}, not a str; nothing was sent", field="prompt")
+        if not p.strip():
+            raise InputError(f"prompts[{i}] is empty; nothing was sent", field="prompt")
+    return items
+
+
+def _check_json(plan: Plan) -> None:
+    """Every input value must be JSON fal can read (no set, no NaN): else a ParameterError, nothing sent."""
+    for req in plan.requests:
+        for name, value in req.input.items():
+            try:
+                json.dumps(value, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                what = "not a finite number" if isinstance(exc, ValueError) else f"a {type(value).__name__}"
+                raise ParameterError(f"{name}={short(repr(value), 80)} cannot be sent to fal: it is {what}, "
+                                     "not JSON", model=plan.spec.id, field=name,
+                                     hint="Use a str, a number, true/false, a list or a dict.") from None
 
 
 def _what(plans: Sequence[Plan]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import base64
 import threading
 import time
@@ -200,6 +201,44 @@ def test_input_errors_send_nothing(client: Client, emu: Emulator) -> None:
     for kw in bad:
         with pytest.raises(falnb.InputError):
             client.generate("x", **kw)
+    assert emu.ledger.submits == 0
+
+
+@pytest.mark.parametrize("prompts", ["lighthouse", b"lighthouse", 42, {"a fox": 1}, None],
+                         ids=["str", "bytes", "int", "dict", "None"])
+def test_generate_many_refuses_what_is_not_a_list_of_prompts(client: Client, emu: Emulator, prompts: Any) -> None:
+    """A str would be one request per character; a dict or a number is a mistake: InputError, nothing sent."""
+    with pytest.raises(falnb.InputError, match="generate_many takes a list of prompts"):
+        client.generate_many(prompts, model="schnell")
+    assert emu.ledger.submits == 0
+
+
+@pytest.mark.parametrize(("prompts", "words"), [(["a fox", "  \n", "an owl"], "prompts[1] is empty"),
+                                                (["a fox", "an owl", 7], "prompts[2] is a int")])
+def test_generate_many_names_the_bad_prompt(client: Client, emu: Emulator, prompts: list[Any], words: str) -> None:
+    with pytest.raises(falnb.InputError, match=re.escape(words)):
+        client.generate_many(prompts, model="schnell")
+    assert emu.ledger.submits == 0
+
+
+def test_generate_many_takes_any_iterable_of_str(client: Client) -> None:
+    results = client.generate_many((f"a fox, take {i}" for i in range(2)), model="schnell", seed=1)
+    assert [r.prompt for r in results if isinstance(r, falnb.Generation)] == ["a fox, take 0", "a fox, take 1"]
+
+
+def test_generate_without_a_model_uses_the_magics_default(client: Client, emu: Emulator) -> None:
+    from falnb.catalog import DEFAULT_MODEL
+    from falnb.notebook._magics import FalMagics
+
+    assert FalMagics().default_model == DEFAULT_MODEL == "flux-schnell"
+    gen = client.generate("a fox", seed=1)
+    assert gen.model == client.catalog.resolve(DEFAULT_MODEL).id == emu.requests()[0].model_id
+
+
+@pytest.mark.parametrize("value", [{1, 2}, float("nan"), float("inf"), object()], ids=["set", "nan", "inf", "object"])
+def test_a_value_that_is_not_json_is_refused(client: Client, emu: Emulator, value: Any) -> None:
+    with pytest.raises(falnb.ParameterError, match="palette=.* cannot be sent to fal"):
+        client.generate("a fox", model="fal-ai/some-new-model", palette=value)
     assert emu.ledger.submits == 0
 
 

@@ -20,6 +20,7 @@ from IPython.core.magic import line_magic as _line_magic
 from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, observe, validate
 
 from .._exceptions import FalnbError
+from ..catalog import DEFAULT_MODEL
 from ..results._render import EMBED_MODES, PREVIEW_FORMATS
 from ._magic_args import check_name, interpolate, parse_models, parse_params, prompts_of, split_options
 
@@ -66,7 +67,7 @@ class FalMagics(Magics):
     ``%%falimage [options]`` with the prompt as the cell body, or ``%falimage [options] PROMPT``.
     """
 
-    default_model = Unicode("flux-schnell", help="Model used when a cell gives no --model "
+    default_model = Unicode(DEFAULT_MODEL, help="Model used when a cell gives no --model "
                             "(an alias such as 'flux-ultra' or a fal id).").tag(config=True)
     default_size = Unicode(None, allow_none=True, help="Size used when a cell gives no --size: 'WxH', "
                            "'W:H' or a preset; None leaves each model's own default.").tag(config=True)

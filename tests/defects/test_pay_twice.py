@@ -276,7 +276,6 @@ def test_defect_07_generate_many_stops_everything_when_it_raises(client: Any, st
 # -- 8. generate_many("lighthouse") -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 08")
 def test_defect_08_generate_many_of_a_string_is_not_one_request_per_character(client: Any,
                                                                               standin: FalStandIn) -> None:
     try:

@@ -18,7 +18,6 @@ from ._helpers import ROOT, child_env, falnb_cli, python, run
 from .falstandin import FalStandIn
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 28")
 def test_defect_28_generate_many_says_which_prompt_is_empty(client: Any, standin: FalStandIn) -> None:
     with pytest.raises(falnb.InputError) as err:
         client.generate_many(["a red fox", "   ", "a snowy owl"], model="schnell", seed=1)
@@ -102,7 +101,6 @@ def test_defect_28_cell_magic_help_shows_the_cell_usage(shell: InteractiveShell,
     assert "::" not in [line.strip() for line in lines], lines[:6]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 28")
 def test_defect_28_generate_without_a_model_is_not_a_typeerror(tmp_path: Path) -> None:
     """The magic has a default model; ``falnb.generate("a fox")`` must not be a raw TypeError."""
     code = ("import falnb\n"
