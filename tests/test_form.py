@@ -387,6 +387,34 @@ def test_errors_are_shown_and_nothing_is_sent(client: Client, emu: Emulator) -> 
     assert f.gallery.children == ()
 
 
+@pytest.mark.parametrize(("extra", "control"), [
+    ('{"seed": 5}', "seed box"), ('{"n": 2}', "n box"), ('{"size": "1:1"}', "size control"),
+    ('{"prompt": "a dog"}', "prompt box"), ('{"model": "bria"}', "model list")])
+def test_other_inputs_with_a_control_of_their_own(client: Client, emu: Emulator, extra: str, control: str) -> None:
+    """``{"seed": 5}`` in "other inputs" would give the seed twice: the estimate and the status name the
+    control to use, and nothing is sent."""
+    f = form("schnell", client=client, prompt="a cat")
+    f.extra_box.value = extra
+    assert f.estimate_label.value.startswith("⚠ other inputs: ") and control in f.estimate_label.value
+    f.generate_button.click()
+    assert f.job is None and control in f.status and f.status.startswith("error: "), f.status
+    f.extra_box.value = '{"new_param": 1}'
+    assert f.estimate_label.value.startswith("estimated cost")
+    assert emu.ledger.submits == 0
+
+
+def test_the_prompt_is_read_as_the_magic_reads_it(client: Client, emu: Emulator) -> None:
+    """Surrounding spaces and the newline a text box keeps after Enter are not part of the prompt
+    (as for a cell body), so the form, its %%falimage cell and the magic ask for the same request."""
+    from falnb.notebook._magic_args import prompt_text, prompts_of
+
+    f = form("schnell", client=client, prompt="  a red fox in the snow\n", seed=7)
+    assert f.settings()["prompt"] == "a red fox in the snow" == prompt_text(f.prompt_box.value)
+    body = f.cell_text().partition("\n")[2]
+    assert prompts_of(prompt_text(body), None, {}) == ["a red fox in the snow"]
+    assert f.plan().requests[0].key == client.plan("a red fox in the snow", model="schnell", seed=7).requests[0].key
+
+
 # -- cost, cache, history -------------------------------------------------------------------------
 
 

@@ -597,6 +597,15 @@ BAD_INPUTS = [
     "%falimage -p enable_safety_checker=maybe a cat",
     "%falimage -p prompt=other a cat",
     "%falimage -p seed=1 -p seed=2 a cat",
+    "%falimage -p seed=5 a cat",
+    "%falimage --seed 3 -p seed=5 a cat",
+    "%falimage -p n=2 a cat",
+    "%falimage -p size=512x512 a cat",
+    "%falimage -p model=bria a cat",
+    "%falimage -p catalog=1 a cat",
+    "%falimage -p guidance_scale=NaN a cat",
+    "%falimage -p guidance_scale=1e999 a cat",
+    "%falform -p seed=5",
     "%falimage -m ultra -p aspect_ratio=7:3 a cat",
     "%falimage -p image_size=huge a cat",
     "%falimage -m bria -p num_inference_steps=5 a cat",
@@ -639,6 +648,23 @@ BAD_INPUTS = [
     "%falconfig default_model=",
     "%falconfig preview_sise=300",
 ]
+
+
+@pytest.mark.parametrize(("param", "option"), [("seed=5", "--seed"), ("n=2", "-n"), ("size=1:1", "--size"),
+                                               ("model=bria", "--model"), ("prompt=a dog", "cell body")])
+def test_a_param_with_an_option_of_its_own_names_the_option(shell: InteractiveShell, magics: FalMagics,
+                                                            emu: Emulator, param: str, option: str) -> None:
+    """``-p seed=5`` would give the seed twice (a TypeError once): one line naming ``--seed``, nothing sent."""
+    cell = run(shell, f"%falimage -m schnell -p '{param}' a cat")
+    assert cell.text.startswith("UsageError: ") and option in cell.text and len(cell.error_lines) == 1, cell.text
+    assert emu.ledger.submits == 0
+
+
+def test_a_param_value_that_is_not_json_is_text(shell: InteractiveShell, magics: FalMagics, emu: Emulator) -> None:
+    """NaN and Infinity are not JSON: read as text (fal gets a string), never a raw Python error."""
+    cell = run(shell, "%falimage -m fal-ai/brand-new/model -p style=NaN -p mood=Infinity -p steps=4 a cat")
+    assert cell.ok, cell.text
+    assert {k: sent(emu)[0][k] for k in ("style", "mood", "steps")} == {"style": "NaN", "mood": "Infinity", "steps": 4}
 
 
 def test_bad_input_corpus_is_large_enough() -> None:

@@ -32,6 +32,7 @@ from ._form_job import FormJob
 from ._form_media import preview
 from ._form_outputs import FormOutputs
 from ._form_status import cancelled_text, cost_text, done_text, error_text, estimate_text, progress_text
+from ._magic_args import prompt_text
 
 if TYPE_CHECKING:
     from .._client import Client
@@ -271,7 +272,7 @@ class FalForm(FormOutputs, widgets.VBox):  # type: ignore[misc]  # ipywidgets sh
         params = {name: f.value for name, f in self.fields.items() if f.changed()}
         extra = read_extra(self.extra_box.value)  # "sent to fal as is": deliberate names, not mistakes
         params.update(extra)
-        return {"model": str(self.model_picker.value), "prompt": self.prompt_box.value,
+        return {"model": str(self.model_picker.value), "prompt": prompt_text(self.prompt_box.value),
                 "n": int(self.n_box.value), "size": self.size_control.value, "seed": seed, "params": params,
                 **({"allow_unknown": sorted(extra)} if extra else {})}
 

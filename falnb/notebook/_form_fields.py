@@ -18,6 +18,7 @@ import ipywidgets as widgets
 from .._exceptions import ParameterError
 from ..catalog._catalog import PRESETS, Catalog, ModelSpec, Param
 from ..catalog._sizes import map_size
+from ._magic_args import own_option
 
 __all__ = ["LABEL_STYLE", "MAX_FORM_N", "NOT_SENT", "ParamField", "SizeControl", "model_options", "read_extra",
            "read_seed"]
@@ -260,4 +261,9 @@ def read_extra(text: str) -> dict[str, Any]:
     if not isinstance(more, dict):
         raise ParameterError(f"other inputs {text!r} is not a JSON object", field="other inputs",
                              hint='Write e.g. {"new_param": 1}.')
+    for name in more:
+        instead = own_option(name, form=True)
+        if instead is not None:
+            raise ParameterError(f"other inputs: {name!r} has a control of its own: {instead}",
+                                 field="other inputs")
     return more

@@ -17,7 +17,34 @@ from typing import Any
 
 from IPython.core.error import UsageError
 
-__all__ = ["check_name", "interpolate", "parse_models", "parse_params", "split_options"]
+__all__ = ["OWN_OPTIONS", "check_name", "interpolate", "own_option", "parse_models", "parse_params", "prompt_text",
+           "split_options"]
+
+#: inputs a cell gives with an option of its own, and the form with a control of its own:
+#: ``name: (the cell's way, the form's way)``.  ``-p seed=5`` or ``{"seed": 5}`` in the form's
+#: "other inputs" would give them twice.
+OWN_OPTIONS = {
+    "prompt": ("the prompt is the cell body (or the rest of the line)", "write it in the prompt box"),
+    "model": ("use --model", "pick it in the model list"),
+    "n": ("use -n", "use the n box"),
+    "size": ("use --size", "use the size control"),
+    "seed": ("use --seed", "use the seed box"),
+    "allow_unknown": ("use --allow-unknown", "names in other inputs are sent as they are already"),
+    "catalog": ("it is not a model parameter", "it is not a model parameter"),
+}
+
+
+def own_option(name: str, form: bool = False) -> str | None:
+    """How to give ``name`` instead (``"use --seed"``), or None when it is an ordinary model parameter."""
+    ways = OWN_OPTIONS.get(name)
+    return None if ways is None else ways[1 if form else 0]
+
+
+def prompt_text(text: str) -> str:
+    """A prompt as falnb sends it: without the surrounding whitespace (a cell body's trailing newline,
+    a text box's spaces).  The magic and the form both use it, so the form's "Copy as %%falimage
+    cell" asks for exactly what the form asked for (and hits the same cache entry)."""
+    return text.strip()
 
 
 def split_options(line: str, parser: argparse.ArgumentParser) -> tuple[list[str], str]:
@@ -68,7 +95,9 @@ def split_options(line: str, parser: argparse.ArgumentParser) -> tuple[list[str]
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
-    """``-p KEY=VALUE`` items: VALUE as JSON when it parses (``4``, ``true``, ``[1,2]``), else a string."""
+    """``-p KEY=VALUE`` items: VALUE as JSON when it parses (``4``, ``true``, ``[1,2]``), else a string.
+
+    A name with an option of its own (``seed``: ``--seed``) is a UsageError saying which option to use."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, text = item.partition("=")
@@ -77,18 +106,25 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
             raise UsageError(f"--param {item!r}: write KEY=VALUE, e.g. -p guidance_scale=3.5")
         if not key.replace("_", "a").replace("-", "a").replace(".", "a").isalnum():
             raise UsageError(f"--param {item!r}: {key!r} is not a parameter name")
-        if key in ("prompt", "n", "size", "model"):
-            hint = {"prompt": "the prompt is the cell body (or the rest of the line)",
-                    "n": "use -n", "size": "use --size", "model": "use --model"}[key]
+        hint = own_option(key)
+        if hint is not None:
             raise UsageError(f"--param {key}=...: {hint}")
         if key in out:
             raise UsageError(f"--param {key} is given twice")
-        try:
-            value: Any = json.loads(text)
-        except ValueError:
-            value = text
-        out[key] = value
+        out[key] = _json_or_text(text)
     return out
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(constant)
+
+
+def _json_or_text(text: str) -> Any:
+    """JSON when it parses (NaN and Infinity are not JSON: they stay text), else the text itself."""
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        return text
 
 
 def parse_models(text: str | None, default: str) -> list[str]:
@@ -180,7 +216,7 @@ def prompts_of(template: str, batch: str | None, ns: Mapping[str, Any]) -> list[
 
 
 def _nonblank(text: str, what: str) -> str:
-    text = text.strip()
+    text = prompt_text(text)
     if not text:
         raise UsageError(f"{what} is empty")
     return text

@@ -22,7 +22,7 @@ from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, observe, vali
 from .._exceptions import FalnbError
 from ..catalog import DEFAULT_MODEL
 from ..results._render import EMBED_MODES, PREVIEW_FORMATS
-from ._magic_args import check_name, interpolate, parse_models, parse_params, prompts_of, split_options
+from ._magic_args import check_name, interpolate, parse_models, parse_params, prompt_text, prompts_of, split_options
 
 if TYPE_CHECKING:
     from .._client import Client
@@ -233,7 +233,7 @@ class FalMagics(Magics):
         if cell is not None and rest:
             raise UsageError(f"unexpected text on the %%falimage line: {rest!r}; options go on the line, "
                              "the prompt in the cell body")
-        template = (cell if cell is not None else rest).strip()
+        template = prompt_text(cell if cell is not None else rest)
         prompts = prompts_of(template, args.batch, ns)
         models = parse_models(args.model, self.default_model)
         params = parse_params(args.param)

@@ -100,14 +100,12 @@ def _short_or_sent_seed(cell: Any, standin: FalStandIn) -> None:
         assert len(cell.error_lines) <= 3 and standin.submits == 0, cell.text
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 02")
 def test_defect_02_magic_param_seed_is_not_a_typeerror(shell: InteractiveShell, magics: Any,
                                                        standin: FalStandIn) -> None:
     cell = run(shell, "%falimage -m schnell -p seed=5 a cat on a wall")
     _short_or_sent_seed(cell, standin)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 02")
 @pytest.mark.parametrize("extra", ['{"seed": 5}', '{"n": 2}', '{"size": "512x512"}', '{"prompt": "a dog"}',
                                    '{"model": "bria"}'])
 def test_defect_02_form_other_inputs_own_names(client: Any, standin: FalStandIn, extra: str) -> None:

@@ -292,7 +292,6 @@ def test_defect_08_generate_many_of_a_string_is_not_one_request_per_character(cl
 # -- 9. the form's prompt and its "Copy as %%falimage cell" -------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 09")
 def test_defect_09_form_prompt_and_its_cell_hit_the_same_entry(shell: InteractiveShell, magics: Any,
                                                                client: Any, standin: FalStandIn) -> None:
     f = falnb.form("schnell", client=client)
