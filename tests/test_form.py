@@ -6,7 +6,6 @@ ledger says what fal would have billed and whose request records show what fal r
 
 from __future__ import annotations
 
-import html
 import itertools
 import json
 import shlex
@@ -24,6 +23,7 @@ from falnb.emulator import Emulator
 from falnb.notebook._form import MAX_FORM_N, FalForm, form
 from falnb.notebook._form_cell import falimage_cell, param_text
 from falnb.notebook._form_fields import NOT_SENT
+from falnb.notebook._form_status import plain
 from falnb.results._text import usd
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -64,7 +64,7 @@ def gallery_bytes(f: FalForm) -> list[bytes]:
 def record(f: FalForm) -> list[str]:
     """Every status line the form shows from now on."""
     seen: list[str] = []
-    f.status_label.observe(lambda ch: seen.append(html.unescape(ch["new"])), names="value")
+    f.status_label.observe(lambda ch: seen.append(plain(ch["new"])), names="value")
     return seen
 
 
@@ -168,7 +168,7 @@ def test_a_pass_through_model_forwards_other_inputs(client: Client, emu: Emulato
     assert f.model_picker.value == "fal-ai/brand-new/model"
     assert f.fields == {}
     assert json.loads(f.extra_box.value) == {"new_knob": 3}
-    assert "unknown" in f.estimate_label.value
+    assert "unknown" in f.estimate
     f.generate()
     assert "done" in settle(f), f.status
     assert emu.requests()[-1].inputs["new_knob"] == 3
@@ -231,7 +231,7 @@ def test_every_parameter_reaches_fal(spec: ModelSpec, client: Client, emu: Emula
         f.size_control.choice.value = ratio
     else:
         f.size_control.choice.value = "portrait_4_3"
-    before = f.estimate_label.value
+    before = f.estimate
     assert before.startswith("estimated cost: ~$"), before
 
     job = f.generate()
@@ -263,7 +263,7 @@ def test_every_parameter_reaches_fal(spec: ModelSpec, client: Client, emu: Emula
     assert emu.ledger.requests == len(received)
     assert emu.ledger.images == 2
     assert emu.ledger.cost == pytest.approx(f.result.cost)
-    assert f.cost_label.value == f"cost: ~{usd(f.result.cost)} (estimate)"
+    assert f.cost == f"cost: ~{usd(f.result.cost)} (estimate)"
     assert before == f"estimated cost: ~{usd(f.result.cost)} for 2 images" + (
         " in 2 requests" if spec.max_images is None else "")
 
@@ -303,8 +303,8 @@ def test_cancel_a_queued_request_bills_nothing(tmp_path: Path) -> None:
     assert not f.cancel_button.disabled
     f.cancel_button.click()
     status = settle(f, 10)
-    assert status.startswith("flux-ultra: cancelled while queued · fal's cancel sent"), status
-    assert "nothing billed" in status
+    assert status.startswith("flux-ultra: cancelled · cancelled request "), status
+    assert status.endswith(" while queued (fal does not bill those)"), status
     assert f.cancel_button.disabled and not f.generate_button.disabled
     assert f.result is None and f.gallery.children == ()
     cancelled = [j for j in emu.requests() if j.inputs["prompt"] == "waits in the queue"]
@@ -313,6 +313,35 @@ def test_cancel_a_queued_request_bills_nothing(tmp_path: Path) -> None:
     assert emu.ledger.requests == 1  # only the busy one
     assert busy.result is not None
     assert [e.request_id for e in emu.ledger.entries] == busy.result.request_ids
+    c.close()
+
+
+class FrozenClock:
+    """The emulator's clock, stopped: a running request runs until the test moves it."""
+
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_several_requests_status_shows_the_mix_and_cancel_says_what_may_be_billed(tmp_path: Path) -> None:
+    """bria takes one picture per request: n=3 is three requests; with one runner, one runs and two wait.
+    The status says so ("1 running, 2 queued (next: position 0)"), not "queued" throughout, and Cancel
+    does not promise "nothing billed": the running one may be billed."""
+    clock = FrozenClock()
+    emu = Emulator(latency=10.0, concurrency=1, clock=clock)
+    c = Client(offline=True, emulator=emu, cache=tmp_path / "c")
+    f = form("bria", client=c, prompt="a lighthouse", n=3)
+    seen = record(f)
+    f.generate()
+    until(lambda: any("1 running, 2 queued (next: position 0)" in line for line in seen))
+    assert [emu.status_of(j.request_id) for j in emu.requests()] == ["IN_PROGRESS", "IN_QUEUE", "IN_QUEUE"]
+    f.cancel_button.click()
+    status = settle(f, 10)
+    assert status.startswith("bria: cancelled · "), status
+    assert "nothing billed" not in status and "may still bill it" in status, status
+    assert "while queued (fal does not bill those)" in status, status
     c.close()
 
 
@@ -326,7 +355,7 @@ def test_generate_again_after_a_cancel(tmp_path: Path) -> None:
     f.generate()
     until(lambda: "queued" in f.status)
     f.cancel()
-    assert "cancelled while queued" in settle(f, 10)
+    assert "while queued (fal does not bill those)" in settle(f, 10)
     # the cancelled request delivered nothing: Generate again sends a new request and pays for it once
     f.generate()
     status = settle(f, 15)
@@ -367,7 +396,7 @@ def test_errors_are_shown_and_nothing_is_sent(client: Client, emu: Emulator) -> 
     f.seed_box.value = "abc"
     f.generate()
     assert f.status == "error: seed 'abc' is not a whole number — Leave it empty for a random seed."
-    assert f.estimate_label.value.startswith("⚠ seed 'abc'")
+    assert f.estimate.startswith("⚠ seed 'abc'")
     f.seed_box.value = ""
     f.extra_box.value = "{not json"
     f.generate()
@@ -395,11 +424,11 @@ def test_other_inputs_with_a_control_of_their_own(client: Client, emu: Emulator,
     control to use, and nothing is sent."""
     f = form("schnell", client=client, prompt="a cat")
     f.extra_box.value = extra
-    assert f.estimate_label.value.startswith("⚠ other inputs: ") and control in f.estimate_label.value
+    assert f.estimate.startswith("⚠ other inputs: ") and control in f.estimate
     f.generate_button.click()
     assert f.job is None and control in f.status and f.status.startswith("error: "), f.status
     f.extra_box.value = '{"new_param": 1}'
-    assert f.estimate_label.value.startswith("estimated cost")
+    assert f.estimate.startswith("estimated cost")
     assert emu.ledger.submits == 0
 
 
@@ -420,19 +449,19 @@ def test_the_prompt_is_read_as_the_magic_reads_it(client: Client, emu: Emulator)
 
 def test_cost_before_and_after_and_a_cache_hit_pays_nothing(client: Client, emu: Emulator) -> None:
     f = form("flux-ultra", client=client, prompt="a harbour", n=2, seed=5)
-    assert f.estimate_label.value == "estimated cost: ~$0.12 for 2 images"
+    assert f.estimate == "estimated cost: ~$0.12 for 2 images"
     f.n_box.value = 3
-    assert f.estimate_label.value == "estimated cost: ~$0.18 for 3 images"
+    assert f.estimate == "estimated cost: ~$0.18 for 3 images"
     f.n_box.value = 2
     f.generate()
     assert settle(f).startswith("flux-ultra: done · 2 images")
-    assert f.cost_label.value == "cost: ~$0.12 (estimate)"
+    assert f.cost == "cost: ~$0.12 (estimate)"
     first = gallery_bytes(f)
     assert emu.ledger.requests == 1
     f.generate()
     status = settle(f)
     assert status.startswith("flux-ultra: cached · 2 images from the cache, nothing paid"), status
-    assert f.cost_label.value == "cost: $0 (from the cache; saved ~$0.12)"
+    assert f.cost == "cost: $0 (from the cache; saved ~$0.12)"
     assert gallery_bytes(f) == first
     assert emu.ledger.requests == 1 and emu.ledger.submits == 1
 
@@ -459,12 +488,39 @@ def test_history_reopens_without_paying(client: Client, emu: Emulator) -> None:
     assert gallery_bytes(f) == first
     assert f.model_picker.value == "ideogram" and f.prompt_box.value == "first poster"
     assert f.fields["rendering_speed"].widget.value == "TURBO" and f.n_box.value == 1
-    assert f.cost_label.value == "cost: nothing (re-opened from the cache)"
+    assert f.cost == "cost: nothing (re-opened from the cache)"
     assert (emu.ledger.submits, emu.ledger.requests) == bill
     # generating the restored settings is a cache hit
     f.generate()
     assert "cached" in settle(f)
     assert (emu.ledger.submits, emu.ledger.requests) == bill
+
+
+def test_history_is_bounded_and_reopens_from_the_cache(client: Client, emu: Emulator,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The form's history keeps what re-opens a result (its plan), not the pictures the cache holds, and
+    at most HISTORY_SIZE items; an item whose entry was pruned says so instead of showing nothing."""
+    from falnb.notebook import _form_history
+
+    monkeypatch.setattr(_form_history, "HISTORY_SIZE", 2)
+    f = form("schnell", client=client, seed=1)
+    pictures = []
+    for i in range(3):
+        f.prompt_box.value = f"take {i}"
+        f.generate()
+        assert "done" in settle(f)
+        pictures.append(gallery_bytes(f))
+    assert [item.generation.prompt for item in f.history] == ["take 1", "take 2"]
+    assert all(item.generation.images == [] and item.count == 1 for item in f.history)
+    f.reopen(0)
+    assert f.status == "re-opened from the cache: 1 image(s), nothing paid"
+    assert gallery_bytes(f) == pictures[1] and f.result is not None and f.result.images
+    assert emu.ledger.requests == 3
+    assert client.cache is not None
+    client.cache.clear()
+    with pytest.raises(LookupError):
+        f.reopen(1)
+    assert "no longer in the cache" in f.status
 
 
 def test_history_lists_the_sessions_other_generations(client: Client, emu: Emulator) -> None:
@@ -624,6 +680,12 @@ def test_progress_lines() -> None:
     # the requests' "done" is not the form's: the final line comes with the pictures
     assert "done" not in progress_text(Progress("done", "m", 1), "x")
     assert "cached" not in progress_text(Progress("cached", "m", 1), "x")
+    # several requests in different states: the mix, most advanced first
+    mixed = Progress("queued", "m", 3, queue_position=0, elapsed=2, states=("running", "queued", "queued"))
+    assert progress_text(mixed, "bria") == "bria: 1 running, 2 queued (next: position 0) · 0/3 requests done · 2.0 s"
+    assert mixed.what() == "1 running, 2 queued (next: position 0) · 0/3 requests"
+    done = Progress("running", "m", 3, done=1, states=("done", "running", "running"))
+    assert done.mix() is None and done.what() == "running · 1/3 requests"
 
 
 def test_param_text() -> None:

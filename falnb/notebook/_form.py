@@ -18,7 +18,6 @@ Only core widgets are used, so it works wherever ipywidgets 8 does.
 
 from __future__ import annotations
 
-import html
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +25,21 @@ import ipywidgets as widgets
 
 from .._client import default_client
 from .._exceptions import FalnbError, InputError
-from ._form_fields import LABEL_STYLE, MAX_FORM_N, ParamField, SizeControl, model_options, read_extra, read_seed
-from ._form_history import HistoryItem
+from ._form_fields import (
+    LABEL_STYLE,
+    MAX_FORM_N,
+    ParamField,
+    SizeControl,
+    model_options,
+    read_extra,
+    read_seed,
+)
+from ._form_history import History
 from ._form_job import FormJob
 from ._form_media import preview
+from ._form_model import ModelControls
 from ._form_outputs import FormOutputs
-from ._form_status import cancelled_text, cost_text, done_text, error_text, estimate_text, progress_text
+from ._form_status import cancelled_text, cost_text, done_text, error_text, estimate_text, markup, plain, progress_text
 from ._magic_args import prompt_text
 
 if TYPE_CHECKING:
@@ -57,7 +65,7 @@ def form(model: str | None = None, *, client: Client | None = None, **defaults: 
     return FalForm(model, client=client, **defaults)
 
 
-class FalForm(FormOutputs, widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type information
+class FalForm(ModelControls, FormOutputs, widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type information
     """The form (an ipywidgets ``VBox``).  See :func:`form`; every control is an attribute."""
 
     def __init__(self, model: str | None = None, *, client: Client | None = None, **defaults: Any) -> None:
@@ -66,11 +74,14 @@ class FalForm(FormOutputs, widgets.VBox):  # type: ignore[misc]  # ipywidgets sh
         self.catalog = self.client.catalog
         self.result: Generation | None = None
         self.job: FormJob | None = None
-        self.history: list[HistoryItem] = []
+        #: the session's generations, re-openable without paying (bounded; see ``_form_history``)
+        self.history = History()
+        self._listed: list[Any] = []  # the history items as the picker lists them
         self.pinned: list[Generation] = []
         self._lock = threading.Lock()
         self._outcome_lock = threading.Lock()
         self._reported = True  # the last job's outcome is on the status line (none ran yet)
+        self._input_error = False  # the status line shows a mistake in the settings (it goes once fixed)
         self._quiet = False
         self._handles: tuple[Any, Any] | None = None
 
@@ -102,10 +113,11 @@ class FalForm(FormOutputs, widgets.VBox):  # type: ignore[misc]  # ipywidgets sh
                                               tooltip="start the request; the kernel stays free")
         self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True,
                                             tooltip="cancel the fal request(s)")
-        self.estimate_label = widgets.Label("")
-        self.status_label = widgets.HTML("ready", layout=wide)  # HTML: a long error wraps, a Label cuts it
-        self.cost_label = widgets.Label("")
-        self.caption_label = widgets.Label("")
+        # HTML, not Label: a long error wraps, and markup() keeps MathJax off amounts ("$0.003 ... $0.12")
+        self.estimate_label = widgets.HTML("")
+        self.status_label = widgets.HTML(markup("ready"), layout=wide)
+        self.cost_label = widgets.HTML("")
+        self.caption_label = widgets.HTML("")
         self.slots = [widgets.Image(layout=widgets.Layout(max_width="256px", max_height="256px",
                                                           object_fit="contain", margin="2px"))
                       for _ in range(MAX_FORM_N)]
@@ -171,11 +183,26 @@ class FalForm(FormOutputs, widgets.VBox):  # type: ignore[misc]  # ipywidgets sh
     @property
     def status(self) -> str:
         """The status line as plain text."""
-        return html.unescape(str(self.status_label.value))
+        return plain(str(self.status_label.value))
 
     @status.setter
     def status(self, text: str) -> None:
-        self.status_label.value = html.escape(text)
+        self.status_label.value = markup(text)
+
+    @property
+    def estimate(self) -> str:
+        """The estimated cost line as plain text."""
+        return plain(str(self.estimate_label.value))
+
+    @property
+    def cost(self) -> str:
+        """The cost line of the result shown, as plain text ("" while nothing is shown)."""
+        return plain(str(self.cost_label.value))
+
+    @property
+    def caption(self) -> str:
+        """The caption of the result shown, as plain text ("" while nothing is shown)."""
+        return plain(str(self.caption_label.value))
 
     # -- display ---------------------------------------------------------------------------
 
@@ -192,75 +219,18 @@ class FalForm(FormOutputs, widgets.VBox):  # type: ignore[misc]  # ipywidgets sh
 
     # -- settings ----------------------------------------------------------------------------
 
-    def _pick(self, model: str) -> str:
-        """The picker's name for ``model`` (an alias, id or route), adding an option when it has none."""
-        names = [v for _, v in self._options]
-        if model in names:
-            return model
-        spec = self.catalog.resolve(model)  # UnknownModelError, with a "did you mean", for a typo
-        if spec.alias in names and not spec.defaults:
-            return spec.alias
-        self._options.append((f"{spec.title} ({spec.id})" if spec.title != spec.id else spec.id, model))
-        if hasattr(self, "model_picker"):
-            self.model_picker.options = list(self._options)
-        return model
-
-    def _build_model_widgets(self, carry: dict[str, Any] | None = None) -> None:
-        spec = self.spec
-        old_size = self.size_control.value if carry is not None else None
-        self.size_control = SizeControl(spec)
-        if old_size is not None:
-            try:
-                self.size_control.set(old_size)  # keep the shape when switching models
-            except FalnbError:
-                pass
-        self.size_control.observe(self._on_change)
-        self.size_row.children = [self.size_control.widget]
-        self.fields = {}
-        for p in spec.params:
-            if p.name == "seed":
-                continue
-            f = ParamField(p, spec.defaults.get(p.name, p.default))
-            if carry and p.name in carry:
-                try:
-                    f.set(carry[p.name])
-                except (FalnbError, ValueError, TypeError):
-                    pass
-            f.observe(self._on_change)
-            self.fields[p.name] = f
-        shown = list(self.fields.values())
-        self.params_box.children = [f.widget for f in shown] or [
-            widgets.Label("falnb's catalog lists no parameters for this model: use 'other inputs'")]
-        seed = spec.param("seed")
-        self.seed_box.disabled = spec.known and seed is None
-        self.seed_box.placeholder = ("not taken by this model" if self.seed_box.disabled
-                                     else f"{seed.default} (the model's fixed default)"
-                                     if seed is not None and seed.default is not None else "random")
-        if self.seed_box.disabled:
-            self.seed_box.value = ""
-
-    def _on_model(self, change: dict[str, Any]) -> None:
-        carry: dict[str, Any] = {}
-        for name, f in self.fields.items():
-            try:
-                if f.changed():
-                    carry[name] = f.value
-            except InputError:
-                pass
-        old = [self.size_control.widget, *(f.widget for f in self.fields.values())]
-        self.spec = self.catalog.resolve(str(change["new"]))
-        quiet, self._quiet = self._quiet, True
-        try:
-            self._build_model_widgets(carry)
-        finally:
-            self._quiet = quiet
-        for w in old:
-            w.close()
-        self.update_estimate()
-
     def _on_change(self, _: Any = None) -> None:
-        if not self._quiet:
-            self.update_estimate()
+        if self._quiet:
+            return
+        self.update_estimate()
+        if self._input_error and not self.running:  # the mistake the status line shows may be fixed now
+            try:
+                self.plan()
+            except FalnbError as exc:
+                self.status = error_text(exc)
+            else:
+                self._input_error = False
+                self.status = "ready"
 
     def settings(self) -> dict[str, Any]:
         """The current settings: ``model``, ``prompt``, ``size``, ``n``, ``seed``, the changed ``params`` and,
@@ -291,7 +261,7 @@ class FalForm(FormOutputs, widgets.VBox):  # type: ignore[misc]  # ipywidgets sh
             text = estimate_text(self.plan(s))
         except InputError as exc:
             text = "⚠ " + str(exc).replace("\n", " ")
-        self.estimate_label.value = text
+        self.estimate_label.value = markup(text)
         return text
 
     # -- generate and cancel --------------------------------------------------------------------
@@ -308,16 +278,19 @@ class FalForm(FormOutputs, widgets.VBox):  # type: ignore[misc]  # ipywidgets sh
             settings = self.settings()
             plan = self.plan(settings)
         except FalnbError as exc:
+            self._input_error = True
             self.status = error_text(exc)
             return None
+        self._input_error = False
         name = self._name()
+        self._clear_result()  # the last pictures, cost and caption are not this request's
         self.status = f"{name}: starting…"
         self._set_running(True)
         with self._outcome_lock:
             self._reported = False
         job = FormJob(self.client, plan, on_progress=lambda p: self._on_progress(p, name),
                       on_done=lambda gen: self._on_done(gen, settings, plan, name),
-                      on_error=self._on_error, on_cancelled=lambda p: self._on_cancelled(p, name))
+                      on_error=self._on_error, on_cancelled=lambda text: self._on_cancelled(text, name))
         self.job = job
         return job.start()
 
@@ -339,6 +312,12 @@ class FalForm(FormOutputs, widgets.VBox):  # type: ignore[misc]  # ipywidgets sh
     def _name(self) -> str:
         return self.spec.alias
 
+    def _clear_result(self) -> None:
+        self.result = None
+        self.gallery.children = ()
+        self.caption_label.value = self.cost_label.value = ""
+        self.show_button.disabled = True
+
     def _set_running(self, running: bool) -> None:
         self.generate_button.disabled = running
         self.cancel_button.disabled = not running
@@ -359,19 +338,19 @@ class FalForm(FormOutputs, widgets.VBox):  # type: ignore[misc]  # ipywidgets sh
     def _on_done(self, gen: Generation, settings: dict[str, Any], plan: Plan, name: str) -> None:
         self._show(gen.images)
         self.result = gen
-        with self._lock:
-            self.history.append(HistoryItem(gen, settings, plan))
+        cache = self.client.cache
+        self.history.add(gen, settings, plan, cached=cache is not None and all(cache.has(r.key) for r in plan.requests))
         self.refresh_history()
-        self.caption_label.value = gen.caption()
-        self.cost_label.value = cost_text(gen)
+        self.caption_label.value = markup(gen.caption())
+        self.cost_label.value = markup(cost_text(gen))
         self.show_button.disabled = False
         self._report(done_text(gen, name))
 
     def _on_error(self, exc: BaseException) -> None:
         self._report(error_text(exc))
 
-    def _on_cancelled(self, progress: Progress, name: str) -> None:
-        self._report(cancelled_text(progress, name))
+    def _on_cancelled(self, report: str, name: str) -> None:
+        self._report(cancelled_text(report, name))
 
     def _show(self, images: list[Image]) -> None:
         for slot, img in zip(self.slots, images, strict=False):

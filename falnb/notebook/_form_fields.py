@@ -20,8 +20,8 @@ from ..catalog._catalog import PRESETS, Catalog, ModelSpec, Param
 from ..catalog._sizes import map_size
 from ._magic_args import own_option
 
-__all__ = ["LABEL_STYLE", "MAX_FORM_N", "NOT_SENT", "ParamField", "SizeControl", "model_options", "read_extra",
-           "read_seed"]
+__all__ = ["LABEL_STYLE", "MAX_FORM_N", "NOT_SENT", "ParamField", "SizeControl", "close_tree", "model_options",
+           "read_extra", "read_seed"]
 
 #: the most pictures one click asks for (more: ``falnb.generate(n=...)``)
 MAX_FORM_N = 8
@@ -36,6 +36,18 @@ class _NotSent:
 
 #: the value of a field left empty: the parameter is not sent and fal uses its own default
 NOT_SENT: Any = _NotSent()
+
+
+def close_tree(widget: Any) -> None:
+    """Close ``widget``, its children and their layouts and styles: each one is a comm the frontend keeps
+    until it is closed (a model switch would otherwise leave ~20 behind)."""
+    for child in getattr(widget, "children", ()) or ():
+        close_tree(child)
+    for part in ("layout", "style"):
+        sub = getattr(widget, part, None)
+        if isinstance(sub, widgets.Widget):
+            sub.close()
+    widget.close()
 
 
 def model_options(catalog: Catalog) -> list[tuple[str, str]]:

@@ -1,14 +1,19 @@
 """The form's history: the session's generations, each re-openable without paying again.
 
 An item made by the form keeps its settings and its plan, so re-opening reads each request's
-entry straight from the cache (a file read, no network); an item made elsewhere in the session
-(``falnb.generate``, ``%%falimage`` through the same client) is re-opened from the
-:class:`~falnb.results._generation.Generation` the client kept.  Neither path sends anything to fal.
+entry straight from the cache (a file read, no network); with a cache it keeps no picture bytes.
+An item made elsewhere in the session (``falnb.generate``, ``%%falimage`` through the same client),
+or made without a cache, is re-opened from the :class:`~falnb.results._generation.Generation` kept in
+memory.  Neither path sends anything to fal, and the history is bounded like the client's own
+(:data:`HISTORY_SIZE` items, the oldest dropped).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +24,10 @@ if TYPE_CHECKING:
     from ..results._generation import Generation
     from ..results._image import Image
 
-__all__ = ["HistoryItem", "settings_of"]
+__all__ = ["HISTORY_SIZE", "History", "HistoryItem", "settings_of"]
+
+#: generations the form lists (the client keeps as many in its own history)
+HISTORY_SIZE = 50
 
 #: input fields that are form controls of their own, not advanced parameters
 _OWN_FIELDS = {"prompt", "num_images", "seed", "image_size", "aspect_ratio"}
@@ -30,6 +38,12 @@ class HistoryItem:
     generation: Generation
     settings: dict[str, Any]
     plan: Plan | None = None
+    #: pictures the generation had (its ``images`` are dropped when the cache holds them)
+    count: int = -1
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            self.count = len(self.generation.images)
 
     def label(self, number: int, catalog: Catalog) -> str:
         gen = self.generation
@@ -40,7 +54,7 @@ class HistoryItem:
         when = time.strftime("%H:%M:%S", time.localtime(gen.created))
         prompt = gen.prompt if len(gen.prompt) <= 40 else gen.prompt[:39] + "…"
         flag = " · cached" if gen.cached else ""
-        return f"{number}. {when} {name} · {len(gen.images)} image(s){flag} · {prompt}"
+        return f"{number}. {when} {name} · {self.count} image(s){flag} · {prompt}"
 
     def images(self, client: Client) -> tuple[list[Image], str]:
         """The pictures and where they came from (``"cache"`` or ``"memory"``); never sends a request."""
@@ -56,6 +70,48 @@ class HistoryItem:
                 if images:
                     return images, "cache"
         return list(self.generation.images), "memory"
+
+
+class History:
+    """The form's list of :class:`HistoryItem`, oldest first, at most :data:`HISTORY_SIZE` (thread-safe:
+    the loop thread adds the form's results, the kernel's thread lists the client's)."""
+
+    def __init__(self) -> None:
+        self.items: list[HistoryItem] = []
+        self._lock = threading.Lock()
+        self._known: weakref.WeakSet[Generation] = weakref.WeakSet()  # generations already listed
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> HistoryItem:
+        with self._lock:
+            return self.items[index]
+
+    def __iter__(self) -> Any:
+        with self._lock:
+            return iter(list(self.items))
+
+    def add(self, gen: Generation, settings: dict[str, Any], plan: Plan | None, cached: bool) -> None:
+        """A result of the form; ``cached``: the cache holds its pictures, so the item keeps none."""
+        light = dataclasses.replace(gen, images=[], responses=[]) if cached and plan is not None else gen
+        with self._lock:
+            self._known.add(gen)
+            self._append(HistoryItem(light, settings, plan, len(gen.images)))
+
+    def merge(self, gens: list[Generation], catalog: Catalog) -> list[HistoryItem]:
+        """Add the client's generations not listed yet; the items, oldest first."""
+        with self._lock:
+            for gen in gens:
+                if gen not in self._known:
+                    self._known.add(gen)
+                    self._append(HistoryItem(gen, settings_of(gen, catalog)))
+            return list(self.items)
+
+    def _append(self, item: HistoryItem) -> None:
+        self.items.append(item)
+        self.items.sort(key=lambda i: i.generation.created)
+        del self.items[:-HISTORY_SIZE]
 
 
 def settings_of(gen: Generation, catalog: Catalog) -> dict[str, Any]:

@@ -4,7 +4,8 @@ A button handler runs in the kernel's comm handler: it must start the work and r
 :class:`FormJob` starts the plan with :meth:`Client.start <falnb.Client.start>` and reports back through
 callbacks that run **on falnb's loop thread** (they may only set widget traits, never display).
 ``cancel()`` cancels the run; fal's cancel goes out for every request still queued or running, and
-``on_cancelled`` runs once that cancel has gone out.
+``on_cancelled`` runs once that cancel has gone out, with the run's account of what happened to each
+request (:meth:`Run.interrupt_message <falnb.Run.interrupt_message>`: what fal may bill).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class FormJob:
 
     def __init__(self, client: Client, plan: Plan, *, on_progress: Callable[[Progress], None],
                  on_done: Callable[[Generation], None], on_error: Callable[[BaseException], None],
-                 on_cancelled: Callable[[Progress], None], refresh: bool = False) -> None:
+                 on_cancelled: Callable[[str], None], refresh: bool = False) -> None:
         self.client, self.plan, self.refresh = client, plan, refresh
         self._on_progress, self._on_done = on_progress, on_done
         self._on_error, self._on_cancelled = on_error, on_cancelled
@@ -79,7 +80,7 @@ class FormJob:
         try:
             result = run.results[0]
             if result is None:
-                self._report(self._on_cancelled, run.progress()[0])
+                self._report(self._on_cancelled, run.interrupt_message())
             elif isinstance(result, FalnbError):
                 self._report(self._on_error, result)
             else:

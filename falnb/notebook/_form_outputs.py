@@ -7,6 +7,7 @@ kept here so the form's module holds only its controls and the generate/cancel w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import uuid
@@ -15,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import FalnbError
 from ._form_cell import falimage_cell, insert_cell_js
 from ._form_fields import MAX_FORM_N, ParamField, SizeControl
-from ._form_history import HistoryItem, settings_of
+from ._form_history import History, HistoryItem
 from ._form_media import output_bundles
-from ._form_status import error_text
+from ._form_status import error_text, markup
 
 if TYPE_CHECKING:
     import ipywidgets as widgets
@@ -37,7 +38,8 @@ class FormOutputs:
     client: Client
     catalog: Catalog
     result: Generation | None
-    history: list[HistoryItem]
+    history: History
+    _listed: list[HistoryItem]
     pinned: list[Generation]
     status: str
     output_area: widgets.Output
@@ -159,16 +161,12 @@ class FormOutputs:
 
     def refresh_history(self) -> None:
         """List the session's generations (this form's, and the client's from elsewhere)."""
-        with self._lock:
-            known = {id(item.generation) for item in self.history}
-            for gen in list(self.client.history):
-                if id(gen) not in known:
-                    self.history.append(HistoryItem(gen, settings_of(gen, self.catalog)))
-                    known.add(id(gen))
-            self.history.sort(key=lambda item: item.generation.created)
-            items = list(enumerate(self.history))
-        if not items:
+        listed = self.history.merge(list(self.client.history), self.catalog)
+        if not listed:
             return
+        with self._lock:
+            self._listed = listed
+        items = list(enumerate(listed))
         options = [(item.label(i + 1, self.catalog), i) for i, item in reversed(items)]
         self.history_picker.options = options
         self.history_picker.value = options[0][1]
@@ -181,15 +179,22 @@ class FormOutputs:
         if self.running:
             self.status = "wait for the running generation (or cancel it) before re-opening"
             return
-        self.reopen(index)
+        try:
+            self.reopen(index)
+        except LookupError:  # pruned from the cache: reopen() said so on the status line
+            pass
 
     def reopen(self, index: int) -> Generation:
-        """Show history item ``index`` again and restore its settings; nothing is sent to fal."""
+        """Show history item ``index`` (as last listed, oldest first) again and restore its settings;
+        nothing is sent to fal."""
         if self.running:
             raise RuntimeError("wait for the running generation (or cancel it) before re-opening")
         with self._lock:
-            item = self.history[index]
+            item = self._listed[index]
         images, source = item.images(self.client)
+        if not images and item.count:
+            self.status = "no longer in the cache (pruned?): generate it again"
+            raise LookupError(self.status)
         quiet, self._quiet = self._quiet, True
         try:
             self._apply(item.settings)
@@ -198,12 +203,12 @@ class FormOutputs:
         finally:
             self._quiet = quiet
         self.update_estimate()
-        gen = item.generation
+        gen = item.generation if source == "memory" else dataclasses.replace(item.generation, images=images)
         self._show(images)
         self.result = gen
-        self.caption_label.value = gen.caption()
-        self.cost_label.value = "cost: nothing (re-opened from " + (
-            "the cache)" if source == "cache" else "this session's memory)")
+        self.caption_label.value = markup(gen.caption())
+        self.cost_label.value = markup("cost: nothing (re-opened from " + (
+            "the cache)" if source == "cache" else "this session's memory)"))
         self.status = f"re-opened from the {'cache' if source == 'cache' else 'session'}: " \
                                   f"{len(images)} image(s), nothing paid"
         self.show_button.disabled = False

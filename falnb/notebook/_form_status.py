@@ -1,18 +1,39 @@
-"""The form's one-line texts: status, estimated cost before, cost after.  Pure functions."""
+"""The form's one-line texts: status, estimated cost before, cost after.  Pure functions.
+
+The texts go into ``widgets.HTML`` values as :func:`markup`: escaped, and inside a span MathJax skips.
+JupyterLab and Notebook 7 typeset ``$...$`` in Label and HTML widgets (a caption with two amounts
+would turn into math); a span with ``mathjax_ignore`` renders as the plain text everywhere, with or
+without MathJax, where a ``\\$`` escape would show its backslash in front ends without MathJax.
+"""
 
 from __future__ import annotations
 
+import html
+import re
 from typing import TYPE_CHECKING
 
 from .._exceptions import FalnbError
-from ..results._text import usd
+from ..results._text import NO_MATH, html_text, usd
 
 if TYPE_CHECKING:
     from ..request._plan import Plan
     from ..results._generation import Generation
     from ..results._progress import Progress
 
-__all__ = ["cancelled_text", "cost_text", "done_text", "error_text", "estimate_text", "progress_text"]
+__all__ = ["cancelled_text", "cost_text", "done_text", "error_text", "estimate_text", "markup", "plain",
+           "progress_text"]
+
+_TAG = re.compile(r"<[^>]*>")
+
+
+def markup(text: str) -> str:
+    """``text`` as a ``widgets.HTML`` value: escaped (``$`` included), never typeset as LaTeX."""
+    return f'<span class="{NO_MATH}">{html_text(text)}</span>' if text else ""
+
+
+def plain(value: str) -> str:
+    """The text of a :func:`markup` value (what a person reads)."""
+    return html.unescape(_TAG.sub("", value))
 
 #: what each progress state reads as; "done" and "cached" are the requests', not yet the form's
 #: (the final "done"/"cached" line is :func:`done_text`, once the pictures are in the gallery)
@@ -32,8 +53,12 @@ def estimate_text(plan: Plan) -> str:
 
 
 def progress_text(p: Progress, name: str) -> str:
-    """``flux-ultra: queued (position 1) · 0.8 s``; ``running: <fal's latest log line>``."""
-    if p.state == "queued":
+    """``flux-ultra: queued (position 1) · 0.8 s``; ``running: <fal's latest log line>``; several requests
+    in different states: ``bria: 1 running, 2 queued (next: position 0) · 0/3 requests done · 1.2 s``."""
+    mix = p.mix()
+    if mix is not None:
+        what = mix + (f" · {p.log[:120]}" if p.log else "")
+    elif p.state == "queued":
         what = "queued" + (f" (position {p.queue_position})" if p.queue_position is not None else "")
     elif p.state == "running":
         what = "running" + (f": {p.log[:120]}" if p.log else "")
@@ -70,11 +95,8 @@ def error_text(exc: BaseException) -> str:
     return "error: " + " — ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
-def cancelled_text(p: Progress, name: str) -> str:
-    """What a cancel did, by where the request(s) had got to."""
-    if not p.request_ids:
-        return f"{name}: cancelled before anything was sent · nothing billed"
-    ids = ", ".join(p.request_ids)
-    if p.state in ("submitting", "queued"):
-        return f"{name}: cancelled while queued · fal's cancel sent ({ids}) · nothing billed"
-    return f"{name}: cancelled while {p.state} · fal's cancel sent ({ids}) · fal may bill work already done"
+def cancelled_text(report: str, name: str) -> str:
+    """What a cancel did, request by request: ``report`` is the run's own account (``Run.interrupt_message``:
+    what was cancelled while queued, what had started and may be billed, what was never sent)."""
+    what = report.split(": ", 1)[1] if report.startswith("interrupted: ") else report
+    return f"{name}: cancelled · {what}"

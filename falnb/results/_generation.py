@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ._image import EXTENSIONS, Image
-from ._text import html_text, seed_text, usd
+from ._text import NO_MATH, html_text, seed_text, usd
 
 __all__ = ["Generation", "images_from_response"]
 
@@ -93,7 +93,7 @@ class Generation:
 
     def _repr_html_(self) -> str:
         # text only: the pictures are emitted as real image outputs by display(), not inlined
-        return (f"<div class='falnb-generation'><b>{html_text(self.model)}</b> — "
+        return (f"<div class='falnb-generation {NO_MATH}'><b>{html_text(self.model)}</b> — "
                 f"{html_text(self.prompt[:200])}<br><small>{html_text(self.caption())}</small></div>")
 
     def _ipython_display_(self) -> None:

@@ -20,14 +20,34 @@ class Progress:
     log: str | None = None
     elapsed: float = 0.0
     request_ids: tuple[str, ...] = ()
+    #: each request's own state, in order (the call's ``state`` is the least advanced of them)
+    states: tuple[str, ...] = ()
+
+    def mix(self) -> str | None:
+        """Requests in different states, most advanced first: ``1 running, 2 queued (next: position 0)``;
+        None when every unfinished request is in the same state."""
+        pending = [s for s in self.states if s not in ("done", "cached")]
+        if len(set(pending)) < 2:
+            return None
+        parts = []
+        for state in reversed(_ORDER):
+            count = pending.count(state)
+            if count:
+                where = (f" (next: position {self.queue_position})"
+                         if state == "queued" and self.queue_position is not None else "")
+                parts.append(f"{count} {state}{where}")
+        return ", ".join(parts)
 
     def what(self) -> str:
-        """The state in words, e.g. ``queued (position 3)`` or ``running: Step 2/4 · 1/2 requests``."""
-        if self.state == "queued" and self.queue_position is not None:
+        """The state in words, e.g. ``queued (position 3)``, ``running: Step 2/4 · 1/2 requests`` or
+        ``1 running, 2 queued (next: position 0) · 0/3 requests``."""
+        mix = self.mix()
+        if mix is not None:
+            what = mix + (f" · {_one_line(self.log)}" if self.log else "")
+        elif self.state == "queued" and self.queue_position is not None:
             what = f"queued (position {self.queue_position})"
         elif self.state == "running" and self.log:
-            log = " ".join(self.log.split())
-            what = f"running: {log if len(log) <= 120 else log[:119] + '…'}"
+            what = f"running: {_one_line(self.log)}"
         else:
             what = self.state
         return what + (f" · {self.done}/{self.total} requests" if self.total > 1 else "")
@@ -35,6 +55,11 @@ class Progress:
     def line(self) -> str:
         """One short human line, e.g. ``flux-schnell: queued (position 3) · 1.2 s``."""
         return f"{self.model}: {self.what()} · {self.elapsed:.1f} s"
+
+
+def _one_line(log: str) -> str:
+    log = " ".join(log.split())
+    return log if len(log) <= 120 else log[:119] + "…"
 
 
 _ORDER = ["checking", "submitting", "queued", "running", "downloading", "cached", "done"]
@@ -81,4 +106,5 @@ class ProgressTracker:
         pos = min(self._position.values()) if self._position else None
         return Progress(state=state, model=self.model, total=self.total, done=finished, queue_position=pos,
                         log=self._log, elapsed=time.monotonic() - self.started,
-                        request_ids=tuple(self._ids[i] for i in sorted(self._ids)))
+                        request_ids=tuple(self._ids[i] for i in sorted(self._ids)),
+                        states=tuple(self._states.get(i, "checking") for i in range(self.total)))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._preview import contact_sheet, preview
-from ._text import html_text, seed_text, short, usd
+from ._text import NO_MATH, html_text, seed_text, short, usd
 
 if TYPE_CHECKING:
     from ._image import Image
@@ -156,7 +156,7 @@ def _caption_output(entries: Sequence[Entry], refs: Sequence[str], embedded: boo
     rows = "".join(
         f"<div style=\"{_STYLE[kind]}\">{html_text(text)}</div>" if _STYLE[kind]
         else f"<div>{html_text(text)}</div>" for kind, text in lines)
-    markup = f"<div class=\"falnb-caption\" style=\"font-size:0.85em;line-height:1.45\">{rows}</div>"
+    markup = f"<div class=\"falnb-caption {NO_MATH}\" style=\"font-size:0.85em;line-height:1.45\">{rows}</div>"
     return {"text/plain": plain, "text/html": markup}, {}
 
 

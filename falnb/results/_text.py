@@ -8,7 +8,12 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable
 
-__all__ = ["html_text", "seed_text", "short", "usd"]
+__all__ = ["NO_MATH", "html_text", "seed_text", "short", "usd"]
+
+#: HTML classes MathJax skips (``mathjax_ignore``: MathJax 3.2+, in JupyterLab 4 and Notebook 7;
+#: ``tex2jax_ignore``: older MathJax).  JupyterLab typesets ``$...$`` in HTML outputs and widgets even
+#: when the ``$`` is written ``&#36;`` (it reads the page's text), so text with amounts goes inside one.
+NO_MATH = "mathjax_ignore tex2jax_ignore"
 
 
 def usd(amount: float) -> str:
@@ -45,6 +50,7 @@ def short(text: str, limit: int) -> str:
 
 
 def html_text(text: str) -> str:
-    """``text`` escaped for HTML output, ``$`` included: JupyterLab typesets ``$...$`` in HTML outputs
-    as LaTeX, and a caption with two amounts (``~$0.003 · saved ~$0.003``) would turn into math."""
+    """``text`` escaped for HTML output, ``$`` included (``&#36;``).  That alone does not stop JupyterLab
+    from typesetting ``$...$`` (MathJax reads the rendered text): put it inside an element of class
+    :data:`NO_MATH` too."""
     return html.escape(text).replace("$", "&#36;")

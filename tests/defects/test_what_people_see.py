@@ -55,7 +55,6 @@ def test_defect_21_generation_html_repr_has_no_latex_pair(client: Any) -> None:
     assert _dollars(gen._repr_html_()) <= 1, gen._repr_html_()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 21")
 def test_defect_21_form_labels_have_no_latex_pair(client: Any) -> None:
     """ipywidgets Label and HTML widgets typeset LaTeX too."""
     f = falnb.form("schnell", client=client, prompt="a lighthouse", seed=1)
@@ -70,7 +69,6 @@ def test_defect_21_form_labels_have_no_latex_pair(client: Any) -> None:
 # -- 22. several requests at once: one running, two queued ------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 22")
 def test_defect_22_form_status_and_cancel_with_one_running(client: Any, standin: FalStandIn) -> None:
     standin.concurrency = 1          # a new fal account runs few requests at once
     standin.hold_at = "IN_PROGRESS"  # the first one runs, the other two wait in the queue
@@ -113,7 +111,6 @@ def test_defect_23_copy_cell_does_not_depend_on_window_jupyterapp(client: Any) -
 # -- 24. the form's leaks ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 24")
 def test_defect_24_switching_models_does_not_leak_widgets(client: Any) -> None:
     f = falnb.form("schnell", client=client)
     first = f.model_picker.value  # the picker's own name for it ("flux-schnell")
@@ -143,7 +140,6 @@ def _bytes_reachable(root: Any) -> int:
     return total
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 24")
 def test_defect_24_form_history_does_not_keep_every_images_bytes(standin: FalStandIn, tmp_path: Path) -> None:
     """60 generations from the form: the history may keep what re-opens them, but not every
     picture's bytes without bound.  The bound used: the client's own (50 generations' bytes)."""
@@ -166,7 +162,6 @@ def test_defect_24_form_history_does_not_keep_every_images_bytes(standin: FalSta
 # -- 25. what the form keeps on screen ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 25")
 def test_defect_25_previous_pictures_and_cost_are_not_shown_as_current(client: Any, standin: FalStandIn) -> None:
     f = falnb.form("schnell", client=client, prompt="a lighthouse", seed=1)
     f.generate_button.click()
@@ -186,7 +181,6 @@ def test_defect_25_previous_pictures_and_cost_are_not_shown_as_current(client: A
         assert pictures == 0 and cost != old_cost and caption != old_caption, (when, pictures, cost, caption)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 25")
 def test_defect_25_seed_error_goes_once_the_field_is_cleared(client: Any) -> None:
     f = falnb.form("schnell", client=client, prompt="a lighthouse")
     f.seed_box.value = "abc"
