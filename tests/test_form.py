@@ -707,7 +707,18 @@ def test_copy_button_inserts_or_copies_the_cell(client: Client) -> None:
     (out,) = f._script.outputs
     js = out["data"]["application/javascript"]
     assert json.dumps(f.cell_text()) in js and "notebook:insert-cell-below" in js
-    assert "clipboard.writeText" in js
+    assert "clipboard.writeText" in js and ".falnb-copy-report input" in js
+    # the kernel cannot see what the page did: until the script reports, the status claims nothing
+    assert f.status == "%%falimage cell: its text is shown below"
+    token = f._copy_token
+    f._copy_report.value = "an-old-token:inserted"  # a report of an earlier click changes nothing
+    assert f.status == "%%falimage cell: its text is shown below"
+    f._copy_report.value = f"{token}:copied"  # what the script types into the hidden box
+    assert f.status.startswith("%%falimage cell: copied to the clipboard")
+    f._copy_report.value = f"{token}:inserted"
+    assert f.status.startswith("%%falimage cell: inserted below")
+    f._copy_report.value = f"{token}:shown"
+    assert "did not allow the clipboard" in f.status
 
 
 def test_insert_cell_from_code_sets_the_next_input(client: Client) -> None:

@@ -8,9 +8,10 @@ so the kernel stays free; **Cancel** sends fal's cancel.  The status line follow
 estimated cost shows before and after, and the pictures land in the gallery.
 
 Widget state is not saved in the .ipynb, so: **Show in notebook output** writes the result into
-the cell's own output (it persists), and **Copy as %%falimage cell** inserts the equivalent cell
-below (JupyterLab and Notebook 7 when the app is reachable, else the clipboard; from code,
-``form.insert_cell()``).  The history re-opens any of the session's generations from the cache
+the cell's own output (it persists), and **Copy as %%falimage cell** copies the equivalent cell to
+the clipboard (or inserts it below, where JupyterLab or Notebook 7 expose their app to the page:
+``expose_app_in_browser``, off by default) and says which; ``form.insert_cell()`` run in a cell
+inserts it in any frontend.  The history re-opens any of the session's generations from the cache
 without paying again.
 
 Only core widgets are used, so it works wherever ipywidgets 8 does.
@@ -128,7 +129,8 @@ class FalForm(ModelControls, FormOutputs, widgets.VBox):  # type: ignore[misc]  
                                                   "with the notebook")
         self.copy_button = widgets.Button(description="Copy as %%falimage cell", icon="copy",
                                           layout=widgets.Layout(width="auto"),
-                                          tooltip="insert a %%falimage cell with these settings below")
+                                          tooltip="copy a %%falimage cell with these settings (form.insert_cell() in a "
+                                                  "cell inserts it below)")
         self.cell_box = widgets.Textarea(value="", rows=3, layout=widgets.Layout(
             width="100%", max_width="760px", display="none"))
         self.history_picker = widgets.Dropdown(options=[("(no generations yet)", -1)], value=-1,
@@ -140,6 +142,9 @@ class FalForm(ModelControls, FormOutputs, widgets.VBox):  # type: ignore[misc]  
                                              tooltip="list generations made elsewhere in this session")
         self.output_area = widgets.Output()  # fallback when the form has no cell output of its own
         self._script = widgets.Output(layout=widgets.Layout(height="0px", overflow="hidden"))
+        # the copy script's report channel: it types "token:how" here (see _form_cell.insert_cell_js)
+        self._copy_report = widgets.Text(layout=widgets.Layout(display="none"))
+        self._copy_token = ""
 
         self.spec: ModelSpec = self.catalog.resolve(name)
         self.size_control = SizeControl(self.spec)
@@ -154,14 +159,15 @@ class FalForm(ModelControls, FormOutputs, widgets.VBox):  # type: ignore[misc]  
             self.status_label, self.gallery, self.caption_label, self.cost_label,
             widgets.HBox([self.show_button, self.copy_button]), self.cell_box,
             widgets.HBox([self.history_picker, self.reopen_button, self.refresh_button]),
-            self.output_area, self._script,
+            self.output_area, self._script, self._copy_report,
         ]
         self.add_class("falnb-form")
         for w, cls in ((self.model_picker, "falnb-model"), (self.prompt_box, "falnb-prompt"),
                        (self.n_box, "falnb-n"), (self.seed_box, "falnb-seed"),
                        (self.status_label, "falnb-status"), (self.gallery, "falnb-gallery"),
                        (self.estimate_label, "falnb-estimate"), (self.cost_label, "falnb-cost"),
-                       (self.cell_box, "falnb-cell-text"), (self.history_picker, "falnb-history")):
+                       (self.cell_box, "falnb-cell-text"), (self.history_picker, "falnb-history"),
+                       (self._copy_report, "falnb-copy-report")):
             w.add_class(cls)
 
         self._apply(defaults)
@@ -174,6 +180,7 @@ class FalForm(ModelControls, FormOutputs, widgets.VBox):  # type: ignore[misc]  
         self.copy_button.on_click(lambda _: self.copy_cell())
         self.reopen_button.on_click(lambda _: self._reopen_selected())
         self.refresh_button.on_click(lambda _: self.refresh_history())
+        self._copy_report.observe(self._on_copy_report, names="value")
         self.refresh_history()
         self.update_estimate()
 

@@ -46,19 +46,30 @@ def falimage_cell(prompt: str, *, model: str, n: int = 1, size: str | None = Non
 
 
 def insert_cell_js(text: str, token: str) -> str:
-    """Insert ``text`` as a code cell below the form's cell, or copy it to the clipboard.
+    """A page script that inserts ``text`` as a code cell below the form's cell, else copies it to the
+    clipboard, and reports which into the form's hidden ``.falnb-copy-report`` text box (``token:how``,
+    ``how`` being ``inserted``, ``copied`` or ``shown``), so the kernel's status line says what happened.
 
-    JupyterLab and Notebook 7 expose their app as ``window.jupyterapp`` when started with
-    ``--LabApp.expose_app_in_browser`` (``--JupyterNotebookApp.expose_app_in_browser``); without
-    it a page script cannot reach the notebook, so the text goes to the clipboard (and is shown
-    in the form).  From a cell, ``FalForm.insert_cell()`` inserts it in any frontend.
+    A page script reaches the notebook only through ``window.jupyterapp``, which JupyterLab 4 and
+    Notebook 7 define only when started with ``expose_app_in_browser``: by default the text goes to the
+    clipboard (``navigator.clipboard``, allowed right after the click).  From a cell,
+    ``FalForm.insert_cell()`` inserts it in any frontend (IPython's ``set_next_input``).
     """
     return f"""(function (element) {{
   var text = {json.dumps(text)}, token = {json.dumps(token)};
   var seen = window.__falnbCells = window.__falnbCells || {{}};
   if (seen[token]) {{ return; }}
   seen[token] = true;
-  var mark = function (how) {{ if (element) {{ element.setAttribute('data-falnb-cell', how); }} }};
+  var report = function (how) {{
+    if (!element) {{ return; }}
+    element.setAttribute('data-falnb-cell', how);
+    var form = element.closest('.falnb-form');
+    var box = form && form.querySelector('.falnb-copy-report input');
+    if (box) {{
+      box.value = token + ':' + how;
+      box.dispatchEvent(new Event('input', {{ bubbles: true }}));
+    }}
+  }};
   try {{
     var app = window.jupyterapp, panel = app && app.shell && app.shell.currentWidget;
     var nb = panel && panel.content;
@@ -67,13 +78,13 @@ def insert_cell_js(text: str, token: str) -> str:
       if (index >= 0) {{ nb.activeCellIndex = index; }}
       app.commands.execute('notebook:insert-cell-below').then(function () {{
         nb.activeCell.model.sharedModel.setSource(text);
-        mark('inserted');
+        report('inserted');
       }});
       return;
     }}
-  }} catch (err) {{ /* fall back to the clipboard */ }}
+  }} catch (err) {{ /* no reachable app: the clipboard */ }}
   if (navigator.clipboard && navigator.clipboard.writeText) {{
-    navigator.clipboard.writeText(text).then(function () {{ mark('copied'); }},
-                                             function () {{ mark('shown'); }});
-  }} else {{ mark('shown'); }}
+    navigator.clipboard.writeText(text).then(function () {{ report('copied'); }},
+                                             function () {{ report('shown'); }});
+  }} else {{ report('shown'); }}
 }})(typeof element === 'undefined' ? null : element);"""

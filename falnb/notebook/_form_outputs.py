@@ -30,6 +30,15 @@ if TYPE_CHECKING:
 
 __all__ = ["FormOutputs"]
 
+#: what the "Copy as %%falimage cell" page script reports, in words
+_COPIED = {
+    "inserted": "inserted below the form's cell; its text is also shown below",
+    "copied": "copied to the clipboard: paste it into a new cell (or run form.insert_cell() in a cell "
+              "to have it inserted); its text is also shown below",
+    "shown": "the browser did not allow the clipboard: copy its text from the box below (or run "
+             "form.insert_cell() in a cell)",
+}
+
 
 class FormOutputs:
     """Show in notebook output, Copy as %%falimage cell, and the history (mixed into the form)."""
@@ -57,6 +66,7 @@ class FormOutputs:
     size_control: SizeControl
     fields: dict[str, ParamField]
     _script: widgets.Output
+    _copy_token: str
     _handles: tuple[Any, Any] | None
     _lock: threading.Lock
     _quiet: bool
@@ -151,11 +161,19 @@ class FormOutputs:
         self.cell_box.value = text
         self.cell_box.layout.display = ""
         token = uuid.uuid4().hex
+        self._copy_token = token
         script = {"application/javascript": insert_cell_js(text, token), "text/plain": ""}
         self._script.outputs = ({"output_type": "display_data", "metadata": {}, "data": script},)
-        self.status = ("%%falimage cell: inserted below (or copied to the clipboard); "
-                                   "its text is also shown below")
+        # what the page script did comes back through the hidden report box (see _on_copy_report)
+        self.status = "%%falimage cell: its text is shown below"
         return text
+
+    def _on_copy_report(self, change: dict[str, Any]) -> None:
+        """The page script's report (``token:how``): the status says what really happened."""
+        token, _, how = str(change["new"]).partition(":")
+        if token != self._copy_token or how not in _COPIED:
+            return
+        self.status = "%%falimage cell: " + _COPIED[how]
 
     # -- history ------------------------------------------------------------------------------
 

@@ -95,7 +95,6 @@ def _descendants(w: Any) -> Iterator[Any]:
         yield from _descendants(child)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 23")
 def test_defect_23_copy_cell_does_not_depend_on_window_jupyterapp(client: Any) -> None:
     """``window.jupyterapp`` exists only with ``expose_app_in_browser``; a default JupyterLab 4 or
     Notebook 7 has none.  Either the cell is inserted by a mechanism that does not need it, or the
