@@ -33,6 +33,7 @@ Hierarchy::
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 __all__ = [
@@ -80,10 +81,22 @@ class FalnbError(Exception):
             import traceback
 
             return traceback.format_exception(type(self), self, self.__traceback__)
-        lines = [f"\x1b[31m{type(self).__name__}\x1b[0m: {self.message}"]
+        name = type(self).__name__
+        if not _no_color():
+            name = "\x1b[31m" + name + "\x1b[0m"
+        lines = [f"{name}: {self.message}"]
         if self.hint:
             lines.append(self.hint)
         return lines
+
+
+def _no_color() -> bool:
+    """No colour codes under ``ipython --colors=NoColor`` (``%colors nocolor``) or with ``NO_COLOR`` set."""
+    if os.environ.get("NO_COLOR"):
+        return True
+    ipython = sys.modules.get("IPython")  # IPython calls _render_traceback_: it is loaded already
+    shell = ipython.get_ipython() if ipython is not None else None
+    return str(getattr(shell, "colors", "")).lower() == "nocolor"
 
 
 class ConfigError(FalnbError):

@@ -96,6 +96,32 @@ def test_help_lists_every_option() -> None:
         assert opt in doc, opt
 
 
+def test_help_shows_the_usage_of_each_form(shell: InteractiveShell, magics: FalMagics) -> None:
+    """``%%falimage?``: a plain "Usage:" block (no reStructuredText ``::``) naming ``%%falimage`` and the
+    one-line ``%falimage``; ``%falform?`` likewise."""
+    text = run(shell, "%%falimage?\n").text
+    lines = [line.strip() for line in text.splitlines()]
+    assert "::" not in lines and "Usage:" in lines, lines[:8]
+    usage = lines[lines.index("Usage:") + 1]
+    assert usage.startswith("%%falimage [-m MODEL[,MODEL...]]"), usage
+    assert "%falimage [options] PROMPT    (the one-line form)" in lines
+    form_help = [line.strip() for line in run(shell, "%falform?").text.splitlines()]
+    assert "::" not in form_help and form_help[form_help.index("Usage:") + 1].startswith("%falform [-m MODEL]")
+
+
+def test_errors_follow_the_shells_colors(shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-line error is red where the shell uses colours, plain under ``--colors=NoColor`` or NO_COLOR."""
+    err = falnb.UnknownModelError("unknown model 'x'")
+    assert err._render_traceback_()[0] == "UnknownModelError: unknown model 'x'"  # the fixture's nocolor
+    shell.colors = "neutral"
+    try:
+        assert err._render_traceback_()[0] == "\x1b[31mUnknownModelError\x1b[0m: unknown model 'x'"
+        monkeypatch.setenv("NO_COLOR", "1")
+        assert err._render_traceback_()[0] == "UnknownModelError: unknown model 'x'"
+    finally:
+        shell.colors = "nocolor"
+
+
 def test_unload_and_reload(shell: InteractiveShell) -> None:
     shell.run_line_magic("unload_ext", "falnb")
     assert "falimage" not in shell.magics_manager.magics["cell"]

@@ -209,7 +209,7 @@ class FalMagics(Magics):
     def falimage(self, line: str, cell: str | None = None) -> None:
         """Generate images with fal.ai; the cell body (or the rest of the line) is the prompt.
 
-        Example::
+        Example:
 
             %%falimage --model flux-schnell,flux-ultra --size 16:9 -n 2 --seed 7
             a lighthouse at dusk, {style}
@@ -327,6 +327,27 @@ class FalMagics(Magics):
             display(obj)  # type: ignore[no-untyped-call]
 
 
+def _usage(func: Any, cell: bool) -> None:
+    """Give a magic's help (``%%falimage?``) a plain usage line: IPython's reads ``::`` then
+    ``%falimage ...`` (reStructuredText, and the line form only); a cell magic's says ``%%falimage``."""
+    import re
+    import textwrap
+
+    doc = func.__doc__ or ""
+    if not doc.startswith("::\n\n"):  # not IPython's layout: leave it
+        return
+    usage, _, tail = doc[4:].partition("\n\n")
+    words = " ".join(usage.split())
+    if cell:
+        words = "%" + words
+    glued = re.sub(r"\[[^\]]*\]", lambda m: m.group().replace(" ", "\0"), words)  # never split an option
+    lines = [line.replace("\0", " ") for line in textwrap.wrap(
+        glued, 88, initial_indent="  ", subsequent_indent="      ", break_on_hyphens=False, break_long_words=False)]
+    if cell:
+        lines.append(f"  {words.split()[0][1:]} [options] PROMPT    (the one-line form)")
+    func.__doc__ = "Usage:\n" + "\n".join(lines) + "\n\n" + tail
+
+
 def _full_tracebacks(exc: BaseException, shell: Any) -> None:
     """Make this one exception render with IPython's full traceback (``short_errors = False``)."""
 
@@ -334,6 +355,10 @@ def _full_tracebacks(exc: BaseException, shell: Any) -> None:
         return list(shell.InteractiveTB.structured_traceback(type(exc), exc, exc.__traceback__))
 
     setattr(exc, "_render_traceback_", full)  # noqa: B010  (this instance only, not the class)
+
+
+_usage(FalMagics.falimage, cell=True)
+_usage(FalMagics.falform, cell=False)
 
 
 def _in_range(name: str, value: int, lo: int, hi: int) -> int:

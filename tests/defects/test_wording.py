@@ -78,7 +78,6 @@ def test_defect_28_cache_list_does_not_print_control_characters(client: Any, tmp
     assert raw == [], [hex(ord(c)) for c in raw]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 28")
 def test_defect_28_no_ansi_codes_with_colors_nocolor() -> None:
     """``ipython --colors=NoColor``: falnb's one-line errors must not carry colour codes either."""
     code = ("get_ipython().run_line_magic('load_ext', 'falnb'); "
@@ -92,7 +91,6 @@ def test_defect_28_no_ansi_codes_with_colors_nocolor() -> None:
     assert "\x1b[" not in out, repr(out[:200])
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 28")
 def test_defect_28_cell_magic_help_shows_the_cell_usage(shell: InteractiveShell, magics: Any) -> None:
     cell = run(shell, "%%falimage?\n")
     lines = cell.text.splitlines()
