@@ -577,6 +577,22 @@ def test_show_in_notebook_output(client: Client) -> None:
     assert "image/jpeg" in handles[1].updates[-1]
 
 
+def test_show_in_notebook_output_keeps_the_latest(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cell's output holds the latest PINNED results: it never grows with a session's clicks."""
+    from falnb.notebook import _form_outputs
+
+    monkeypatch.setattr(_form_outputs, "PINNED", 2)
+    f = form("flux-schnell", client=client, size="256x256", seed=1)
+    for prompt in ("one", "two", "three"):
+        f.prompt_box.value = prompt
+        f.generate()
+        settle(f)
+        f.show_result()
+    assert [g.prompt for g in f.pinned] == ["two", "three"]
+    caption, picture = (o["data"] for o in f.output_area.outputs)
+    assert caption["text/plain"].startswith("1. two\n") and "2 image(s) from 2 generation(s)" in picture["text/plain"]
+
+
 def test_ipython_display_leaves_outputs_to_fill(client: Client) -> None:
     from IPython.core.interactiveshell import InteractiveShell
 

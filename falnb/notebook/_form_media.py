@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from ..results._generation import Generation
     from ..results._image import Image
 
-__all__ = ["PREVIEW_SIDE", "contact_sheet", "output_bundles", "preview"]
+__all__ = ["PINNED", "PREVIEW_SIDE", "contact_sheet", "output_bundles", "preview"]
+
+#: results "Show in notebook output" keeps in the cell's output (the latest ones)
+PINNED = 12
 
 #: the longest side of a gallery preview, in pixels (shown at about half that, sharp on HiDPI)
 PREVIEW_SIDE = 512

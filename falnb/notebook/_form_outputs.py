@@ -17,7 +17,7 @@ from .._exceptions import FalnbError
 from ._form_cell import falimage_cell, insert_cell_js
 from ._form_fields import MAX_FORM_N, ParamField, SizeControl
 from ._form_history import History, HistoryItem
-from ._form_media import output_bundles
+from ._form_media import PINNED, output_bundles
 from ._form_status import error_text, markup
 
 if TYPE_CHECKING:
@@ -121,6 +121,7 @@ class FormOutputs:
             return False
         if self.result not in self.pinned:
             self.pinned.append(self.result)
+            del self.pinned[:-PINNED]  # the output shows the latest ones: it stays small, and so does memory
         where = self._render_pinned()
         self.status = f"shown {where} ({len(self.pinned)} result(s)); saved with the notebook"
         return True

@@ -10,6 +10,7 @@ import argparse
 import io
 import json
 import keyword
+import re
 import shlex
 import string
 from collections.abc import Iterable, Mapping
@@ -18,7 +19,7 @@ from typing import Any
 from IPython.core.error import UsageError
 
 __all__ = ["OWN_OPTIONS", "check_name", "interpolate", "own_option", "parse_models", "parse_params", "prompt_text",
-           "split_options"]
+           "split_options", "usage_help"]
 
 #: inputs a cell gives with an option of its own, and the form with a control of its own:
 #: ``name: (the cell's way, the form's way)``.  ``-p seed=5`` or ``{"seed": 5}`` in the form's
@@ -220,3 +221,23 @@ def _nonblank(text: str, what: str) -> str:
     if not text:
         raise UsageError(f"{what} is empty")
     return text
+
+
+def usage_help(func: Any, cell: bool) -> None:
+    """Give a magic's help (``%%falimage?``) a plain usage line: IPython's reads ``::`` then
+    ``%falimage ...`` (reStructuredText, and the line form only); a cell magic's says ``%%falimage``."""
+    import textwrap
+
+    doc = func.__doc__ or ""
+    if not doc.startswith("::\n\n"):  # not IPython's layout: leave it
+        return
+    usage, _, tail = doc[4:].partition("\n\n")
+    words = " ".join(usage.split())
+    if cell:
+        words = "%" + words
+    glued = re.sub(r"\[[^\]]*\]", lambda m: m.group().replace(" ", "\0"), words)  # never split an option
+    lines = [line.replace("\0", " ") for line in textwrap.wrap(
+        glued, 88, initial_indent="  ", subsequent_indent="      ", break_on_hyphens=False, break_long_words=False)]
+    if cell:
+        lines.append(f"  {words.split()[0][1:]} [options] PROMPT    (the one-line form)")
+    func.__doc__ = "Usage:\n" + "\n".join(lines) + "\n\n" + tail

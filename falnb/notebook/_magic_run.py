@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .._client import Client
     from ..request._plan import Plan
     from ..results._generation import Generation
+    from ..results._layout import Entry
     from ..results._progress import Progress
     from ..results._render import DisplaySettings
 
@@ -65,8 +66,11 @@ def run_jobs(client: Client, jobs: Sequence[Job], *, refresh: bool, use_cache: b
 
 def run_cell(client: Client, jobs: list[Job], *, refresh: bool, use_cache: bool, timeout: float | None,
              settings: DisplaySettings, batch: bool, concurrency: int, show_progress: bool,
-             live: bool) -> list[Any]:
-    """Run a cell's jobs with live progress, then replace the progress with the pictures and captions."""
+             live: bool, keep: Callable[[Any], None] | None = None, name: str | None = None) -> list[Any]:
+    """Run a cell's jobs with live progress, then replace the progress with the pictures and captions.
+
+    ``keep`` receives what ``--out`` stores (see :func:`shaped`) before any picture is drawn, so drawing
+    can never lose it; ``name`` is that variable's name, which a batch's page note mentions."""
     from ..results._render import Entry, render_outputs
     from ._progress_view import ProgressView, progress_text
 
@@ -96,18 +100,32 @@ def run_cell(client: Client, jobs: list[Job], *, refresh: bool, use_cache: bool,
         view.close(f"stopped after {time.monotonic() - started:.1f} s")
         raise
     results = [j.result for j in jobs]
+    entries = [Entry(j.label, j.prompt, j.result, j.group) for j in jobs if j.result is not None]
+    if keep is not None:
+        keep(shaped(jobs, entries, many_models, batch, name))
     if len(jobs) == 1 and isinstance(results[0], FalnbError):
         view.close(f"failed after {time.monotonic() - started:.1f} s")
         return results
-    entries = [Entry(j.label, j.prompt, j.result, j.group) for j in jobs if j.result is not None]
-    view.finish(render_outputs(entries, settings))
+    try:
+        outputs = render_outputs(entries, settings, name=name)
+    except Exception as exc:  # drawing must not lose what was paid for: the results are kept (--out)
+        kept = f" in {name}" if name else "; keep them with --out NAME"
+        outputs = [({"text/plain": f"falnb could not draw the pictures ({type(exc).__name__}: {exc}); "
+                                   f"the results are kept{kept}"}, {})]
+    view.finish(outputs)
     return results
 
 
-def shaped(jobs: list[Job], many_models: bool, batch: bool) -> Any:
-    """What ``--out`` stores: a Generation; {model: result} with several models; a list with --batch."""
+def shaped(jobs: list[Job], entries: Sequence[Entry], many_models: bool, batch: bool,
+           name: str | None = None) -> Any:
+    """What ``--out`` stores: a Generation; {model: result} with several models; with --batch a
+    :class:`~falnb.results._batch.Batch` (a list of those, with ``.show(page=N)``)."""
     groups: dict[int, dict[str, Any]] = {}
     for j in jobs:
         groups.setdefault(j.group, {})[j.label] = j.result
     rows = [g if many_models else next(iter(g.values())) for g in groups.values()]
-    return rows if batch else rows[0]
+    if not batch:
+        return rows[0]
+    from ..results._batch import Batch
+
+    return Batch(rows, entries, name)

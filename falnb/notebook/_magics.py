@@ -22,7 +22,16 @@ from traitlets import Bool, Enum, Float, Int, TraitError, Unicode, observe, vali
 from .._exceptions import FalnbError
 from ..catalog import DEFAULT_MODEL
 from ..results._render import EMBED_MODES, PREVIEW_FORMATS
-from ._magic_args import check_name, interpolate, parse_models, parse_params, prompt_text, prompts_of, split_options
+from ._magic_args import (
+    check_name,
+    interpolate,
+    parse_models,
+    parse_params,
+    prompt_text,
+    prompts_of,
+    split_options,
+    usage_help,
+)
 
 if TYPE_CHECKING:
     from .._client import Client
@@ -79,6 +88,8 @@ class FalMagics(Magics):
     preview_quality = Int(80, help="JPEG/WebP quality of previews, 1-95.").tag(config=True)
     grid_columns = Int(4, help="Images per row in the preview grid; 0 shows each image as its own "
                        "output.").tag(config=True)
+    page_size = Int(24, help="Pictures on a page of a --batch cell (whole prompts); the cell shows the first "
+                    "page, NAME.show(page=2) the next (with --out NAME).").tag(config=True)
     batch_concurrency = Int(64, help="Prompts of a --batch submitted at once (fal queues the rest; queue time is "
                             "not billed).").tag(config=True)
     show_progress = Bool(True, help="Show live progress while waiting.").tag(config=True)
@@ -110,6 +121,10 @@ class FalMagics(Magics):
     @validate("grid_columns")
     def _check_columns(self, proposal: Any) -> int:
         return _in_range("grid_columns", proposal["value"], 0, 64)
+
+    @validate("page_size")
+    def _check_page_size(self, proposal: Any) -> int:
+        return _in_range("page_size", proposal["value"], 1, 256)
 
     @validate("batch_concurrency")
     def _check_concurrency(self, proposal: Any) -> int:
@@ -177,7 +192,7 @@ class FalMagics(Magics):
 
         return DisplaySettings(embed=embed or self.embed, preview_size=self.preview_size,
                                preview_format=self.preview_format, preview_quality=self.preview_quality,
-                               grid_columns=self.grid_columns)
+                               grid_columns=self.grid_columns, page_size=self.page_size)
 
     # -- %%falimage ------------------------------------------------------------------------------------
 
@@ -196,7 +211,8 @@ class FalMagics(Magics):
     @argument("--refresh", action="store_true", help="pay again and replace the cached result")
     @argument("--no-cache", action="store_true", help="neither read nor write the cache")
     @argument("--out", metavar="NAME", help="store the result in this notebook variable (a Generation; "
-                                            "a dict by model with several models; a list with --batch)")
+                                            "a dict by model with several models; with --batch a list whose "
+                                            ".show(page=N) shows the other pages)")
     @argument("--embed", choices=EMBED_MODES, help="preview (a capped grid), full (original bytes) or none")
     @argument("--timeout", type=float, metavar="SECONDS", help="longest wait for each fal request")
     @argument("--batch", metavar="VAR", help="generate every prompt of the list VAR; a non-empty cell body "
@@ -244,18 +260,22 @@ class FalMagics(Magics):
         out = check_name(args.out, "--out") if args.out is not None else None
         client = self._client_for(args.offline)
 
-        from ._magic_run import plan_jobs, run_cell, shaped
+        from ._magic_run import plan_jobs, run_cell
 
         jobs = plan_jobs(client, prompts, models, n=args.n, size=size, seed=args.seed, params=params,
                          allow_unknown=args.allow_unknown)
         batch = args.batch is not None
+
+        def keep(value: Any) -> None:
+            errors = sum(1 for j in jobs if isinstance(j.result, FalnbError))
+            if out is not None and errors < len(jobs):  # a lone failure leaves the variable alone
+                self._user_ns[out] = value
+
         results = run_cell(client, jobs, refresh=args.refresh, use_cache=not args.no_cache, timeout=timeout,
                            settings=self.display_settings(args.embed), batch=batch,
                            concurrency=self.batch_concurrency if batch else len(jobs),
-                           show_progress=self.show_progress, live=self._live_display())
+                           show_progress=self.show_progress, live=self._live_display(), keep=keep, name=out)
         errors = [r for r in results if isinstance(r, FalnbError)]
-        if out is not None and len(errors) < len(jobs):  # a lone failure leaves the variable alone
-            self._user_ns[out] = shaped(jobs, len(models) > 1, batch)
         if errors:
             raise errors[0]
 
@@ -327,27 +347,6 @@ class FalMagics(Magics):
             display(obj)  # type: ignore[no-untyped-call]
 
 
-def _usage(func: Any, cell: bool) -> None:
-    """Give a magic's help (``%%falimage?``) a plain usage line: IPython's reads ``::`` then
-    ``%falimage ...`` (reStructuredText, and the line form only); a cell magic's says ``%%falimage``."""
-    import re
-    import textwrap
-
-    doc = func.__doc__ or ""
-    if not doc.startswith("::\n\n"):  # not IPython's layout: leave it
-        return
-    usage, _, tail = doc[4:].partition("\n\n")
-    words = " ".join(usage.split())
-    if cell:
-        words = "%" + words
-    glued = re.sub(r"\[[^\]]*\]", lambda m: m.group().replace(" ", "\0"), words)  # never split an option
-    lines = [line.replace("\0", " ") for line in textwrap.wrap(
-        glued, 88, initial_indent="  ", subsequent_indent="      ", break_on_hyphens=False, break_long_words=False)]
-    if cell:
-        lines.append(f"  {words.split()[0][1:]} [options] PROMPT    (the one-line form)")
-    func.__doc__ = "Usage:\n" + "\n".join(lines) + "\n\n" + tail
-
-
 def _full_tracebacks(exc: BaseException, shell: Any) -> None:
     """Make this one exception render with IPython's full traceback (``short_errors = False``)."""
 
@@ -357,8 +356,8 @@ def _full_tracebacks(exc: BaseException, shell: Any) -> None:
     setattr(exc, "_render_traceback_", full)  # noqa: B010  (this instance only, not the class)
 
 
-_usage(FalMagics.falimage, cell=True)
-_usage(FalMagics.falform, cell=False)
+usage_help(FalMagics.falimage, cell=True)
+usage_help(FalMagics.falform, cell=False)
 
 
 def _in_range(name: str, value: int, lo: int, hi: int) -> int:

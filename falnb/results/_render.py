@@ -2,8 +2,11 @@
 
 Images are real image mimebundles (``image/jpeg``, ``image/png``, ``image/webp``), never base64
 inside HTML: nbval compares HTML byte for byte and data URIs bloat notebooks.  By default one
-capped JPEG contact sheet holds every picture of a cell (a compact grid, labelled), followed by a
-text caption with both ``text/plain`` and escaped ``text/html``.  Pillow loads on first use.
+capped JPEG contact sheet holds the pictures (a compact grid, labelled, never larger than
+:data:`~falnb.results._preview.MAX_SHEET_SIDE` on a side), followed by a text caption with both
+``text/plain`` and escaped ``text/html``.  A batch shows one page of ``page_size`` pictures (whole
+prompts) and says how to see the others; its cost does not grow with the batch.  Pillow loads on
+first use.
 
 This module renders any result with a Generation's attributes (:class:`Shown`): it does not import
 :class:`~falnb.Generation`, whose ``_ipython_display_`` calls :func:`show_generation`.
@@ -16,8 +19,10 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
+from .._exceptions import InputError
+from ._layout import Entry, Shown, Tile, layout, paginate
 from ._preview import contact_sheet, preview
 from ._text import NO_MATH, html_text, seed_text, short, usd
 
@@ -33,28 +38,18 @@ __all__ = [
     "Shown",
     "caption_lines",
     "notebook_bytes",
+    "page_count",
     "render_outputs",
     "show_generation",
     "show_outputs",
 ]
 
-
-class Shown(Protocol):
-    """What rendering needs of a result (a :class:`~falnb.Generation` has all of it)."""
-
-    model: str
-    prompt: str
-    images: list[Image]
-    seed: int | None
-    cost: float | None
-    cached: bool
-    saved: float
-
-
 EMBED_MODES = ("preview", "full", "none")
 PREVIEW_FORMATS = ("jpeg", "webp", "png")
 #: what notebook front ends render as an image output
 _SHOWABLE = ("image/png", "image/jpeg", "image/gif", "image/webp")
+#: error lines a caption lists from the other pages of a batch
+_OTHER_ERRORS = 5
 
 #: (data, metadata) of one display_data output
 Output = tuple[dict[str, Any], dict[str, Any]]
@@ -62,38 +57,22 @@ Output = tuple[dict[str, Any], dict[str, Any]]
 
 @dataclass(frozen=True)
 class DisplaySettings:
-    """How results are embedded.  ``grid_columns=0`` shows each image as its own output."""
+    """How results are embedded.  ``grid_columns=0`` shows each image as its own output; ``page_size``:
+    the pictures a page of a batch holds (whole prompts)."""
 
     embed: str = "preview"
     preview_size: int = 512
     preview_format: str = "jpeg"
     preview_quality: int = 80
     grid_columns: int = 4
-
-
-@dataclass
-class Entry:
-    """One result to show: the model as the user named it, the prompt, a Generation or an error."""
-
-    label: str
-    prompt: str
-    result: Shown | BaseException
-    #: the prompt's position in a batch (entries of one group are compared side by side)
-    group: int = 0
-
-
-# -- images -----------------------------------------------------------------------------------
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    page_size: int = 24
 
 
 # -- captions -----------------------------------------------------------------------------------
 
 
-def _numbers(first: int, count: int) -> str:
-    return f"[{first}]" if count == 1 else f"[{first}-{first + count - 1}]"
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def _dims(gen: Shown) -> str:
@@ -106,21 +85,30 @@ def _error_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {short(str(msg), 300)}"
 
 
-def caption_lines(entries: Sequence[Entry], refs: Sequence[str] | None = None, *,
-                  embedded: bool = True) -> list[tuple[str, str]]:
+def _tail(e: Entry, batch: bool, one_prompt: bool) -> str:
+    if one_prompt:
+        return ""
+    return f" — {f'prompt {e.group + 1}: ' if batch else ''}“{short(e.prompt, 120)}”"
+
+
+def caption_lines(entries: Sequence[Entry], refs: Sequence[str] | None = None, *, embedded: bool = True,
+                  everything: Sequence[Entry] | None = None) -> list[tuple[str, str]]:
     """``(kind, text)`` lines: ``prompt``, ``item`` (one per generation), ``error``, ``note``.
 
     ``refs`` name each entry's tiles in the grid (``[1-4]``); costs are estimates; ``cached — saved``
-    marks a generation served from the cache (nothing paid).
+    marks a generation served from the cache (nothing paid).  ``everything``: the whole batch when
+    ``entries`` is one page of it (the totals cover the whole batch, and its errors are named).
     """
+    whole = list(everything) if everything is not None else list(entries)
+    batch = len({e.group for e in whole}) > 1
     lines: list[tuple[str, str]] = []
     prompts = list(dict.fromkeys(e.prompt for e in entries))
-    one_prompt = len(prompts) == 1
+    one_prompt = len(prompts) == 1 and not batch
     if one_prompt:
         lines.append(("prompt", f"“{short(prompts[0], 300)}”"))
     for i, e in enumerate(entries):
         ref = refs[i] if refs is not None and embedded else ""
-        tail = "" if one_prompt else f" — “{short(e.prompt, 120)}”"
+        tail = _tail(e, batch, one_prompt)
         result = e.result
         if isinstance(result, BaseException):
             lines.append(("error", f"{ref} {e.label}: {_error_line(result)}{tail}".strip()))
@@ -132,9 +120,14 @@ def caption_lines(entries: Sequence[Entry], refs: Sequence[str] | None = None, *
                  "cost unknown" if gen.cost is None else f"~{usd(gen.cost)}"]
         if gen.cached:
             parts.append(f"cached — saved ~{usd(gen.saved)}")
-        text = " · ".join(p for p in parts if p)
-        lines.append(("item", f"{ref} {text}{tail}".strip()))
-    done = [e.result for e in entries if not isinstance(e.result, BaseException)]
+        lines.append(("item", f"{ref} {' · '.join(p for p in parts if p)}{tail}".strip()))
+    shown = {id(e) for e in entries}
+    elsewhere = [(e, e.result) for e in whole if id(e) not in shown and isinstance(e.result, BaseException)]
+    for e, err in elsewhere[:_OTHER_ERRORS]:
+        lines.append(("error", f"{e.label}: {_error_line(err)}{_tail(e, batch, False)}"))
+    if len(elsewhere) > _OTHER_ERRORS:
+        lines.append(("error", f"… and {len(elsewhere) - _OTHER_ERRORS} more errors on other pages"))
+    done = [e.result for e in whole if not isinstance(e.result, BaseException)]
     if len(done) > 1:
         known = [g.cost for g in done if g.cost is not None]
         saved = sum(g.saved for g in done if g.cached)
@@ -150,8 +143,7 @@ def caption_lines(entries: Sequence[Entry], refs: Sequence[str] | None = None, *
 _STYLE = {"prompt": "font-style:italic", "item": "", "error": "color:#b3261e", "note": "opacity:0.75"}
 
 
-def _caption_output(entries: Sequence[Entry], refs: Sequence[str], embedded: bool) -> Output:
-    lines = caption_lines(entries, refs, embedded=embedded)
+def _caption_output(lines: list[tuple[str, str]]) -> Output:
     plain = "\n".join(text for _, text in lines)
     rows = "".join(
         f"<div style=\"{_STYLE[kind]}\">{html_text(text)}</div>" if _STYLE[kind]
@@ -160,76 +152,83 @@ def _caption_output(entries: Sequence[Entry], refs: Sequence[str], embedded: boo
     return {"text/plain": plain, "text/html": markup}, {}
 
 
-Tile = tuple["Image | None", str]
+def _page_note(page: int, pages: int, groups: Sequence[int], total: int, name: str | None) -> str:
+    first, last = min(groups) + 1, max(groups) + 1
+    where = f"page {page} of {pages}: prompts {first}-{last} of {total:,}"
+    other = page + 1 if page < pages else 1
+    if name:
+        return f"{where} · the others: {name}.show(page={other})"
+    return f"{where} · to see the others, keep the results with --out NAME (a re-run is free: the cache), " \
+           f"then NAME.show(page={other})"
 
 
-def layout(entries: Sequence[Entry], grid_columns: int) -> tuple[list[Tile], list[str], int]:
-    """``(tiles, refs, columns)``: the grid's cells in order, each entry's reference, the grid width.
+# -- the outputs --------------------------------------------------------------------------------
 
-    One model: tiles numbered 1..N in order, ``refs`` like ``[1-4]``.  Several models (a comparison):
-    one column per model, one row per image index (and per prompt of a batch), tiles labelled with
-    the model; an empty cell where a model failed or returned fewer images.
+
+def page_count(entries: Sequence[Entry], settings: DisplaySettings) -> int:
+    """How many pages ``entries`` take (1 unless a batch holds more than ``settings.page_size`` pictures)."""
+    return len(paginate(entries, max(1, settings.page_size)))
+
+
+def render_outputs(entries: Sequence[Entry], settings: DisplaySettings, *, page: int = 1,
+                   name: str | None = None) -> list[Output]:
+    """The outputs for a cell's results: the image output(s), then the caption.
+
+    A batch larger than a page shows page ``page`` (from 1), and its caption says how to see the others
+    (``name``: the variable holding them, from ``--out``).  A picture that cannot be decoded is an
+    empty, labelled tile: drawing never fails for one bad picture.
     """
-    labels = list(dict.fromkeys(e.label for e in entries))
-    tiles: list[Tile] = []
-    refs: list[str] = []
-    if len(labels) <= 1:
-        for e in entries:
-            images = [] if isinstance(e.result, BaseException) else e.result.images
-            first = len(tiles) + 1
-            tiles.extend((img, str(first + k)) for k, img in enumerate(images))
-            refs.append("" if not images else f"[{first}]" if len(images) == 1 else
-                        f"[{first}-{first + len(images) - 1}]")
-        count = sum(1 for t in tiles if t[0] is not None)
-        return tiles, refs, max(1, min(grid_columns or 1, count or 1))
-    groups = list(dict.fromkeys(e.group for e in entries))
-    batch = len(groups) > 1
-    for e in entries:
-        refs.append(f"[{groups.index(e.group) + 1}]" if batch else "")
-    for g in groups:
-        row = [e for e in entries if e.group == g]
-        depth = max((len(e.result.images) for e in row if not isinstance(e.result, BaseException)), default=0)
-        for k in range(depth):
-            for e in row:
-                images = [] if isinstance(e.result, BaseException) else e.result.images
-                name = e.label + (f" #{k + 1}" if depth > 1 else "")
-                if batch:
-                    name = f"{groups.index(g) + 1}: {name}"
-                tiles.append((images[k] if k < len(images) else None, name))
-    return tiles, refs, len(labels)
-
-
-def render_outputs(entries: Sequence[Entry], settings: DisplaySettings) -> list[Output]:
-    """The outputs for a cell's results: the image output(s), then the caption."""
     if settings.embed not in EMBED_MODES:
         raise ValueError(f"embed must be one of {EMBED_MODES}, not {settings.embed!r}")
-    tiles, refs, columns = layout(entries, settings.grid_columns)
-    real = [(img, label) for img, label in tiles if img is not None]
+    pages = paginate(entries, max(1, settings.page_size))
+    if not isinstance(page, int) or isinstance(page, bool) or not 1 <= page <= len(pages):
+        raise InputError(f"page {page!r} does not exist: the pages are 1 to {len(pages)}")
+    shown = pages[page - 1]
+    tiles, refs, columns = layout(shown, settings.grid_columns)
+    real = [t for t in tiles if t.image is not None]
     outputs: list[Output] = []
     embedded = settings.embed != "none" and bool(real)
     if settings.embed == "full":
-        outputs.extend(_full_output(img, label) for img, label in real)
+        outputs.extend(_full_output(t) for t in real)
     elif settings.embed == "preview" and real:
-        fmt, quality, size = settings.preview_format, settings.preview_quality, settings.preview_size
-        if settings.grid_columns <= 0:
-            for img, label in real:
-                data, mime, w, h = preview(img, size, fmt, quality)
-                outputs.append(({mime: _b64(data),
-                                 "text/plain": f"[{label}] {img.width}x{img.height} (preview {w}x{h})"}, {}))
-        else:
-            data, mime, w, h = contact_sheet(tiles, columns, size, fmt, quality)
-            what = f"{len(real)} images" if len(real) > 1 else "1 image"
-            outputs.append(({mime: _b64(data), "text/plain": f"[{what}: preview {w}x{h}]"}, {}))
-    outputs.append(_caption_output(entries, refs, embedded))
+        outputs.extend(_preview_outputs(tiles, real, columns, settings))
+    lines = caption_lines(shown, refs, embedded=embedded, everything=entries)
+    if len(pages) > 1:
+        groups = sorted({e.group for e in shown})
+        lines.append(("note", _page_note(page, len(pages), groups, len({e.group for e in entries}), name)))
+    outputs.append(_caption_output(lines))
     return outputs
 
 
-def _full_output(img: Image, label: str) -> Output:
-    text = f"[{label}] {img.width}x{img.height} {img.content_type} ({len(img.data):,} bytes)"
+def _preview_outputs(tiles: list[Tile], real: list[Tile], columns: int, settings: DisplaySettings) -> list[Output]:
+    fmt, quality, size = settings.preview_format, settings.preview_quality, settings.preview_size
+    if settings.grid_columns <= 0:
+        outputs: list[Output] = []
+        for t in real:
+            assert t.image is not None
+            try:
+                data, mime, w, h = preview(t.image, size, fmt, quality)
+            except Exception:  # a picture Pillow cannot read: its caption still says what it is
+                outputs.append(({"text/plain": f"{t.text} (the picture cannot be decoded)"}, {}))
+                continue
+            outputs.append(({mime: _b64(data), "text/plain": f"{t.text} (preview {w}x{h})"}, {}))
+        return outputs
+    data, mime, w, h = contact_sheet([(t.image, t.label) for t in tiles], columns, size, fmt, quality)
+    what = f"{len(real)} images" if len(real) > 1 else "1 image"
+    return [({mime: _b64(data), "text/plain": f"[{what}: preview {w}x{h}]"}, {})]
+
+
+def _full_output(tile: Tile) -> Output:
+    img: Image | None = tile.image
+    assert img is not None
+    text = f"{tile.text} ({img.content_type}, {len(img.data):,} bytes)"
     if img.content_type in _SHOWABLE:
         return {img.content_type: _b64(img.data), "text/plain": text}, {}
-    buf = io.BytesIO()
-    img.to_pil().save(buf, "PNG")
+    try:
+        buf = io.BytesIO()
+        img.to_pil().save(buf, "PNG")
+    except Exception:  # a picture Pillow cannot read
+        return {"text/plain": f"{text} (cannot be decoded)"}, {}
     return {"image/png": _b64(buf.getvalue()), "text/plain": text}, {}
 
 
@@ -245,10 +244,11 @@ def show_generation(gen: Shown, settings: DisplaySettings | None = None) -> None
 
     Without ``settings``: those of the loaded magics (``%config FalMagics...``), else the defaults.
     """
-    show_outputs(render_outputs([Entry(gen.model, gen.prompt, gen)], settings or _current_settings()))
+    show_outputs(render_outputs([Entry(gen.model, gen.prompt, gen)], settings or current_settings()))
 
 
-def _current_settings() -> DisplaySettings:
+def current_settings() -> DisplaySettings:
+    """The display settings of the loaded magics (``%config FalMagics...``), else the defaults."""
     try:
         from IPython import get_ipython
 

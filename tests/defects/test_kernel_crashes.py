@@ -125,7 +125,6 @@ def test_defect_02_form_other_inputs_own_names(client: Any, standin: FalStandIn,
 # -- 3. the preview sheet of a large comparison ------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 03")
 def test_defect_03_large_batch_comparison_is_shown(shell: InteractiveShell, magics: Any,
                                                    standin: FalStandIn) -> None:
     """40 prompts on two models with -n 4 (the issue's second recipe; 120 prompts without -n is the
