@@ -60,10 +60,13 @@ def _images(e: Entry) -> list[Image]:
 
 
 def _text(e: Entry, img: Image, ref: str, batch: bool) -> str:
+    """``[1] flux-schnell · 1024x768 · seed 7 — “a lighthouse”`` (the reference names the model already
+    in a comparison: ``[2: imagen4 #1] 1360x768 · ...``)."""
     dims = f"{img.width}x{img.height}" if img.width and img.height else "size unknown"
     seed = seed_text([img.seed])
     where = f"prompt {e.group + 1}: " if batch else ""
-    return f"[{ref}] {e.label} · {dims}{f' · {seed}' if seed else ''} — {where}“{short(e.prompt, 100)}”"
+    model = "" if e.label in ref else f"{e.label} · "
+    return f"[{ref}] {model}{dims}{f' · {seed}' if seed else ''} — {where}“{short(e.prompt, 100)}”"
 
 
 def layout(entries: Sequence[Entry], grid_columns: int) -> tuple[list[Tile], list[str], int]:

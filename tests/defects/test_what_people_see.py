@@ -335,7 +335,6 @@ def _figures(out: Path) -> list[tuple[str, str]]:
             re.findall(r"<img src='([^']*)'[^>]*>\s*<figcaption>(.*?)</figcaption>", page, re.S)]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 30")
 def test_defect_30_quickstart_captions_are_the_captions(quickstart: Path) -> None:
     figures = _figures(quickstart)
     assert figures
@@ -343,13 +342,11 @@ def test_defect_30_quickstart_captions_are_the_captions(quickstart: Path) -> Non
     assert fallbacks == [], fallbacks
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 30")
 def test_defect_30_quickstart_writes_every_image_as_a_file(quickstart: Path) -> None:
     files = [src for src, _ in _figures(quickstart)]
     assert len(files) >= 4, files  # the cell made 4 pictures: 4 files, not one grid
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 30")
 def test_defect_30_quickstart_does_not_shrink_pictures_to_320px(quickstart: Path) -> None:
     """No picture is shown at less than half its width (a 2,060-px grid in a 320-px box is)."""
     page = (quickstart / "index.html").read_text()
