@@ -8,14 +8,13 @@ touched.  ``agenerate`` awaits that work from the caller's loop.
 from __future__ import annotations
 
 import collections
-import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._engine import Engine
-from ._exceptions import FalnbError, InputError, ParameterError
+from ._exceptions import FalnbError, InputError
 from ._run import Run
 from .cache._ledger import Ledger, session_ledger
 from .catalog import DEFAULT_MODEL
@@ -24,7 +23,6 @@ from .fal._config import OFFLINE_QUEUE_URL, Key, find_key, offline_from_env, que
 from .request._plan import Plan, build_plan
 from .results._generation import Generation
 from .results._progress import Progress, ProgressTracker
-from .results._text import short
 
 if TYPE_CHECKING:
     import httpx
@@ -142,7 +140,6 @@ class Client:
             self._plans.move_to_end(memo)
             return self._plans[memo]
         plan = build_plan(prompt, model=model, n=n, size=size, seed=seed, catalog=self.catalog, **params)
-        _check_json(plan)
         if memo is not None:
             self._plans[memo] = plan
             if len(self._plans) > _PLAN_MEMO:
@@ -301,19 +298,6 @@ def prompt_list(prompts: Any) -> list[str]:
         if not p.strip():
             raise InputError(f"prompts[{i}] is empty; nothing was sent", field="prompt")
     return items
-
-
-def _check_json(plan: Plan) -> None:
-    """Every input value must be JSON fal can read (no set, no NaN): else a ParameterError, nothing sent."""
-    for req in plan.requests:
-        for name, value in req.input.items():
-            try:
-                json.dumps(value, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                what = "not a finite number" if isinstance(exc, ValueError) else f"a {type(value).__name__}"
-                raise ParameterError(f"{name}={short(repr(value), 80)} cannot be sent to fal: it is {what}, "
-                                     "not JSON", model=plan.spec.id, field=name,
-                                     hint="Use a str, a number, true/false, a list or a dict.") from None
 
 
 def _what(plans: Sequence[Plan]) -> str:
