@@ -23,6 +23,7 @@ MEASUREMENTS = [
     ("cache", "cache hit"),
     ("notebook_bytes", "notebook bytes"),
     ("memory", "memory"),
+    ("batch_cell", "a --batch cell of 1,000 prompts"),
 ]
 HEADER = ["measurement", "falnb", "fal-client", "LiteLLM", "ratio", "target", "met?"]
 

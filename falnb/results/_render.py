@@ -5,7 +5,8 @@ inside HTML: nbval compares HTML byte for byte and data URIs bloat notebooks.  B
 capped JPEG contact sheet holds the pictures (a compact grid, labelled, never larger than
 :data:`~falnb.results._preview.MAX_SHEET_SIDE` on a side), followed by a text caption with both
 ``text/plain`` and escaped ``text/html``.  A batch shows one page of ``page_size`` pictures (whole
-prompts) and says how to see the others; its cost does not grow with the batch.  Pillow loads on
+prompts, tiles of at most :data:`BATCH_TILE` px) and says how to see the others; its cost does not
+grow with the batch.  Pillow loads on
 first use.
 
 This module renders any result with a Generation's attributes (:class:`Shown`): it does not import
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from ._image import Image
 
 __all__ = [
+    "BATCH_TILE",
     "EMBED_MODES",
     "PREVIEW_FORMATS",
     "DisplaySettings",
@@ -50,6 +52,8 @@ PREVIEW_FORMATS = ("jpeg", "webp", "png")
 _SHOWABLE = ("image/png", "image/jpeg", "image/gif", "image/webp")
 #: error lines a caption lists from the other pages of a batch
 _OTHER_ERRORS = 5
+#: the long side of a tile on a batch's page (an overview: ``res[i]`` shows one result at preview_size)
+BATCH_TILE = 256
 
 #: (data, metadata) of one display_data output
 Output = tuple[dict[str, Any], dict[str, Any]]
@@ -191,7 +195,9 @@ def render_outputs(entries: Sequence[Entry], settings: DisplaySettings, *, page:
     if settings.embed == "full":
         outputs.extend(_full_output(t) for t in real)
     elif settings.embed == "preview" and real:
-        outputs.extend(_preview_outputs(tiles, real, columns, settings))
+        batch = len({e.group for e in entries}) > 1
+        side = min(settings.preview_size, BATCH_TILE) if batch else settings.preview_size
+        outputs.extend(_preview_outputs(tiles, real, columns, settings, side))
     lines = caption_lines(shown, refs, embedded=embedded, everything=entries)
     if len(pages) > 1:
         groups = sorted({e.group for e in shown})
@@ -200,8 +206,9 @@ def render_outputs(entries: Sequence[Entry], settings: DisplaySettings, *, page:
     return outputs
 
 
-def _preview_outputs(tiles: list[Tile], real: list[Tile], columns: int, settings: DisplaySettings) -> list[Output]:
-    fmt, quality, size = settings.preview_format, settings.preview_quality, settings.preview_size
+def _preview_outputs(tiles: list[Tile], real: list[Tile], columns: int, settings: DisplaySettings,
+                     size: int) -> list[Output]:
+    fmt, quality = settings.preview_format, settings.preview_quality
     if settings.grid_columns <= 0:
         outputs: list[Output] = []
         for t in real:
