@@ -1,5 +1,7 @@
 """``python -m bench``: every measurement, one table, and ``bench/RESULTS.md``.
 
+``python -m bench soak --steps 20000``: the simulation of falnb's promises, for long (``bench/soak.py``).
+
 ``--quick``: tiny sizes, one run each (CI: checks that everything runs; figures meaningless), and
 RESULTS.md is left alone unless ``--write`` is given.  ``--only imports,batch``: some measurements.
 """
@@ -60,6 +62,11 @@ def run_all(quick: bool, only: list[str] | None) -> tuple[list[Row], dict[str, f
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["soak"]:  # the simulation of falnb's promises, for long (see bench/soak.py)
+        from .soak import main as soak
+
+        return soak(args[1:])
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one run each (CI)")
     ap.add_argument("--only", help="comma-separated: " + ",".join(n for n, _ in MEASUREMENTS))
