@@ -12,6 +12,7 @@ replays it).
 
 from __future__ import annotations
 
+import collections
 import random
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -112,14 +113,27 @@ class Promises(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         if self.world is not None:
+            RAN.update(self.world.stats)
             self.world.close()
+
+
+#: what the short run did, summed over its worlds
+RAN: collections.Counter[str] = collections.Counter()
 
 
 def test_simulation_of_the_promises() -> None:
     """The short run: a fixed, derandomized sample of worlds and steps (the soak runs many more)."""
+    RAN.clear()
     run_state_machine_as_test(Promises, settings=settings(
-        max_examples=6, stateful_step_count=12, derandomize=True, deadline=None, database=None,
+        max_examples=12, stateful_step_count=20, derandomize=True, deadline=None, database=None,
         suppress_health_check=list(HealthCheck), print_blob=True))
+    steps_run = sum(n for k, n in RAN.items() if k.startswith("step "))
+    print(f"simulation: {steps_run} steps, {RAN['invariant checks']} invariant checks, "
+          f"{sum(n for k, n in RAN.items() if k.startswith(('fault ', 'interrupt at ')))} faults and interrupts, "
+          f"{RAN['requests asked']} requests asked")
+    # the run did what it is for (a machine that only ever restarts would check nothing)
+    assert steps_run >= 60 and RAN["invariant checks"] >= 3 * steps_run, dict(RAN)
+    assert sum(n for k, n in RAN.items() if k.startswith("interrupt at ")) >= 3, dict(RAN)
 
 
 def soak_episode(seed: str, steps_: int, on_step: Callable[[World, int, str], None] | None = None) -> World:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ._procs.runner import finish_child, run_child, start_child
-from .test_simulation_fal import Trap, open_defects, open_findings
+from .test_simulation_fal import Trap, defect_open, open_findings
 from .test_simulation_steps import generate
 from .test_simulation_world import KEY, Ask, World, quiet
 
@@ -45,7 +45,7 @@ def crash_child(world: World, ask: Ask, kill: str) -> None:
     this process, asking next, re-attaches instead of paying again."""
     ask = _child_ask(ask)
     idents = world.asked([ask])[0]
-    code, phases, result = run_child(_child_cfg(world, ask, kill=None if kill == "no kill" else kill, delay=0),
+    code, _, result = run_child(_child_cfg(world, ask, kill=None if kill == "no kill" else kill, delay=0),
                                      world.cache_dir, timeout=120)
     world.stats["child processes"] += 1
     world.stats["child processes killed"] += code != 0
@@ -89,7 +89,7 @@ def second_client(world: World, ask: Ask) -> None:
         with quiet():
             try:
                 results.append(other.generate(ask.prompt, **ask.kwargs()))
-            except BaseException as exc:  # noqa: BLE001 - judged below
+            except BaseException as exc:
                 results.append(exc)
 
     thread = threading.Thread(target=ask_too, daemon=True)
@@ -129,12 +129,12 @@ def damage(world: World, what: str) -> None:
             f.write(b"\0garbage, not SQLite\0" * 8)
         world.damaged(everything=True)
     elif what == "the whole folder":
-        if 16 in open_defects():
+        if defect_open("test_defect_16_a_deleted_cache_folder_is_recreated_for_everyone"):
             return  # issue 11 defect 16: a kernel keeps writing into the deleted folder's unlinked index
         shutil.rmtree(folder, ignore_errors=True)
         world.damaged(everything=True)
     elif what == "read-only":
-        if 17 in open_defects() or os.geteuid() == 0:
+        if defect_open("test_defect_17_read_only_cache_serves_hits_and_warns_once") or os.geteuid() == 0:
             return  # issue 11 defect 17; and root ignores file modes (tests/defects drops to another uid)
         for p in [folder, *folder.rglob("*")] if folder.exists() else []:
             p.chmod(0o555 if p.is_dir() else 0o444)

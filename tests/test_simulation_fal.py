@@ -13,8 +13,9 @@ traps that act at an exact phase of a request, every call recorded, and faults o
   thread, ``Run.cancel()``, the form's Cancel button, a task's cancel).
 * :class:`ClientSide`: an httpx transport in front of the emulator (in process or over HTTP) that counts
   what falnb sends and can refuse the next connections (fal unreachable: nothing left the machine).
-* :func:`open_defects`: the issue-11 defects whose failing tests are still marked xfail, so the simulation
-  skips exactly those known cases and starts checking each as soon as its fix removes the marker.
+* :func:`defect_open`: whether one of issue 11's defect tests (tests/defects) is still marked xfail, so the
+  simulation and the hostile corpus skip exactly those known cases and check each as soon as its fix removes
+  the marker; :func:`open_findings` does the same for what the simulation found (test_simulation_findings).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ import httpx
 from falnb.emulator import Emulator
 from falnb.emulator._http import EventStream, Response
 
-__all__ = ["ClientSide", "SimEmulator", "Submit", "Trap", "identity", "open_defects", "open_findings"]
+__all__ = ["ClientSide", "SimEmulator", "Submit", "Trap", "defect_open", "identity", "open_defect_tests",
+           "open_findings"]
 
 DEFECTS = Path(__file__).resolve().parent / "defects"
 _REQ = re.compile(r"^/(?:(?:workflows|comfy)/)?[^/]+/[^/]+/requests/(?P<id>[^/]+)(?P<rest>/status|/cancel)?/?$")
@@ -44,12 +46,30 @@ _PHASES = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "complet
 
 
 @lru_cache(maxsize=1)
-def open_defects() -> frozenset[int]:
-    """Issue 11's defects whose tests in tests/defects are still ``xfail(strict=True, reason="issue 11 defect NN")``."""
-    found: set[int] = set()
+def open_defect_tests() -> frozenset[str]:
+    """The tests in tests/defects still marked ``xfail(strict=True, reason="issue 11 defect NN")``: their defect
+    (that part of it) is not fixed yet.  A fixer removes the marker, and the simulation and the hostile corpus
+    start checking that case at once."""
+    found: set[str] = set()
     for path in DEFECTS.glob("test_*.py"):
-        found.update(int(n) for n in re.findall(r'reason="issue 11 defect (\d+)', path.read_text(encoding="utf-8")))
+        block: list[str] = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if m := re.match(r"(?:async )?def (test_\w+)", line):
+                if any('reason="issue 11 defect' in b for b in block):
+                    found.add(m[1])
+                block = []
+            elif line.startswith("@") or (block and line[:1] in (" ", ")", "]")):
+                block.append(line)
+            else:
+                block = []
     return frozenset(found)
+
+
+def defect_open(test: str) -> bool:
+    """Whether the issue-11 defect test ``test`` (a function name in tests/defects) still fails."""
+    if not any(test in p.read_text(encoding="utf-8") for p in DEFECTS.glob("test_*.py")):
+        raise AssertionError(f"no test {test} in tests/defects")  # a renamed test must not switch a check off
+    return test in open_defect_tests()
 
 
 @lru_cache(maxsize=1)
@@ -244,8 +264,8 @@ def _json(data: bytes | Any) -> Any:
 
 
 class ClientSide(httpx.AsyncBaseTransport):
-    """The client machine's side of the wire: counts falnb's requests, and ``refuse`` connections
-    (``httpx.ConnectError``: fal unreachable, nothing sent) for the next so many calls."""
+    """The client machine's side of the wire: counts falnb's requests that were answered (``sent``), and
+    ``refuse`` connections (``httpx.ConnectError``: fal unreachable, nothing sent) for the next so many calls."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self.inner = inner
@@ -260,8 +280,10 @@ class ClientSide(httpx.AsyncBaseTransport):
                 self.refuse -= 1
                 self.refused += 1
                 raise httpx.ConnectError("[Errno 111] Connection refused (simulated)", request=request)
-            self.sent[request.method] += 1
-        return await self.inner.handle_async_request(request)
+        response = await self.inner.handle_async_request(request)
+        with self._lock:
+            self.sent[request.method] += 1  # answered: it reached the other side
+        return response
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -306,9 +328,10 @@ def test_a_lost_submit_answer_is_queued_and_billed_and_traps_fire_at_their_phase
     assert emu.record.faults["lost submit answer"] == 1
 
 
-def test_open_defects_reads_the_xfail_markers() -> None:
-    # each open defect has a marker; a number the defect tests do not carry is never "open"
-    assert open_defects() <= set(range(1, 31))
+def test_open_defect_tests_reads_the_xfail_markers() -> None:
     text = "".join(p.read_text(encoding="utf-8") for p in DEFECTS.glob("test_*.py"))
-    for n in open_defects():
-        assert f'reason="issue 11 defect {n:02d}' in text
+    for name in open_defect_tests():
+        before = text[:text.index(f"def {name}(")].rsplit("\n\n", 1)[-1]
+        assert 'reason="issue 11 defect' in before, name
+    # a guard test never carries the marker
+    assert not {n for n in open_defect_tests() if "_guard_" in n}

@@ -154,7 +154,7 @@ def generate(world: World, ask: Ask, fault: str, phase: str | None, *, refresh: 
         try:
             with nothing_sent_if_refused(world, "generate"):
                 world.got(world.client.generate(ask.prompt, refresh=refresh, cache=cache, **ask.kwargs()))
-        except BaseException as exc:  # noqa: BLE001 - every error is judged by invariant (d)
+        except BaseException as exc:
             world.error(exc, idents[0], "generate")
 
 
@@ -176,7 +176,7 @@ def agenerate(world: World, ask: Ask, fault: str, phase: str | None) -> None:
     with quiet(), trapped(world, phase, _first(idents, phase), cancel), arm_fault(world, fault):
         try:
             world.got(asyncio.run(main()))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             world.error(exc, idents[0], "agenerate", cancelled=True)
 
 
@@ -190,7 +190,7 @@ def generate_many(world: World, asks: Sequence[Ask], fault: str, phase: str | No
         try:
             results = world.client.generate_many([a.prompt for a in same], return_exceptions=return_exceptions,
                                                  **first.kwargs())
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             world.error(exc, _flat(idents), "generate_many")
             return
     for result, group in zip(results, idents, strict=True):
@@ -218,7 +218,7 @@ def start_run(world: World, asks: Sequence[Ask], fault: str, phase: str | None) 
             holder.append(run)
             ready.set()
             results = run.wait()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             ready.set()
             if holder:
                 for r in holder[0].results:

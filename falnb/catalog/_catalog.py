@@ -32,7 +32,9 @@ __all__ = [
     "load_litellm_config",
 ]
 
-_ID_RE = re.compile(r"^(?:workflows/|comfy/)?[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
+# a "." or ".." segment would move the request to another URL (httpx resolves dot segments): never an id
+_ID_RE = re.compile(r"^(?!(?:.*/)?\.{1,2}(?:/|$))"
+                    r"(?:workflows/|comfy/)?[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$")
 _LITELLM_PREFIX = "fal_ai/"
 #: LiteLLM's short spellings that leave out the owner
 _LITELLM_SHORT = {"flux/schnell": "fal-ai/flux/schnell"}

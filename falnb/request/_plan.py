@@ -184,6 +184,9 @@ def _merge_num_images(n: int, num_images: Any, spec: ModelSpec) -> Any:
 
 def _check_headers(headers: Mapping[str, str] | None, spec: ModelSpec) -> dict[str, str]:
     # extra_headers are headers, never body fields (LiteLLM put them, key included, in the JSON)
+    if headers is not None and not isinstance(headers, Mapping):
+        raise ParameterError(f"extra_headers must be a mapping of header names to values, not a "
+                             f"{type(headers).__name__}", model=spec.id, field="extra_headers")
     out: dict[str, str] = {}
     for k, v in (headers or {}).items():
         if k.lower() == "authorization":
