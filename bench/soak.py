@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episode-steps", type=int, default=40, help="steps per world (default 40)")
     ap.add_argument("--episode", type=int, default=None, help="replay this one episode")
     ap.add_argument("--quiet", action="store_true", help="no progress lines")
+    ap.add_argument("--examples", action="store_true", help="print one message of each kind of error users saw")
     a = ap.parse_args(argv)
 
     from tests.test_simulation import soak_episode
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     stats: collections.Counter[str] = collections.Counter()
     faults: collections.Counter[str] = collections.Counter()
     violations: list[str] = []
+    examples: dict[str, str] = {}
     first: tuple[int, int, float] | None = None
     growth = [0, 0, 0.0]
     episodes = [a.episode] if a.episode is not None else range(10**9)
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         steps = sum(n for k, n in world.stats.items() if k.startswith("step "))
         ran += steps
         stats.update(world.stats)
+        for kind, text in world.examples.items():
+            examples.setdefault(kind, text)
         faults.update(_faults(world.stats, world.emu.record.faults))
         stats["requests billed"] += len(world.emu.billed())
         stats["distinct requests asked"] += sum(world.replicas.values())
@@ -76,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[soak] episode {episode}: {steps} steps ({ran} in all), {len(world.violations)} violation(s), "
                   f"{time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     _report(a, ran, stats, faults, violations, growth, time.monotonic() - started)
+    if a.examples:
+        print("an example of each error users saw:")
+        for kind, text in sorted(examples.items()):
+            print(f"  {kind}: {text}")
     return 1 if violations else 0
 
 

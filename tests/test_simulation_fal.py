@@ -9,7 +9,7 @@ traps that act at an exact phase of a request, every call recorded, and faults o
   queued and will bill the request).
 * :class:`Trap`: ``action()`` runs in the thread answering the call, when a request of ``identity`` reaches
   ``phase`` (``submitting``: queued, its answer about to go back; ``queued``/``running``: a status says so;
-  ``downloading``: its picture is fetched).  The simulation interrupts there (a real SIGINT in the waiting
+  ``downloading``: its picture is fetched; ``rate-limited``: its submit is answered 429, nothing queued).  The simulation interrupts there (a real SIGINT in the waiting
   thread, ``Run.cancel()``, the form's Cancel button, a task's cancel).
 * :class:`ClientSide`: an httpx transport in front of the emulator (in process or over HTTP) that counts
   what falnb sends and can refuse the next connections (fal unreachable: nothing left the machine).
@@ -173,6 +173,8 @@ class SimEmulator(Emulator):
                     target.answer_lost = True
                     rec.faults["lost submit answer"] += 1
                     resp = Response(0, drop=True)
+            elif kind == "submit" and resp.status == 429:
+                phase, target = "rate-limited", Submit("", identity(path.strip("/"), _json(body)))
             elif kind == "status" and rid is not None and isinstance(resp.body, bytes) and resp.status in (200, 202):
                 phase, target = _PHASES.get(str(_json(resp.body).get("status"))), rec.by_id.get(rid)
             elif kind == "file" and rid is not None and resp.status == 200:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from falnb import Client, FalnbError, Interrupted, ResponseCache
+from falnb import Client, FalnbError, Interrupted, RequestCancelledError, ResponseCache, Run
+from falnb.fal._queue import RetryPolicy
 
 from .defects._helpers import interrupt_main
 from .test_simulation_fal import SimEmulator, Trap
@@ -76,3 +77,27 @@ def test_s2_an_index_damaged_while_open_is_set_aside_once(tmp_path: Path) -> Non
     client.close()
     assert again.cached and len(emu.billed()) == 2, f"the owl was paid again: {len(emu.billed())} billed"
     assert not raw, raw
+
+
+@pytest.mark.xfail(strict=True, reason="simulation finding S3: a submit cancelled while it waits to retry after a 429 "
+                                       "is journaled as uncertain, and refused for an hour")
+def test_s3_a_submit_cancelled_between_429_retries_is_not_uncertain(tmp_path: Path) -> None:
+    """fal answered 429 (nothing queued), and while falnb waits to retry, the Run is cancelled (Ctrl-C, Run.cancel(),
+    or generate_many's first error with return_exceptions=False).  Nothing was queued: asking again must submit,
+    not raise SubmitUncertainError ("fal may have queued it") for an hour."""
+    emu = SimEmulator(latency=0.0)
+    emu.configure(rate_limit_burst=1)
+    client = Client(key="sk-sim", queue_url="http://fal.test", transport=emu.transport(), cache=tmp_path / "cache",
+                    use_stream=False, retry=RetryPolicy(base_delay=0.5, max_delay=0.5))
+    run: list[Run] = []
+    emu.traps.append(Trap("rate-limited", lambda: run[0].cancel()))
+    plan = client.plan("a lighthouse", model=MODEL, size="256x256")
+    run.append(client.start([plan]))
+    with pytest.raises(RequestCancelledError):
+        run[0].wait()
+    assert emu.ledger.submits == 0  # fal queued nothing
+    try:
+        gen = client.generate("a lighthouse", model=MODEL, size="256x256")
+    finally:
+        client.close()
+    assert gen.request_ids and emu.ledger.submits == 1

@@ -19,7 +19,7 @@ from falnb import BudgetExceededError, FalnbError, InputError, form
 
 from ._cells import run as run_cell
 from .defects._helpers import interrupt_main
-from .test_simulation_fal import Trap
+from .test_simulation_fal import Trap, defect_open
 from .test_simulation_world import Ask, World, quiet
 
 __all__ = ["ASKS", "FAULTS", "PHASES", "agenerate", "arm_fault", "cell", "click_form", "generate",
@@ -261,17 +261,23 @@ def cell(world: World, shell: Any, asks: Sequence[Ask], fault: str, phase: str |
 
 
 def click_form(world: World, ask: Ask, fault: str, phase: str | None) -> None:
-    """``falnb.form()``: Generate clicked, Cancel clicked at the phase; the status line is what the user reads."""
+    """``falnb.form()``: one form per client, as a user keeps one; its fields set, Generate clicked, Cancel
+    clicked at the phase; the status line is what the user reads."""
     idents = world.asked([ask])
-    f = form(ask.model, client=world.client, prompt=ask.prompt, size=ask.size)
+    f = _form_for(world, ask)
+    f.prompt_box.value = ask.prompt
     f.n_box.value = ask.n
     f.seed_box.value = "" if ask.seed is None else str(ask.seed)
+    f.size_control.set(ask.size)
     shown: list[str] = []
     f.status_label.observe(lambda ch: shown.append(str(ch["new"])), names="value")
-    with quiet(), trapped(world, phase, _first(idents, phase), f.cancel_button.click), arm_fault(world, fault):
-        f.generate_button.click()
-        if f.job is not None and not f.job.wait(120):
-            world.violate("d", f"the form's generation of {ask} never ended; status {f.status_label.value!r}")
+    try:
+        with quiet(), trapped(world, phase, _first(idents, phase), f.cancel_button.click), arm_fault(world, fault):
+            f.generate_button.click()
+            if f.job is not None and not f.job.wait(120):
+                world.violate("d", f"the form's generation of {ask} never ended; status {f.status_label.value!r}")
+    finally:
+        f.status_label.unobserve_all("value")
     world.got(f.result)
     world.stats["form clicks"] += 1
     job = f.job
@@ -281,7 +287,26 @@ def click_form(world: World, ask: Ask, fault: str, phase: str | None) -> None:
     for text in shown:
         if text.startswith("error: ") and text[7:].split(":")[0] in _PYTHON_ERRORS:
             world.violate("d", f"the form shows a raw Python error: {text[:300]}")
-    f.close()
+
+
+def _form_for(world: World, ask: Ask) -> Any:
+    """The world's form on its current client, showing ``ask``'s model."""
+    from ipywidgets.widgets import widget
+
+    f = world.form
+    alias = world.client.catalog.resolve(ask.model).alias
+    if f is not None and (f.client is not world.client or (
+            f.model_picker.value != alias
+            and defect_open("test_defect_24_switching_models_does_not_leak_widgets"))):
+        # a new form instead of a model switch while issue 11 defect 24 (~20 widgets leak per switch) is open
+        world.drop_form()
+        f = None
+    if f is None:
+        world.form_widgets = set(widget._instances)
+        f = world.form = form(alias, client=world.client)
+    elif f.model_picker.value != alias:
+        f.model_picker.value = alias
+    return f
 
 
 _PYTHON_ERRORS = {n for n, v in vars(builtins).items() if isinstance(v, type) and issubclass(v, BaseException)}

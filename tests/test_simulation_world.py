@@ -35,7 +35,7 @@ import httpx
 import pytest
 
 import falnb
-from falnb import Client, FalnbError, RequestCancelledError, ResponseCache, SubmitUncertainError
+from falnb import CacheError, Client, FalnbError, RequestCancelledError, ResponseCache, SubmitUncertainError
 from falnb.emulator import Faults, serve
 from falnb.fal._queue import RetryPolicy
 
@@ -96,6 +96,9 @@ class World:
         else:
             os.environ["FALNB_BUDGET_TOTAL"] = str(options.budget_total)
         self.wire: ClientSide | None = None
+        #: the form a user keeps on screen (one per client), and the widgets alive before it was made
+        self.form: Any = None
+        self.form_widgets: set[Any] = set()
         self.clients: list[Client] = []
         self.client = self.new_client()
         # the bookkeeping the invariants read
@@ -104,7 +107,7 @@ class World:
         self.allow: collections.Counter[str] = collections.Counter()
         self.delivered: set[str] = set()
         self.told_uncertain: set[str] = set()
-        #: requests of calls an interrupt stopped (issue 11 defect 4 may mark them uncertain without sending)
+        #: requests of calls an interrupt or a cancel stopped (defect 4 and finding S3 may mark them uncertain)
         self.interrupted: set[str] = set()
         #: the requests of the step under way
         self.call_idents: list[str] = []
@@ -113,6 +116,8 @@ class World:
         self.forgiven: set[str] = set()
         self.stats: collections.Counter[str] = collections.Counter()
         self.violations: list[str] = []
+        #: the first message of each kind of error users saw
+        self.examples: dict[str, str] = {}
         self.resources0: tuple[int, int, float] | None = None
 
     # -- clients -------------------------------------------------------------------------------------
@@ -138,8 +143,20 @@ class World:
             self.clients.append(client)
         return client
 
+    def drop_form(self) -> None:
+        """Close the form and every widget it made (a notebook's cell cleared)."""
+        from ipywidgets.widgets import widget
+
+        if self.form is not None:
+            self.got(self.form.result)
+            for key in set(widget._instances) - self.form_widgets:
+                with contextlib.suppress(KeyError):
+                    widget._instances[key].close()
+        self.form = None
+
     def restart(self) -> None:
         """A new Client on the same folder (the old one closed), as after a kernel restart."""
+        self.drop_form()
         old = self.clients.pop()
         self.got(list(old.history))
         old.close()
@@ -147,6 +164,7 @@ class World:
         self.stats["restarts"] += 1
 
     def close(self) -> None:
+        self.drop_form()
         for c in self.clients:
             with contextlib.suppress(Exception):
                 c.close()
@@ -215,6 +233,7 @@ class World:
     def error(self, exc: BaseException, idents: Sequence[str], where: str, *, cancelled: bool = False) -> None:
         """An error a user saw from ``where``: (d) its kind and size, (c) if it says "uncertain"."""
         self.stats[f"error {type(exc).__name__}"] += 1
+        self.examples.setdefault(type(exc).__name__, f"{where}: {str(exc)[:240]!r}")
         if cancelled and type(exc).__name__ == "CancelledError":
             return  # the caller cancelled its own task: asyncio's answer, not an error to show
         if not isinstance(exc, FalnbError):
@@ -234,10 +253,11 @@ class World:
         if not idents:
             return
         if not any(self.emu.orphans(i) for i in idents):
-            if defect_open("test_defect_04_ctrl_c_while_connecting_is_not_journaled_as_sent") \
-                    and self.interrupted & set(idents):
-                # issue 11 defect 4: an interrupt while a submit was being sent (before it reached fal)
-                # journals it as sent: "uncertain" for an hour
+            if self.interrupted & set(idents) and (
+                    defect_open("test_defect_04_ctrl_c_while_connecting_is_not_journaled_as_sent")
+                    or "S3" in open_findings()):
+                # issue 11 defect 4: an interrupt while a submit is being sent (before it reached fal), and
+                # simulation finding S3: a cancel while a submit waits to retry after a 429, journal it as sent
                 self.stats["known failures excused"] += 1
                 return
             self.violate("c", f"{where} refused as uncertain, but no submit of it reached fal unanswered "
@@ -263,8 +283,10 @@ class World:
                                   f"refreshes/damage {self.allow[ident]})")
         view = self._cache_view()
         if view is None:
-            return  # the index cannot be read now (simulation finding S2); the next step checks again
+            return  # the index cannot be read now (a falnb CacheError, or finding S2): the next step checks again
         cached, journaled, uncertain = view
+        # stored once is delivered (a refresh replaces it by the user's choice; a later loss shows as paying again)
+        self.delivered |= cached
         for sub in self.emu.unlearned():
             if self.keys.get(sub.identity, set()) & uncertain or sub.identity in self.told_uncertain:
                 # its submit answer was lost, and the user is told: the journal marks it uncertain, or an error
@@ -289,6 +311,9 @@ class World:
             try:
                 cached = {e.request_id for e in view.entries(namespace="*") if e.request_id}
                 rows = view.journal(namespace="*")
+            except CacheError as exc:  # a falnb error (what a user would see): the view is unknown this time
+                self.stats[f"cache unreadable: {exc.message.split(':')[-1].strip()[:40]}"] += 1
+                return None
             except sqlite3.DatabaseError as exc:
                 if "S2" in open_findings():
                     # simulation finding S2: an index damaged under an open connection gives raw sqlite3 errors
