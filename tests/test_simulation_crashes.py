@@ -127,12 +127,12 @@ def damage(world: World, what: str) -> None:
             return  # simulation finding S2: an index damaged while open is set aside twice (paid again)
         with open(index, "r+b") as f:
             f.write(b"\0garbage, not SQLite\0" * 8)
-        world.damaged(everything=True)
+        world.damaged(everything=True, ledger_lost=True)
     elif what == "the whole folder":
         if defect_open("test_defect_16_a_deleted_cache_folder_is_recreated_for_everyone"):
             return  # issue 11 defect 16: a kernel keeps writing into the deleted folder's unlinked index
         shutil.rmtree(folder, ignore_errors=True)
-        world.damaged(everything=True)
+        world.damaged(everything=True, ledger_lost=True)
     elif what == "read-only":
         if defect_open("test_defect_17_read_only_cache_serves_hits_and_warns_once") or os.geteuid() == 0:
             return  # issue 11 defect 17; and root ignores file modes (tests/defects drops to another uid)

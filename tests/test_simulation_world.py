@@ -4,7 +4,8 @@ the promises checked after every step.
 The invariants (also listed in the README's reliability section):
 
 (a) fal billed at most one request per distinct request asked for (per replica), plus the explicit
-    refreshes (``refresh=True``, ``--refresh``, ``cache=False``) and the damage a user did to the cache;
+    refreshes (``refresh=True``, ``--refresh``, ``cache=False``) and the damage a user did to the cache; and
+    never more than ``FALNB_BUDGET_TOTAL`` in all;
 (b) every paid picture is delivered (a Generation held it, or the cache holds it) or re-attachable (the
     journal holds its request id); the only exception is a submit whose answer never reached falnb, and
     then the journal marks that request uncertain or the user was told so (SubmitUncertainError);
@@ -116,6 +117,8 @@ class World:
         self.forgiven: set[str] = set()
         self.stats: collections.Counter[str] = collections.Counter()
         self.violations: list[str] = []
+        #: what fal billed before the cache folder (and its ledger) last went: the budget counts from there
+        self.spent_before_budget = 0.0
         #: the first message of each kind of error users saw
         self.examples: dict[str, str] = {}
         self.resources0: tuple[int, int, float] | None = None
@@ -205,10 +208,12 @@ class World:
         self.call_idents = [i for group in out for i in group]
         return out
 
-    def damaged(self, everything: bool = False, idents: Sequence[str] = ()) -> None:
+    def damaged(self, everything: bool = False, idents: Sequence[str] = (), *, ledger_lost: bool = False) -> None:
         """The user damaged the cache: what it held may be paid again, and what was only journaled is theirs to lose."""
         for ident in (self.replicas if everything else idents):
             self.allow[ident] += 1
+        if ledger_lost:  # the ledger (and so what the total budget counted) went with the index
+            self.spent_before_budget = self.emu.ledger.cost
         self.forgiven.update(rid for rid, _, _ in self.emu.billed())
 
     def excuse(self, idents: Sequence[str]) -> None:
@@ -281,6 +286,10 @@ class World:
             if n > allowed:
                 self.violate("a", f"fal billed {n} requests for {ident[:160]} (asked {self.replicas.get(ident, 0)}, "
                                   f"refreshes/damage {self.allow[ident]})")
+        budget = self.options.budget_total
+        spent = self.emu.ledger.cost - self.spent_before_budget
+        if budget is not None and spent > budget + 1e-9:
+            self.violate("a", f"fal billed ${spent:.3f} through a cache folder whose FALNB_BUDGET_TOTAL is ${budget}")
         view = self._cache_view()
         if view is None:
             return  # the index cannot be read now (a falnb CacheError, or finding S2): the next step checks again
