@@ -57,6 +57,14 @@ def shell(world: World) -> Any:
     return _SHELL
 
 
+def unshell() -> None:
+    """The shell's cells back on their own client (the shell outlives the world: other tests use it too)."""
+    if _SHELL is not None:
+        from falnb.notebook._magics import magics_of
+
+        magics_of(_SHELL).client = None
+
+
 def _asks(draw: Draw[Any]) -> list[Any]:
     return [draw(steps.ASKS) for _ in range(draw([1, 2, 3]))]
 
@@ -114,6 +122,7 @@ class Promises(RuleBasedStateMachine):
     def teardown(self) -> None:
         if self.world is not None:
             RAN.update(self.world.stats)
+            unshell()
             self.world.close()
 
 
@@ -157,5 +166,6 @@ def soak_episode(seed: str, steps_: int, on_step: Callable[[World, int, str], No
         if not world.violations:
             world.violations.append(f"(?) {exc}")
     finally:
+        unshell()
         world.close()
     return world

@@ -9,8 +9,9 @@ traps that act at an exact phase of a request, every call recorded, and faults o
   queued and will bill the request).
 * :class:`Trap`: ``action()`` runs in the thread answering the call, when a request of ``identity`` reaches
   ``phase`` (``submitting``: queued, its answer about to go back; ``queued``/``running``: a status says so;
-  ``downloading``: its picture is fetched; ``rate-limited``: its submit is answered 429, nothing queued).  The simulation interrupts there (a real SIGINT in the waiting
-  thread, ``Run.cancel()``, the form's Cancel button, a task's cancel).
+  ``downloading``: its picture is fetched; ``rate-limited``: its submit is answered 429, nothing queued).
+  The simulation interrupts there (a real SIGINT in the waiting thread, ``Run.cancel()``, the form's Cancel
+  button, a task's cancel).
 * :class:`ClientSide`: an httpx transport in front of the emulator (in process or over HTTP) that counts
   what falnb sends and can refuse the next connections (fal unreachable: nothing left the machine).
 * :func:`defect_open`: whether one of issue 11's defect tests (tests/defects) is still marked xfail, so the
