@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from falnb import BudgetExceededError, FalnbError, InputError, form
+from falnb.notebook._form_status import plain
 
 from ._cells import run as run_cell
 from .defects._helpers import interrupt_main
@@ -270,12 +271,13 @@ def click_form(world: World, ask: Ask, fault: str, phase: str | None) -> None:
     f.seed_box.value = "" if ask.seed is None else str(ask.seed)
     f.size_control.set(ask.size)
     shown: list[str] = []
-    f.status_label.observe(lambda ch: shown.append(str(ch["new"])), names="value")
+    # as the user reads it: the widget holds HTML (amounts are kept from being typeset)
+    f.status_label.observe(lambda ch: shown.append(plain(str(ch["new"]))), names="value")
     try:
         with quiet(), trapped(world, phase, _first(idents, phase), f.cancel_button.click), arm_fault(world, fault):
             f.generate_button.click()
             if f.job is not None and not f.job.wait(120):
-                world.violate("d", f"the form's generation of {ask} never ended; status {f.status_label.value!r}")
+                world.violate("d", f"the form's generation of {ask} never ended; status {f.status!r}")
     finally:
         f.status_label.unobserve_all("value")
     world.got(f.result)
