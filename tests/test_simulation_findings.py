@@ -5,6 +5,7 @@ finding's case (``open_findings()``) and starts checking it as soon as its marke
 from __future__ import annotations
 
 import sqlite3
+import threading
 import warnings
 from pathlib import Path
 
@@ -90,9 +91,17 @@ def test_s3_a_submit_cancelled_between_429_retries_is_not_uncertain(tmp_path: Pa
     client = Client(key="sk-sim", queue_url="http://fal.test", transport=emu.transport(), cache=tmp_path / "cache",
                     use_stream=False, retry=RetryPolicy(base_delay=0.5, max_delay=0.5))
     run: list[Run] = []
-    emu.traps.append(Trap("rate-limited", lambda: run[0].cancel()))
+    started = threading.Event()
+
+    def cancel() -> None:
+        # the 429 may be answered before client.start() has returned the Run: wait for it
+        assert started.wait(30)
+        run[0].cancel()
+
+    emu.traps.append(Trap("rate-limited", cancel))
     plan = client.plan("a lighthouse", model=MODEL, size="256x256")
     run.append(client.start([plan]))
+    started.set()
     with pytest.raises(RequestCancelledError):
         run[0].wait()
     assert emu.ledger.submits == 0  # fal queued nothing
