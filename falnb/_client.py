@@ -3,11 +3,18 @@
 All network work runs on falnb's private event loop (see ``_loop``), so the sync and async APIs
 share one ``httpx.AsyncClient`` and one connection pool, and a notebook's own loop is never
 touched.  ``agenerate`` awaits that work from the caller's loop.
+
+What a client was not told explicitly comes from the environment **at each call**: the key
+(``%env FAL_KEY=...`` after a 401 takes effect), online or offline (``FALNB_OFFLINE``) and the queue
+URL (``FALNB_QUEUE_URL``).  ``Client(offline=True)``, ``key=``, ``queue_url=`` stay fixed.  Each
+(offline, queue URL) pair has its own :class:`~falnb._engine.Engine` (connections) and each
+namespace its own view of the cache, so the emulator's pictures never mix with fal's.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +27,7 @@ from .cache._ledger import Ledger, session_ledger
 from .catalog import DEFAULT_MODEL
 from .catalog._catalog import Catalog, default_catalog
 from .fal._config import OFFLINE_QUEUE_URL, Key, find_key, offline_from_env, queue_url_from_env
+from .fal._sending import check_headers
 from .request._plan import Plan, build_plan
 from .results._generation import Generation
 from .results._progress import Progress, ProgressTracker
@@ -58,72 +66,128 @@ class Client:
                  max_concurrency: int = 64, transport: httpx.AsyncBaseTransport | None = None,
                  emulator: Emulator | None = None, catalog: Catalog | None = None,
                  retry: RetryPolicy | None = None, http_timeout: float = 30.0, use_stream: bool = True) -> None:
-        self.offline = offline_from_env() if offline is None else bool(offline)
+        _check_timeout(timeout, "timeout")
+        _check_timeout(http_timeout, "http_timeout", optional=False)
+        self._offline_arg = None if offline is None else bool(offline)
+        self._queue_url_arg = queue_url
         self._explicit_key = key
         self._emulator = emulator
-        if self.offline:
-            if self._emulator is None:
-                from .emulator import shared_emulator
-
-                self._emulator = shared_emulator()
-            transport = transport or self._emulator.transport()
-            self.queue_url = OFFLINE_QUEUE_URL
-        else:
-            self.queue_url = queue_url_from_env(queue_url)
+        self._transport = transport
         self.catalog = catalog or default_catalog()
         self._cache_arg = cache
-        self._cache: ResponseCache | bool | None = None if cache is False else True
+        self._caches: dict[str, ResponseCache] = {}
         self._plans: collections.OrderedDict[Any, Plan] = collections.OrderedDict()
         #: the latest generations of this client (bounded: each holds its image bytes)
         self.history: collections.deque[Generation] = collections.deque(maxlen=HISTORY_SIZE)
-        self._engine = Engine(queue_url=self.queue_url, key=lambda: self.key, transport=transport,
-                              cache=lambda: self.cache, namespace=self.cache_namespace, timeout=timeout,
-                              retry=retry, http_timeout=http_timeout, use_stream=use_stream,
-                              max_concurrency=max_concurrency, history=self.history)
+        self._timeout = timeout
+        self._engine_args: dict[str, Any] = dict(retry=retry, http_timeout=http_timeout, use_stream=use_stream,
+                                                 max_concurrency=max_concurrency)
+        self._engines: dict[tuple[bool, str], Engine] = {}
+        self._lock = threading.Lock()
+        if self.offline:
+            self.emulator  # noqa: B018  (the emulator is there from the start)
+        else:
+            self.queue_url  # noqa: B018  (a bad queue URL is a ConfigError here, not at the first call)
 
     def __repr__(self) -> str:
-        where = "offline emulator" if self.offline else self.queue_url
+        try:
+            where = "offline emulator" if self.offline else self.queue_url
+        except FalnbError:
+            where = "a bad queue URL"
         return f"<falnb.Client {where}>"
 
     # -- configuration ---------------------------------------------------------------------
 
     @property
+    def offline(self) -> bool:
+        """Whether calls go to the embedded emulator: ``Client(offline=...)``, else ``FALNB_OFFLINE`` now."""
+        return offline_from_env() if self._offline_arg is None else self._offline_arg
+
+    @property
+    def queue_url(self) -> str:
+        """The queue calls go to now: ``queue_url=``, else ``FALNB_QUEUE_URL``, else fal's."""
+        return OFFLINE_QUEUE_URL if self.offline else queue_url_from_env(self._queue_url_arg)
+
+    @property
     def key(self) -> Key:
         """The key in use (raises MissingKeyError when there is none).  Its repr hides the secret."""
-        if self.offline:
+        return self._key(self.offline)
+
+    def _key(self, offline: bool) -> Key:
+        if offline:
             return Key(self._explicit_key or "falnb-offline", "offline emulator")
         return find_key(self._explicit_key)
 
     @property
+    def _engine(self) -> Engine:
+        """The engine for the configuration in effect now (made on first use)."""
+        offline = self.offline
+        url = OFFLINE_QUEUE_URL if offline else queue_url_from_env(self._queue_url_arg)
+        with self._lock:
+            engine = self._engines.get((offline, url))
+            if engine is None:
+                transport = self._transport
+                if offline and transport is None:
+                    transport = self._emulator_now().transport()
+                ns = _namespace(offline)
+                engine = Engine(queue_url=url, key=lambda: self._key(offline), transport=transport,
+                                cache=lambda: self._store(ns), namespace=ns, timeout=self._timeout,
+                                history=self.history, **self._engine_args)
+                self._engines[(offline, url)] = engine
+            return engine
+
+    @property
     def timeout(self) -> float | None:
         """The longest a call waits for fal, in seconds (None: no bound); ``timeout=`` of a call wins."""
-        return self._engine.timeout
+        return self._timeout
 
     @timeout.setter
     def timeout(self, value: float | None) -> None:
-        self._engine.timeout = value
+        _check_timeout(value, "timeout")
+        self._timeout = value
+        for engine in list(self._engines.values()):
+            engine.timeout = value
 
     @property
     def emulator(self) -> Emulator | None:
+        """The emulator offline calls go to (None while this client has not been offline)."""
+        if self._emulator is None and self.offline:
+            return self._emulator_now()
+        return self._emulator
+
+    def _emulator_now(self) -> Emulator:
+        if self._emulator is None:
+            from .emulator import shared_emulator
+
+            self._emulator = shared_emulator()
         return self._emulator
 
     @property
     def cache(self) -> ResponseCache | None:
-        """The response cache (None for ``Client(cache=False)``), opened on first use."""
-        if self._cache is True:
+        """The response cache (None for ``Client(cache=False)``), opened on first use, seen through the
+        namespace in effect now (the emulator's pictures are never served as fal's, nor fal's as the
+        emulator's)."""
+        return self._store(self.cache_namespace)
+
+    def _store(self, namespace: str) -> ResponseCache | None:
+        arg = self._cache_arg
+        if arg is False:
+            return None
+        store = self._caches.get(namespace)
+        if store is None:
             from .cache._store import ResponseCache
 
-            arg = self._cache_arg
-            # a ResponseCache given by the caller is used through this client's namespace, so the
-            # emulator's pictures are never served as fal's (nor fal's as the emulator's)
-            self._cache = arg.for_namespace(self.cache_namespace) if isinstance(arg, ResponseCache) else \
-                ResponseCache(None if arg is True else Path(str(arg)), namespace=self.cache_namespace)
-        return self._cache or None
+            # one directory (and one index, one set of budgets) for every namespace of this client
+            first = next(iter(self._caches.values()), None)
+            base = first if first is not None else arg if isinstance(arg, ResponseCache) else None
+            store = base.for_namespace(namespace) if base is not None else \
+                ResponseCache(None if arg is True else Path(str(arg)), namespace=namespace)
+            self._caches[namespace] = store
+        return store
 
     @property
     def cache_namespace(self) -> str:
-        # the emulator's pictures must never be served as fal's, nor fal's as the emulator's
-        return "emulator" if self.offline else "fal"
+        return _namespace(self.offline)
 
     # -- the public API ----------------------------------------------------------------------
 
@@ -140,6 +204,7 @@ class Client:
             self._plans.move_to_end(memo)
             return self._plans[memo]
         plan = build_plan(prompt, model=model, n=n, size=size, seed=seed, catalog=self.catalog, **params)
+        check_headers(plan.headers, plan.spec.id)  # what httpx could not send is refused now, not journaled
         if memo is not None:
             self._plans[memo] = plan
             if len(self._plans) > _PLAN_MEMO:
@@ -162,7 +227,7 @@ class Client:
         hit = self._hit(plan, refresh=refresh, use_cache=cache, on_progress=on_progress)
         if hit is not None:
             return hit
-        run = self.start([plan], refresh=refresh, cache=cache, timeout=timeout)
+        run = self.prepare([plan], refresh=refresh, cache=cache, timeout=timeout)
         results = run.wait(on_tick=_ticker(run, on_progress))
         if on_progress is not None:
             on_progress(run.progress()[0])
@@ -177,7 +242,7 @@ class Client:
         hit = self._hit(plan, refresh=refresh, use_cache=cache, on_progress=on_progress)
         if hit is not None:
             return hit
-        run = self.start([plan], refresh=refresh, cache=cache, timeout=timeout)
+        run = self.prepare([plan], refresh=refresh, cache=cache, timeout=timeout)
         results = await run.wait_async(on_tick=_ticker(run, on_progress))
         if on_progress is not None:
             on_progress(run.progress()[0])
@@ -213,13 +278,24 @@ class Client:
         ``run.wait()`` (Ctrl-C cancels), ``run.watch(...)``, ``run.add_done_callback(...)``; stop it
         with ``run.cancel()``.
         """
+        return self.prepare(plans, refresh=refresh, cache=cache, timeout=timeout, concurrency=concurrency,
+                            stop_on_error=stop_on_error)._start()
+
+    def prepare(self, plans: Sequence[Plan], *, refresh: bool = False, cache: bool = True,
+                timeout: float | None = None, concurrency: int | None = None, stop_on_error: bool = False) -> Run:
+        """A :class:`Run` of ``plans`` checked against the budgets, that starts when ``run.wait()`` (or
+        ``wait_async``) is called: a Ctrl-C landing anywhere between the two still cancels everything."""
+        _check_timeout(timeout, "timeout")
         run = Run(self._engine, plans, refresh=refresh, use_cache=cache, timeout=timeout,
                   concurrency=concurrency, stop_on_error=stop_on_error)
         self._ledger().check_budget(run.due_cost(), what=_what(plans))
-        return run._start()
+        return run
 
     def close(self) -> None:
-        self._engine.close()
+        with self._lock:
+            engines = list(self._engines.values())
+        for engine in engines:
+            engine.close()
 
     def __enter__(self) -> Client:
         return self
@@ -245,8 +321,8 @@ class Client:
                                        kwargs.pop("timeout", None))
         # all validated before any is sent
         plans = [self.plan(p, model=model, **kwargs) for p in prompt_list(prompts)]
-        return self.start(plans, refresh=refresh, cache=use_cache, timeout=timeout, concurrency=concurrency,
-                          stop_on_error=not return_exceptions)
+        return self.prepare(plans, refresh=refresh, cache=use_cache, timeout=timeout, concurrency=concurrency,
+                            stop_on_error=not return_exceptions)
 
     def _ledger(self) -> Ledger:
         # generate(cache=False) still counts against the budgets, in the cache directory's ledger
@@ -298,6 +374,20 @@ def prompt_list(prompts: Any) -> list[str]:
         if not p.strip():
             raise InputError(f"prompts[{i}] is empty; nothing was sent", field="prompt")
     return items
+
+
+def _namespace(offline: bool) -> str:
+    # the emulator's pictures must never be served as fal's, nor fal's as the emulator's
+    return "emulator" if offline else "fal"
+
+
+def _check_timeout(value: Any, name: str, *, optional: bool = True) -> None:
+    """A timeout is a positive number of seconds (or None where allowed): checked before anything is sent."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise InputError(f"{name} must be a positive number of seconds{' (or None)' if optional else ''}, "
+                         f"not {value!r}", field=name)
 
 
 def _what(plans: Sequence[Plan]) -> str:

@@ -1,32 +1,39 @@
 """How a plan is carried out: the cache, the budget, the journal's claim, fal's queue, the store, the bytes.
 
 The :class:`Engine` owns the httpx clients and the queue client (made on first use, on falnb's private
-loop) and runs one plan's requests concurrently.  It is the Client's machinery: the Client decides
-what to run (and keeps the history), :class:`~falnb._run.Run` runs several plans and watches them.
+loop) and runs one plan's requests concurrently (one request's life with fal: :mod:`._fetch`).  It is the
+Client's machinery: the Client decides what to run (and keeps the history), :class:`~falnb._run.Run` runs
+several plans and watches them.
+
+A process forked after falnb was used gets none of its parent's connections or asyncio objects: every
+engine drops them in the child (``os.register_at_fork``) and makes new ones on first use there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._exceptions import CacheError, FalnbError, FalServerError, RequestNotFoundError
+from ._exceptions import CacheError, FalnbError, FalServerError, RequestTimeoutError
+from ._fetch import Part, RequestRun, Stopping, through_cancels
 from .cache._index import CacheWarning, Reported
 from .cache._ledger import session_ledger
 from .fal._config import Key
 from .fal._download import fetch_image, sniff
 from .fal._loop import run_sync
-from .fal._queue import QueueClient, RetryPolicy, Submitted
+from .fal._queue import QueueClient, RetryPolicy
 from .request._plan import FalRequest, Plan
 from .results._generation import Generation, images_from_response
 from .results._image import Image
-from .results._progress import ProgressTracker
+from .results._progress import Progress, ProgressTracker
 
 if TYPE_CHECKING:
     from .cache._store import ResponseCache
@@ -50,6 +57,7 @@ class Engine:
         self._streams: httpx.AsyncClient | None = None
         self._queue: QueueClient | None = None
         self._sem: asyncio.Semaphore | None = None
+        _ENGINES.add(self)
 
     def cache(self) -> ResponseCache | None:
         """The response cache in use (None without one)."""
@@ -64,7 +72,8 @@ class Engine:
             # each waiting request holds a status stream: uncapped, so streams never starve submits
             self._streams = httpx.AsyncClient(transport=self._transport, timeout=self._http_timeout,
                                               limits=httpx.Limits(max_connections=None, max_keepalive_connections=16))
-            self._queue = QueueClient(self._http, self._queue_url, self._key(), self._retry,
+            # the key is read for every request: a key changed with %env takes effect on the next call
+            self._queue = QueueClient(self._http, self._queue_url, self._key, self._retry,
                                       use_stream=self._use_stream, stream_http=self._streams)
             self._sem = asyncio.Semaphore(self._max_concurrency)
         return self._queue
@@ -75,20 +84,29 @@ class Engine:
         for c in clients:
             run_sync(c.aclose())
 
+    def _forget_after_fork(self) -> None:
+        """In a forked child: the parent's pools, sockets and asyncio objects are not ours to use (nor to
+        close: they belong to the parent's loop).  New ones are made on first use."""
+        self._http = self._streams = self._queue = None
+        self._sem = None
+
     async def run_plan(self, plan: Plan, *, refresh: bool, use_cache: bool, timeout: float | None,
                        tracker: ProgressTracker, group: object = None,
-                       group_cost: Callable[[], float | None] | None = None) -> Generation:
+                       group_cost: Callable[[], float | None] | None = None,
+                       notes: dict[int, str] | None = None) -> Generation:
         """Every request of ``plan`` (concurrently), bounded by ``timeout`` as a whole; the Generation.
 
         ``group`` holds the budget for a set of calls run together (a cell, a batch) and ``group_cost``
         is the set's uncached estimate: the set passes or fails its budget check whole.  By default the
-        group is this call."""
+        group is this call.  ``notes`` receives, per request index, what a stop did to it (see ``_fetch``)."""
         started = time.monotonic()
         bound = self.timeout if timeout is None else timeout
+        notes = {} if notes is None else notes
+        stopping = Stopping()
         tasks = [asyncio.ensure_future(self._run_request(plan, i, req, refresh=refresh, use_cache=use_cache,
                                                          timeout=bound, tracker=tracker,
                                                          group=tracker if group is None else group,
-                                                         group_cost=group_cost))
+                                                         group_cost=group_cost, notes=notes, stopping=stopping))
                  for i, req in enumerate(plan.requests)]
         gathered = asyncio.gather(*tasks)
         gathered.add_done_callback(_retrieve)  # its error is re-raised from the tasks, or moot once cancelled
@@ -97,12 +115,14 @@ class Engine:
             # the wait's own bound answers first, this one catches a hung submit, result or download
             done, _ = await asyncio.wait({gathered}, timeout=None if bound is None else bound + _DEADLINE_GRACE)
             if not done:
-                raise _timed_out(plan, bound, tracker)
+                # what fal may hold is settled first (the cancels): the message then says what happened
+                snap = tracker.snapshot()
+                stopping.grace = 0.0  # the caller's bound: a submit without an answer now is reported, not awaited
+                await _stop(tasks)
+                raise _timed_out(plan, bound, snap, notes)
             parts = gathered.result()
         except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _stop(tasks)
             raise
         return self.generation(plan, parts, started)
 
@@ -125,11 +145,11 @@ class Engine:
         for i, (req, hit) in enumerate(zip(plan.requests, hits, strict=True)):
             tracker.update(i, "cached", request_id=hit.request_id)
             store.ledger.record_saved(req.cost, model=req.model)
-            parts.append(_Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0,
-                               made=hit.created))
+            parts.append(Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0,
+                              made=hit.created))
         return self.generation(plan, parts, started)
 
-    def generation(self, plan: Plan, parts: list[_Part], started: float) -> Generation:
+    def generation(self, plan: Plan, parts: list[Part], started: float) -> Generation:
         images = [img for part in parts for img in part.images]
         cached = all(p.cached for p in parts)
         gen = Generation(
@@ -146,7 +166,8 @@ class Engine:
 
     async def _run_request(self, plan: Plan, index: int, req: FalRequest, *, refresh: bool, use_cache: bool,
                            timeout: float | None, tracker: ProgressTracker, group: object,
-                           group_cost: Callable[[], float | None] | None) -> _Part:
+                           group_cost: Callable[[], float | None] | None, notes: dict[int, str],
+                           stopping: Stopping) -> Part:
         """One request: a cache hit, or the budget, the journal's claim, fal, and the store.
 
         ``cache=False`` (``use_cache``) reads and writes no entry and no journal row; the budget and
@@ -159,8 +180,8 @@ class Engine:
             if hit is not None:
                 tracker.update(index, "cached", request_id=hit.request_id)
                 cache.ledger.record_saved(req.cost, model=req.model)
-                return _Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0,
-                             made=hit.created)
+                return Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0,
+                            made=hit.created)
 
         ledger = store.ledger if store is not None else session_ledger(self._namespace)
 
@@ -175,17 +196,21 @@ class Engine:
         reservation = ledger.reserve(req.cost, model=req.model, group=group, group_cost=group_cost or call_cost)
         try:
             queue = self.queue()
+            self._key()  # no key: MissingKeyError now, before anything is journaled or sent
             assert self._sem is not None
+            def life(slot: Any) -> RequestRun:
+                return RequestRun(queue, plan, index, req, slot, tracker, reservation, notes, stopping)
+
             async with self._sem:
                 if cache is None:
-                    return await self._fetch(queue, plan, index, req, None, timeout, tracker, reservation)
+                    return await self._fetch(life(None), timeout)
                 async with cache.inflight(req.key, req.model, refresh=refresh, timeout=timeout) as slot:
                     if slot.entry is not None:  # stored by another process while we waited: nothing to pay
                         tracker.update(index, "cached", request_id=slot.entry.request_id)
                         cache.ledger.record_saved(req.cost, model=req.model)
-                        return _Part(slot.entry.images, slot.entry.request_id, slot.entry.response, cached=True,
-                                     saved=req.cost or 0.0, made=slot.entry.created)
-                    part = await self._fetch(queue, plan, index, req, slot, timeout, tracker, reservation)
+                        return Part(slot.entry.images, slot.entry.request_id, slot.entry.response, cached=True,
+                                    saved=req.cost or 0.0, made=slot.entry.created)
+                    part = await self._fetch(life(slot), timeout)
                     try:
                         cache.put(req.key, model=req.model, canonical=req.canonical, response=part.response,
                                   images=part.images, request_id=part.request_id, cost=req.cost)
@@ -196,60 +221,12 @@ class Engine:
         finally:
             reservation.release()  # a no-op once paid
 
-    async def _fetch(self, queue: QueueClient, plan: Plan, index: int, req: FalRequest, slot: Any,
-                     timeout: float | None, tracker: ProgressTracker, reservation: Any = None) -> _Part:
+    async def _fetch(self, life: RequestRun, timeout: float | None) -> Part:
         """Submit (or re-attach to the journaled request), wait, fetch the result and the image bytes."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            reattached = slot is not None and slot.request_id is not None
-            if reattached:
-                sub = slot.resume(queue, req.model)  # paid already, by the run that submitted it
-            else:
-                tracker.update(index, "submitting")
-                sub = await queue.submit(req.model, req.input, plan.headers,
-                                         on_sending=slot.record_sending if slot is not None else None)
-                if slot is not None:
-                    slot.record(sub)  # journaled before polling: a restart re-attaches instead of paying again
-                if reservation is not None:
-                    reservation.pay(sub.request_id)
-            tracker.update(index, "queued", request_id=sub.request_id)
-            try:
-                def on_status(st: Any) -> None:
-                    state = "queued" if st.status == "IN_QUEUE" else "running" if st.status == "IN_PROGRESS" \
-                        else "done"
-                    tracker.update(index, "downloading" if state == "done" else state, position=st.queue_position,
-                                   log=st.logs[-1] if st.logs else None)
-
-                remaining = None if deadline is None else max(0.001, deadline - time.monotonic())
-                final = await queue.wait(sub, on_status, remaining, bound=timeout)
-                if final.error and reattached:
-                    slot.forget()  # the journaled request ended without pictures (cancelled, failed): ask anew
-                    continue
-                if final.error and slot is not None:
-                    slot.failed = True  # fal says it failed for good: the journal will not re-attach to it
-                response = await queue.result(sub, retry=not final.error)
-            except RequestNotFoundError:
-                if not reattached:
-                    raise
-                slot.forget()  # fal no longer holds it: submitting anew is not paying twice
-                continue
-            except asyncio.CancelledError:
-                async def cancel(sent: Submitted = sub) -> str:
-                    try:
-                        return await asyncio.wait_for(queue.cancel(sent), 5.0)
-                    except (FalnbError, asyncio.TimeoutError, httpx.HTTPError):
-                        return ""
-
-                answer = await asyncio.shield(cancel())
-                if slot is not None:
-                    slot.cancel_answer = answer  # the journal keeps a request that may still deliver
-                raise
-            break
-        if slot is not None:
-            slot.completed = True  # fal holds the result now: worth re-attaching to if we stop
-        images = await self._download(response, req, plan)
-        tracker.update(index, "done", request_id=sub.request_id)
-        return _Part(images, sub.request_id, response)
+        sub, response = await life.result(timeout)
+        images = await self._download(response, life.req, life.plan)
+        life.tracker.update(life.index, "done", request_id=sub.request_id)
+        return Part(images, sub.request_id, response)
 
     async def _download(self, response: Mapping[str, Any], req: FalRequest, plan: Plan) -> list[Image]:
         assert self._http is not None
@@ -272,42 +249,54 @@ class Engine:
 
 
 
-class _Part:
-    __slots__ = ("cached", "images", "made", "request_id", "response", "saved")
-
-    def __init__(self, images: list[Image], request_id: str | None, response: dict[str, Any],
-                 cached: bool = False, saved: float = 0.0, made: float | None = None) -> None:
-        self.images, self.request_id, self.response, self.cached, self.saved = (
-            images, request_id, dict(response), cached, saved)
-        # when fal made these pictures (a hit: when its entry was stored); fal's URLs expire from then
-        self.made = time.time() if not made else made
-
-
 def _retrieve(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()
+
+
+async def _stop(tasks: list[asyncio.Task[Part]]) -> None:
+    """Cancel the requests' tasks and wait until each has dealt with what fal holds (its cancel sent),
+    however often this task is cancelled meanwhile."""
+    for t in tasks:
+        t.cancel()
+    await through_cancels(asyncio.gather(*tasks, return_exceptions=True))
 
 
 #: the whole-call bound fires this long after ``timeout``, so the wait's own (clearer) timeout wins
 _DEADLINE_GRACE = 0.25
 
 
-def _timed_out(plan: Plan, bound: float | None, tracker: ProgressTracker) -> FalnbError:
-    from ._exceptions import RequestTimeoutError
-
-    snap = tracker.snapshot()
+def _timed_out(plan: Plan, bound: float | None, snap: Progress, notes: dict[int, str]) -> FalnbError:
+    """The whole call passed its bound (a hung submit, result or download); ``snap`` is its progress then,
+    ``notes`` what stopping did to each request."""
     ids = ", ".join(snap.request_ids)
-    if snap.state == "checking":
-        hint = "Nothing was sent by this call: re-run it, or raise the timeout."
-    elif snap.state == "submitting":
+    said = set(notes.values())
+    if snap.state == "checking" or said == {"unsent"}:
+        hint = "Nothing reached fal (nothing is billed): re-run it, or raise the timeout."
+    elif "lost" in said:
         hint = ("A submit got no answer in time: fal may have queued it (and will bill it if it completes); "
                 "falnb will not send it again by itself. Check https://fal.ai/dashboard/requests, or raise the "
                 "timeout.")
+    elif said & {"cancelled", "completed"}:
+        hint = ("falnb asked fal to cancel what it held (a re-run takes the pictures if fal finished anyway), "
+                "or raise the timeout.")
     else:
         hint = "fal holds the request: re-run the same call to re-attach (with the cache on), or raise the timeout."
     return RequestTimeoutError(f"{plan.spec.id} did not answer within the timeout of {bound:g} s "
                                f"(while {snap.state}{'; request ' + ids if ids else ''})", model=plan.spec.id,
                                hint=hint)
+
+
+_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for engine in list(_ENGINES):
+        engine._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows (no fork there)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _int(v: Any) -> int | None:

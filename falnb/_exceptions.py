@@ -67,11 +67,21 @@ class FalnbError(Exception):
     #: shown before the message when rendered in IPython
     label = "falnb error"
 
-    def __init__(self, message: str, *, model: str | None = None, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, model: str | None = None, hint: str | None = None,
+                 hints: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.model = model
         self.hint = hint
+        #: the hint as another front end words it: ``{"cell": ...}`` names a ``%%falimage`` option
+        #: (``--refresh``) where the API's hint names a keyword (``refresh=True``)
+        self.hints = dict(hints or {})
+
+    def for_front_end(self, name: str) -> FalnbError:
+        """This error worded for a front end (``"cell"``: the magics); returns itself."""
+        if name in self.hints:
+            self.hint = self.hints[name]
+        return self
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n{self.hint}"

@@ -1,13 +1,19 @@
 """Several plans running together: :class:`Run`, the one way to start work and watch it.
 
 ``generate`` runs one plan, ``generate_many`` one per prompt, a ``%%falimage`` cell one per prompt and
-model, the form one per click: all of them go through :meth:`Client.start`, which returns a
-:class:`Run`.  The work runs on falnb's private event loop; the caller's thread watches it
-(``progress()``, ``wait()``, ``cancel()``), or is called back on the loop thread (``watch()``,
-``add_done_callback()``), so presentation code never touches the loop, httpx or the client's insides.
+model, the form one per click: all of them go through :meth:`Client.start` (or :meth:`Client.prepare`,
+whose Run starts when it is waited for), which returns a :class:`Run`.  The work runs on falnb's private
+event loop; the caller's thread watches it (``progress()``, ``wait()``, ``cancel()``), or is called back
+on the loop thread (``watch()``, ``add_done_callback()``), so presentation code never touches the loop,
+httpx or the client's insides.
 
 A Run's uncached requests pass or fail the budgets as one set, checked before anything is sent: a cell
 is never paid in part and refused in part.
+
+A Ctrl-C is never lost and always cancels: the main thread waits in short slices (a signal landing
+just before a wait without a timeout would only trip a flag), and the work is handed to the loop in a
+way that a cancel can always reach, wherever the interrupt lands (:meth:`Run.wait` starts a prepared
+Run inside its own guard).
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import FalnbError, Interrupted, RequestCancelledError
-from .fal._loop import CANCEL_GRACE, get_loop, in_loop_thread
+from .fal._loop import SLICE, get_loop, in_loop_thread
 from .results._progress import Progress, ProgressTracker
 
 if TYPE_CHECKING:
@@ -27,7 +34,11 @@ if TYPE_CHECKING:
     from .request._plan import Plan
     from .results._generation import Generation
 
-__all__ = ["Run"]
+__all__ = ["CANCEL_GRACE", "Run", "interrupt_text"]
+
+#: how long an interrupted wait gives the work to send fal's cancels (and settle submits under way)
+CANCEL_GRACE = 10.0
+
 
 class Run:
     """Plans running on falnb's private loop, watched from any thread.  Made by :meth:`Client.start`.
@@ -47,11 +58,17 @@ class Run:
         self._refresh, self._use_cache, self._timeout = refresh, use_cache, timeout
         self._limit = max(1, int(concurrency or len(self.plans) or 1))
         self._stop_on_error = stop_on_error
+        #: per plan: what a stop did to each of its requests (see ``_fetch``), for the interrupt's words
+        self.notes: tuple[dict[int, str], ...] = tuple({} for _ in self.plans)
         self._finished = threading.Event()
+        #: resolved once finished, for awaiting from any event loop
+        self._done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._callbacks: list[Callable[[Run], None]] = []
         self._lock = threading.Lock()
-        self._future: concurrent.futures.Future[None] | None = None
+        self._scheduled = False
         self._task: asyncio.Task[None] | None = None
+        #: one task per plan (a cancel cancels these: ``_main`` itself waits for all of them to end)
+        self._plan_tasks: list[asyncio.Task[None]] = []
         self._failure: BaseException | None = None
         #: the first error of a plan, in the order they happened (stop_on_error raises it)
         self._first_error: FalnbError | None = None
@@ -63,11 +80,26 @@ class Run:
     # -- starting ---------------------------------------------------------------------------------
 
     def _start(self) -> Run:
-        self._future = asyncio.run_coroutine_threadsafe(self._main(), get_loop())
+        """Hand the work to the loop.  ``_scheduled`` is set first: an interrupt landing anywhere in
+        here leaves a Run that :meth:`cancel` can still stop (``_on_loop`` decides on the loop)."""
+        if not self._scheduled:
+            self._scheduled = True
+            get_loop().call_soon_threadsafe(self._on_loop)
         return self
 
+    def _on_loop(self) -> None:
+        """On the loop: start the work, or stop it (a cancel may come before the start was handled)."""
+        if self._finished.is_set():
+            return
+        if self.cancel_requested:
+            if self._task is None:
+                self._finish()
+            for t in self._plan_tasks:
+                t.cancel()  # each settles what fal holds before it ends (see ``_fetch``)
+        elif self._task is None and self._scheduled:
+            self._task = asyncio.ensure_future(self._main())
+
     async def _main(self) -> None:
-        self._task = asyncio.current_task()
         limit = asyncio.Semaphore(self._limit)
 
         async def one(i: int, plan: Plan) -> None:
@@ -75,7 +107,7 @@ class Run:
                 try:
                     self.results[i] = await self._engine.run_plan(
                         plan, refresh=self._refresh, use_cache=self._use_cache, timeout=self._timeout,
-                        tracker=self.trackers[i], group=self, group_cost=self.due_cost)
+                        tracker=self.trackers[i], group=self, group_cost=self.due_cost, notes=self.notes[i])
                 except FalnbError as exc:
                     self.results[i] = exc
                     if self._first_error is None:
@@ -84,17 +116,25 @@ class Run:
                         self.cancel()
 
         try:
-            await asyncio.gather(*(one(i, p) for i, p in enumerate(self.plans)))
-        except BaseException as exc:
-            if not isinstance(exc, asyncio.CancelledError):
-                self._failure = exc  # a bug, not a fal or user error: re-raised by wait()
-            raise
+            if self.cancel_requested:  # cancelled before it began
+                return
+            self._plan_tasks = [asyncio.ensure_future(one(i, p)) for i, p in enumerate(self.plans)]
+            # every plan's task ends (a cancelled one after fal's cancels went out) before the run does
+            await asyncio.wait(self._plan_tasks)
+            for t in self._plan_tasks:
+                if not t.cancelled() and (exc := t.exception()) is not None and self._failure is None:
+                    self._failure = exc  # a bug, not a fal or user error: re-raised by wait()
         finally:
-            self._finished.set()
-            with self._lock:
-                callbacks, self._callbacks = self._callbacks, []
-            for fn in callbacks:
-                _call(fn, self)
+            self._finish()
+
+    def _finish(self) -> None:
+        self._finished.set()
+        if not self._done.done():
+            self._done.set_result(None)
+        with self._lock:
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            _call(fn, self)
 
     def due_cost(self) -> float | None:
         """The estimate of every request of this run that is not in the cache (None: a price is unknown)."""
@@ -150,46 +190,58 @@ class Run:
     # -- ending -----------------------------------------------------------------------------------
 
     def cancel(self) -> bool:
-        """Stop the work (fal's cancel goes out for every request still queued or running); returns False
-        when the run had already finished.  Does not wait: see :meth:`join`."""
-        if self._finished.is_set() or self._future is None:
+        """Stop the work (fal's cancel goes out for every request still queued or running, and a submit
+        under way is settled); returns False when the run had already finished.  Does not wait: see
+        :meth:`join`."""
+        if self._finished.is_set():
             return False
         self.cancel_requested = True
-        task = self._task
-        if task is not None and in_loop_thread():
-            task.cancel()
-        elif task is not None:
-            task.get_loop().call_soon_threadsafe(task.cancel)
+        if in_loop_thread():
+            self._on_loop()
         else:
-            self._future.cancel()
+            get_loop().call_soon_threadsafe(self._on_loop)
         return True
 
     def wait(self, *, on_tick: Callable[[], None] | None = None, tick: float = 0.1) -> list[Generation | FalnbError]:
-        """Block until the run finishes, calling ``on_tick`` every ``tick`` seconds meanwhile; the results.
+        """Start the run if it was only prepared, and block until it finishes, calling ``on_tick`` every
+        ``tick`` seconds meanwhile; the results.
 
         A KeyboardInterrupt (Ctrl-C, a kernel interrupt) cancels the run, waits for fal's cancels to go
         out, and raises :class:`~falnb.Interrupted` saying, request by request, what happened."""
         if in_loop_thread():
             raise RuntimeError("falnb's sync API was called from its own loop; use the async API there")
         try:
-            while not self._finished.wait(tick if on_tick is not None else None):
-                if on_tick is not None:
+            self._start()
+            slice_ = min(tick, SLICE) if on_tick is not None else SLICE
+            next_tick = time.monotonic() + tick
+            while not self._finished.wait(slice_):
+                if on_tick is not None and time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + tick
                     on_tick()
         except KeyboardInterrupt:
             self.cancel()
-            self._finished.wait(CANCEL_GRACE)
+            self._settle()
             raise Interrupted(self.interrupt_message()) from None
         except BaseException:  # on_tick failed (a progress callback's bug): stop the work, then say why
             self.cancel()
-            self._finished.wait(CANCEL_GRACE)
+            self._settle()
             raise
         return self._outcome()
+
+    def _settle(self) -> None:
+        """After a cancel: give the work a moment to send fal's cancels (a second Ctrl-C stops waiting)."""
+        end = time.monotonic() + CANCEL_GRACE
+        try:
+            while not self._finished.wait(SLICE) and time.monotonic() < end:
+                pass
+        except KeyboardInterrupt:
+            pass
 
     async def wait_async(self, *, on_tick: Callable[[], None] | None = None,
                          tick: float = 0.1) -> list[Generation | FalnbError]:
         """The async twin of :meth:`wait`: await it from any event loop (the private one included)."""
-        assert self._future is not None
-        fut = asyncio.wrap_future(self._future)
+        self._start()
+        fut = asyncio.wrap_future(self._done)
         try:
             while True:
                 done, _ = await asyncio.wait({fut}, timeout=tick if on_tick is not None else None)
@@ -204,8 +256,6 @@ class Run:
             except BaseException:  # cancelled again while waiting: stop waiting
                 pass
             raise
-        if fut.cancelled() and not self._finished.is_set():
-            await asyncio.sleep(0)
         return self._outcome()
 
     def _outcome(self) -> list[Generation | FalnbError]:
@@ -214,53 +264,63 @@ class Run:
         if self._stop_on_error and self._first_error is not None:
             raise self._first_error
         if any(r is None for r in self.results):  # run.cancel() (not Ctrl-C: that raised Interrupted already)
-            raise RequestCancelledError(self.interrupt_message().replace("interrupted: ", "cancelled: ", 1))
+            raise RequestCancelledError(self.interrupt_message())
         return [r for r in self.results if r is not None]
 
     def interrupt_message(self) -> str:
         """What an interrupt did to each request, in words (nothing sent, cancelled while queued, ...)."""
-        return interrupt_text(self.trackers)
+        return interrupt_text(self.trackers, self.notes)
 
 
-def interrupt_text(trackers: Sequence[ProgressTracker]) -> str:
-    """``interrupted: ...`` naming, request by request, what was sent and what fal may bill."""
-    unsent = queued = 0
-    uncertain: list[str] = []
-    cancelled: list[str] = []
-    running: list[str] = []
-    finished: list[str] = []
-    for t in trackers:
-        for state, rid in t.requests():
+def interrupt_text(trackers: Sequence[ProgressTracker], notes: Sequence[dict[int, str]] | None = None) -> str:
+    """What stopping did, request by request: what was sent, what fal was asked to cancel, what fal may bill.
+
+    ``notes`` (per tracker, per request index) is what the stop found out (see ``_fetch``): a submit that
+    never left, one whose answer never came, fal's answer to the cancel."""
+    unsent = 0
+    lost = 0
+    said: dict[str, list[str]] = {k: [] for k in ("queued", "running", "finished", "unanswered", "gone")}
+    for t, plan_notes in zip(trackers, notes if notes is not None else [{} for _ in trackers], strict=True):
+        for i, (state, rid) in enumerate(t.requests()):
+            note = plan_notes.get(i)
             if state in ("done", "cached"):
                 continue
             if rid is None:
-                if state == "submitting":
-                    uncertain.append("?")
+                if note == "lost" or (state == "submitting" and note != "unsent"):
+                    lost += 1
                 else:
                     unsent += 1
-            elif state == "queued":
-                queued += 1
-                cancelled.append(rid)
-            elif state == "running":
-                running.append(rid)
+            elif note == "completed" or state == "downloading":
+                said["finished"].append(rid)
+            elif note == "no-answer":
+                said["unanswered"].append(rid)
+            elif note == "gone":
+                said["gone"].append(rid)
             else:
-                finished.append(rid)
+                said["running" if state == "running" else "queued"].append(rid)
     parts = []
-    if cancelled:
-        parts.append(f"cancelled {_ids(cancelled)} while queued (fal does not bill those)")
-    if running:
-        parts.append(f"asked fal to cancel {_ids(running)}, which had started (fal may still bill "
-                     f"{'it' if len(running) == 1 else 'them'}; a re-run takes the pictures if fal finishes)")
-    if finished:
-        parts.append(f"{_ids(finished)} had finished on fal (billed): re-run to fetch the pictures without paying "
-                     "again")
-    if uncertain:
-        n = len(uncertain)
-        parts.append(f"{n} submit{'s were' if n != 1 else ' was'} on the way to fal with no answer yet (fal may have "
-                     "queued and billed it)")
+    if said["queued"]:
+        parts.append(f"cancelled {_ids(said['queued'])} while queued (fal does not bill a request cancelled "
+                     "before it starts)")
+    if said["running"]:
+        n = len(said["running"])
+        parts.append(f"asked fal to cancel {_ids(said['running'])}, which had started (fal may still bill "
+                     f"{'it' if n == 1 else 'them'}; a re-run takes the pictures if fal finished anyway)")
+    if said["finished"]:
+        parts.append(f"{_ids(said['finished'])} had finished on fal (billed): re-run to fetch the pictures "
+                     "without paying again")
+    if said["unanswered"]:
+        parts.append(f"fal did not answer the cancel of {_ids(said['unanswered'])} (it may run on and be billed; "
+                     "a re-run takes its pictures)")
+    if said["gone"]:
+        parts.append(f"fal no longer knew {_ids(said['gone'])}")
+    if lost:
+        parts.append(f"{lost} submit{'s were' if lost != 1 else ' was'} sent to fal with no answer yet (fal may "
+                     f"have queued and will bill {'them' if lost != 1 else 'it'}; falnb will not send "
+                     f"{'them' if lost != 1 else 'it'} again by itself)")
     if unsent:
         parts.append(f"{unsent} request{'s' if unsent != 1 else ''} not sent (nothing billed)")
-    return "interrupted: " + ("; ".join(parts) if parts else "nothing was running")
+    return "; ".join(parts) if parts else "nothing was running"
 
 
 def _ids(ids: Sequence[str]) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from falnb import BudgetExceededError, Client, SubmitUncertainError
-from falnb.cache._journal import Slot, _leave
+from falnb.cache._slot import Slot, leave_action
 from falnb.cache._store import CacheWarning, ResponseCache, default_directory
 from falnb.cache._units import parse_age, parse_bytes
 from falnb.emulator import Emulator, serve
@@ -400,9 +400,14 @@ def test_submit_uncertain_leaves_an_uncertain_row(emu: Emulator) -> None:
     ("sending", None, BudgetExceededError("x"), {}, "delete"),
     ("submitted", "r", None, {}, "release"),
     ("submitted", "r", TimeoutError(), {}, "release"),
-    ("submitted", "r", asyncio.CancelledError(), {"cancel_answer": "OK"}, "delete"),
-    ("submitted", "r", asyncio.CancelledError(), {"cancel_answer": "CANCELLATION_REQUESTED"}, "release"),
+    ("submitted", "r", asyncio.CancelledError(), {"cancel_answer": "NOT_FOUND"}, "delete"),
+    ("submitted", "r", asyncio.CancelledError(), {"cancel_answer": "CANCELLATION_REQUESTED", "cancelled": True},
+     "cancelled"),
+    ("submitted", "r", asyncio.CancelledError(), {"cancel_answer": "ALREADY_COMPLETED"}, "release"),
+    ("submitted", "r", asyncio.CancelledError(), {"cancel_answer": ""}, "release"),  # no answer: may still run
     ("submitted", "r", asyncio.CancelledError(), {"cancel_answer": "OK", "completed": True}, "release"),
+    ("cancelled", "r", asyncio.CancelledError(), {}, "release"),  # a re-run of it, stopped while looking
+    ("cancelled", "r", None, {}, "release"),
     ("submitted", "r", RuntimeError(), {"failed": True}, "delete"),
 ])
 def test_what_the_journal_keeps_when_a_claim_ends(state: str, rid: str | None, exc: BaseException | None,
@@ -410,7 +415,7 @@ def test_what_the_journal_keeps_when_a_claim_ends(state: str, rid: str | None, e
     slot = Slot(None)
     for k, v in flags.items():
         setattr(slot, k, v)
-    assert _leave(state, rid, slot, exc) == expected
+    assert leave_action(state, rid, slot, exc) == expected
 
 
 def test_inflight_hands_over_a_stored_entry(emu: Emulator) -> None:

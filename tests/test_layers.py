@@ -26,6 +26,7 @@ LAYER: dict[str, float] = {
     "results": 3,
     "fal": 4,
     "cache": 5,
+    "_fetch": 5.9,
     "_engine": 6.0,
     "_run": 6.1,
     "_client": 6.2,

@@ -30,6 +30,7 @@ from falnb.emulator import Emulator
 from falnb.notebook._magics import FalMagics, magics_of
 
 from ._cells import run
+from .defects._helpers import interrupt_main
 
 # -- harness --------------------------------------------------------------------------------------
 
@@ -667,20 +668,31 @@ def test_progress_text_and_terminal_mode() -> None:
 
 
 def test_interrupt_by_sigint_cancels_and_bills_nothing(shell: InteractiveShell, magics: FalMagics,
-                                                       tmp_path: Path) -> None:
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from falnb.notebook import _progress_view as _display
+
     clock = _Clock()  # frozen: the request runs until interrupted
     emu = Emulator(latency=10.0, concurrency=1, clock=clock)
     magics.client = Client(offline=True, emulator=emu, cache=tmp_path / "c")
-    main = threading.main_thread().ident
-    assert main is not None
-    timer = threading.Timer(0.5, signal.pthread_kill, args=(main, signal.SIGINT))
-    timer.start()
-    try:
-        cell = run(shell, "%falimage -m schnell -n 2 never finishes")
-    finally:
-        timer.cancel()
+    shown = threading.Event()
+    real_show = _display.ProgressView.show
+
+    def show(self: Any, text: str, key: str) -> None:
+        real_show(self, text, key)
+        if emu.requests():
+            shown.set()  # the cell shows fal working on its request
+
+    monkeypatch.setattr(_display.ProgressView, "show", show)
+
+    def interrupt_once_fal_runs_it() -> None:  # an event, not a timer
+        if shown.wait(30):
+            interrupt_main()
+
+    threading.Thread(target=interrupt_once_fal_runs_it, daemon=True).start()
+    cell = run(shell, "%falimage -m schnell -n 2 never finishes")
     assert isinstance(cell.error, falnb.Interrupted) and isinstance(cell.error, KeyboardInterrupt)
-    assert "interrupted: " in cell.text and "cancel" in cell.text and len(cell.error_lines) <= 3
+    assert cell.text.startswith("Interrupted: ") and "Interrupted: interrupted" not in cell.text
+    assert "cancel" in cell.text and len(cell.error_lines) <= 3
     [job] = emu.requests()
     assert job.stopped == "cancelled" and emu.ledger.submits == 1
     clock.now += 60

@@ -6,6 +6,7 @@ One journal row per (namespace, key) in the cache index, with a state:
 ``sending``    its submit POST is on the wire (the answer, and so the request id, is not known);
 ``submitted``  fal accepted it: ``request_id`` and fal's URLs are recorded, *before* any polling;
 ``uncertain``  a submit was sent but its answer was lost (or the process died while sending);
+``cancelled``  falnb cancelled its request (fal took the cancel): ``request_id`` is kept;
 ``done``       the entry is stored.
 
 ``async with cache.inflight(key, model, refresh=...) as slot`` claims the row in a
@@ -19,6 +20,9 @@ One journal row per (namespace, key) in the cache index, with a state:
   again.  If fal no longer holds it (404), the caller calls ``slot.forget()`` and submits anew:
   that is not paying twice, fal has dropped it.  ``refresh=True`` re-attaches too: a picture paid
   for and never delivered is as new as a new one;
+* a ``cancelled`` row: ``slot.cancelled`` is set.  fal's docs leave open how a cancelled request
+  reports (a status that never completes, COMPLETED with an error, a 4xx result): the caller looks
+  once, takes the pictures if fal completed it anyway, and otherwise forgets it and submits anew;
 * a ``sending``/``uncertain`` row whose owner is gone, with no request id: the submit may have
   reached fal, and fal has no way to find it by input.  Within fal's result retention (an hour)
   this raises :class:`SubmitUncertainError` (check fal's dashboard, or ``refresh=True`` to submit
@@ -26,7 +30,8 @@ One journal row per (namespace, key) in the cache index, with a state:
 
 On leaving the block: a stored entry marks the row ``done``; a known request id that may still
 give pictures is kept (owner released) so the next run re-attaches; a request fal answered
-definitively (4xx), or one cancelled before it ran, is removed.
+definitively (4xx) is removed; a submit that certainly never left (``slot.record_unsent()``) leaves
+nothing behind.
 """
 
 from __future__ import annotations
@@ -39,24 +44,16 @@ import time
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from .._exceptions import (
-    AuthenticationError,
-    BudgetExceededError,
     CacheError,
-    ConfigError,
-    FalError,
-    FalServerError,
-    InputError,
-    RateLimitError,
     RequestTimeoutError,
     SubmitUncertainError,
-    TransportError,
 )
-from ..fal._queue import QueueClient, Submitted
-from ._index import CacheWarning, Index, IndexSetAside, Reported
+from ..fal._sending import resubmit_hints
+from ._index import CacheWarning, Index, IndexSetAside
 from ._owners import HOST, own_start, pid_alive
+from ._slot import Slot, leave_action, warn_no_journal
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -76,62 +73,6 @@ _CLAIMED: set[tuple[str, str, str]] = set()
 _CLAIMED_LOCK = threading.Lock()
 #: damaged journal rows reported in this process: (index path, namespace, key)
 _REPORTED: set[tuple[str, str, str]] = set()
-
-
-class Slot:
-    """What ``inflight`` hands the caller: a stored entry, or a claim (maybe with a request id)."""
-
-    def __init__(self, owner: InFlight | None, entry: CacheEntry | None = None, request_id: str | None = None,
-                 urls: tuple[str, str, str] | None = None) -> None:
-        self._owner = owner
-        self.entry = entry
-        self.request_id = request_id
-        self._urls = urls
-        #: fal finished the request and its result was read: worth re-attaching to if we stop now
-        self.completed = False
-        #: fal's answer to our cancel, if we sent one
-        self.cancel_answer: str | None = None
-        #: fal finished the request with an error: nothing to re-attach to
-        self.failed = False
-
-    def __repr__(self) -> str:
-        return f"<falnb journal slot request_id={self.request_id!r} entry={self.entry is not None}>"
-
-    def resume(self, queue: QueueClient, model: str) -> Submitted:
-        """The journaled request, with the URLs fal gave when they point at the same queue host."""
-        assert self.request_id is not None
-        built = queue.handle(model, self.request_id)
-        if self._urls and all(_same_host(u, built.status_url) for u in self._urls):
-            return Submitted(model, self.request_id, *self._urls)
-        return built
-
-    def record_sending(self) -> None:
-        """Right before a submit POST: if we die now, the next run knows a submit may have gone out."""
-        self._update("state='sending', sent=?, updated=?", (time.time(), time.time()))
-
-    def record(self, sub: Submitted) -> None:
-        """Right after fal accepted the submit, before polling: the id a restart re-attaches to."""
-        self.request_id = sub.request_id
-        self._urls = (sub.status_url, sub.response_url, sub.cancel_url)
-        self._update("state='submitted', request_id=?, status_url=?, response_url=?, cancel_url=?, updated=?",
-                     (sub.request_id, sub.status_url, sub.response_url, sub.cancel_url, time.time()))
-
-    def forget(self) -> None:
-        """fal no longer holds the journaled request (404): drop its id, keep the claim, submit anew."""
-        self.request_id, self._urls, self.completed = None, None, False
-        self._update("state='claimed', request_id=NULL, status_url=NULL, response_url=NULL, cancel_url=NULL, "
-                     "sent=NULL, updated=?", (time.time(),))
-
-    def _update(self, assignments: str, args: tuple[Any, ...]) -> None:
-        owner = self._owner
-        if owner is None:
-            return
-        try:
-            with owner.index.write() as c:
-                c.execute(f"UPDATE journal SET {assignments} WHERE ns=? AND key=? AND pid=?",
-                          (*args, owner.namespace, owner.key, os.getpid()))
-        except CacheError as exc:
-            _warn(exc)
 
 
 class InFlight:
@@ -163,7 +104,7 @@ class InFlight:
                     continue
                 return Slot(None)
             except CacheError as exc:  # the index is unusable: go on without a journal rather than fail
-                _warn(exc)
+                warn_no_journal(exc)
                 return Slot(None)
             if isinstance(outcome, Slot):
                 if outcome._owner is not None:
@@ -197,6 +138,7 @@ class InFlight:
                                 "started, sent, updated FROM journal WHERE ns=? AND key=?", (ns, key)).fetchone()
                 rid: str | None = None
                 urls: tuple[str, str, str] | None = None
+                cancelled = False
                 if row is not None and row[0] != "done":
                     state, rid, s_url, r_url, c_url, pid, pstart, host, _started, sent, updated = self._checked(
                         c, row, now)
@@ -206,16 +148,18 @@ class InFlight:
                         uncertain = self._stale_send(now - (sent or updated), pid)
                     elif s_url and r_url and c_url:
                         urls = (s_url, r_url, c_url)
+                    cancelled = rid is not None and state == "cancelled"
                 if uncertain is None:
                     pid_start = own_start()
+                    new_state = "cancelled" if cancelled else "submitted" if rid else "claimed"
                     c.execute("INSERT OR REPLACE INTO journal(ns, key, model, state, request_id, status_url, "
                               "response_url, cancel_url, pid, pstart, host, started, sent, updated) "
                               "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-                              (ns, key, self.model, "submitted" if rid else "claimed", rid,
+                              (ns, key, self.model, new_state, rid,
                                *(urls or (None, None, None)), os.getpid(), pid_start, HOST, now, now))
                     with _CLAIMED_LOCK:
                         _CLAIMED.add(self._token)
-                    return Slot(self, request_id=rid, urls=urls)
+                    return Slot(self, request_id=rid, urls=urls, cancelled=cancelled)
         if uncertain is not None:
             raise uncertain  # (after the commit: a damaged row's repair is kept)
         if has_entry:
@@ -287,16 +231,16 @@ class InFlight:
         the transaction commits), or None to submit anew."""
         if self.refresh:
             return None
-        mins = max(1, round(age / 60))
+        ago = _ago(age)
         who = "an earlier run" + (f" (pid {pid})" if pid else "")
         if age < RESULT_RETENTION:
+            later = f" After {int(RESULT_RETENTION // 60)} min falnb submits anew by itself."
+            hint, hints = resubmit_hints("Check https://fal.ai/dashboard/requests;")
             return SubmitUncertainError(
-                f"{who} sent this same {self.model} request to fal {mins} min ago and never learned fal's answer: "
+                f"{who} sent this same {self.model} request to fal {ago} and never learned fal's answer: "
                 "fal may have queued it, and will bill it if it completed. falnb did not send it again",
-                model=self.model,
-                hint="Check https://fal.ai/dashboard/requests; re-run with refresh=True to submit anew (it may be "
-                     f"billed twice). After {int(RESULT_RETENTION // 60)} min falnb submits anew by itself.")
-        warnings.warn(f"falnb: {who} sent this {self.model} request {mins} min ago and never learned fal's answer; "
+                model=self.model, hint=hint + later, hints={k: v + later for k, v in hints.items()})
+        warnings.warn(f"falnb: {who} sent this {self.model} request {ago} and never learned fal's answer; "
                       "fal no longer holds a result that old, so falnb submits it anew (the first may have been "
                       "billed too).", CacheWarning, stacklevel=5)
         return None
@@ -328,7 +272,7 @@ class InFlight:
         try:
             self._leave_row(slot, exc)
         except CacheError as err:
-            _warn(err)
+            warn_no_journal(err)
 
     def _leave_row(self, slot: Slot, exc: BaseException | None) -> None:
         with self.index.write() as c:
@@ -336,33 +280,24 @@ class InFlight:
                             (self.namespace, self.key, os.getpid())).fetchone()
             if row is None or row[0] == "done":
                 return
-            action = _leave(row[0], row[1], slot, exc)
+            action = leave_action(row[0], row[1], slot, exc)
             args = (self.namespace, self.key, os.getpid())
             if action == "delete":
                 c.execute("DELETE FROM journal WHERE ns=? AND key=? AND pid=?", args)
             else:
-                state = "uncertain" if action == "uncertain" else row[0]
+                state = action if action in ("uncertain", "cancelled") else row[0]
                 c.execute("UPDATE journal SET state=?, pid=0, updated=? WHERE ns=? AND key=? AND pid=?",
                           (state, time.time(), *args))
 
 
-def _leave(state: str, request_id: str | None, slot: Slot, exc: BaseException | None) -> str:
-    """What the journal keeps when a claim ends without a stored entry: release / uncertain / delete."""
-    if request_id is None:
-        if state == "sending" and exc is not None and not _answered_or_unsent(exc):
-            return "uncertain"  # the POST may have reached fal: never resubmit silently
-        return "delete"
-    if slot.failed:
-        return "delete"
-    if exc is None or slot.completed:
-        return "release"  # a result fal may still hold: the next run re-attaches
-    if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):
-        # our cancel went out: a queued request is gone (not billed); a running or finished one may still deliver
-        return "release" if slot.cancel_answer in (None, "", "ALREADY_COMPLETED", "CANCELLATION_REQUESTED") \
-            else "delete"
-    if isinstance(exc, FalError) and not isinstance(exc, (FalServerError, RateLimitError, AuthenticationError)):
-        return "delete"  # fal answered about this request for good (a 4xx: refused, unknown)
-    return "release"  # a timeout, a lost connection, a 5xx: re-running re-attaches
+def _ago(age: float) -> str:
+    """How long ago, for a message: ``3 s ago``, ``2 min ago``, ``1 h ago``."""
+    age = max(0.0, age)
+    if age < 90:
+        return f"{max(1, round(age))} s ago"
+    if age < 5400:
+        return f"{round(age / 60)} min ago"
+    return f"{round(age / 3600)} h ago"
 
 
 def _number(value: Any, kind: type[int] | type[float]) -> Any:
@@ -374,19 +309,12 @@ def _number(value: Any, kind: type[int] | type[float]) -> Any:
     return float(value)
 
 
-def _warn(exc: CacheError) -> None:
-    if isinstance(exc, Reported):
-        return  # a CacheWarning said why already (the index is read-only, or cannot be used right now)
-    warnings.warn(f"falnb: {exc.message}; going on without the in-flight journal", CacheWarning, stacklevel=3)
+def _after_fork_in_child() -> None:
+    """A forked child owns none of its parent's claims (its rows name the parent's pid, alive or not)."""
+    global _CLAIMED_LOCK
+    _CLAIMED_LOCK = threading.Lock()  # it may have been held by another thread of the parent at the fork
+    _CLAIMED.clear()
 
 
-def _answered_or_unsent(exc: BaseException) -> bool:
-    """Errors after which a submit certainly did not queue anything unknown to us."""
-    if isinstance(exc, SubmitUncertainError):
-        return False
-    return isinstance(exc, (FalError, TransportError, InputError, ConfigError, BudgetExceededError))
-
-
-def _same_host(a: str, b: str) -> bool:
-    pa, pb = urlsplit(a), urlsplit(b)
-    return (pa.scheme, pa.netloc) == (pb.scheme, pb.netloc)
+if hasattr(os, "register_at_fork"):  # not on Windows (no fork there)
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -13,10 +13,14 @@ Routes (``{app}`` is ``owner/app``, or ``workflows/owner/app`` / ``comfy/owner/a
 Decisions where fal's documentation is unsure (fal-client 1.0.3 works with all of them):
 
 - Cancel: 202 ``{"status": "CANCELLATION_REQUESTED"}`` for a queued or running request (a queued
-  one is removed at once; the synthetic runner stops a running one at once); 400
-  ``{"status": "ALREADY_COMPLETED"}``; 404 ``{"status": "NOT_FOUND"}``.
-- A cancelled request's status is 200 ``COMPLETED`` with ``error``/``error_type: "client_cancelled"``;
-  its result is 499 ``{"detail": "Request cancelled", "error_type": "client_cancelled"}``. Never billed.
+  one is removed at once; the synthetic runner stops a running one at once, or, with the knob
+  ``running_cancel="ignored"``, runs on and bills); 400 ``{"status": "ALREADY_COMPLETED"}``; 404
+  ``{"status": "NOT_FOUND"}``.
+- A cancelled request reports as the knob ``cancel_report`` says (fal's docs leave it open; never billed):
+  ``completed_error`` (default): status 200 ``COMPLETED`` with ``error``/``error_type: "client_cancelled"``,
+  result 499 ``{"detail": "Request cancelled", "error_type": "client_cancelled"}``; ``never_completes``:
+  status 202 at the phase it was cancelled in, for good, result 400 "Request is still in progress";
+  ``result_400`` / ``result_499``: status 200 ``COMPLETED`` without an error, the result that 4xx.
 - A request that could not start before its ``X-Fal-Request-Timeout``: status 200 ``COMPLETED`` with
   ``error_type: "request_timeout"``; result 504 with ``X-Fal-Request-Timeout-Type: user``. Never billed.
 - A result asked for before the request completed: 400 ``{"detail": "Request is still in progress"}``.
@@ -306,6 +310,8 @@ class App:
             return json_response(404, {"detail": f"Request {request_id} not found"})
         rid = [("x-fal-request-id", request_id)]
         if kind == "cancel":
+            if self._cancelled_for_good(snap.job):  # it still looks queued or running: cancel again
+                return json_response(202, {"status": "CANCELLATION_REQUESTED"}, rid)
             outcome = self.queue.cancel(request_id)
             code = {"CANCELLATION_REQUESTED": 202, "ALREADY_COMPLETED": 400, "NOT_FOUND": 404}[outcome]
             return json_response(code, {"status": outcome}, rid)
@@ -317,25 +323,34 @@ class App:
                 s = self.queue.get(request_id)
                 if s is None:
                     return None, True
-                return self._status_body(s, base, with_logs), s.phase == "COMPLETED"
+                body = self._status_body(s, base, with_logs)
+                return body, body["status"] == "COMPLETED"
             return Response(200, [("content-type", "text/event-stream"), ("cache-control", "no-cache"), *rid],
                             EventStream(poll, next_change=lambda: self.queue.next_change(request_id)))
         if kind == "status":
-            return json_response(200 if snap.phase == "COMPLETED" else 202,
-                                 self._status_body(snap, base, with_logs), rid)
+            body = self._status_body(snap, base, with_logs)
+            return json_response(200 if body["status"] == "COMPLETED" else 202, body, rid)
         return self._result(snap, base, rid)
+
+    def _cancelled_for_good(self, job: Job) -> bool:
+        """A cancelled request that keeps reporting the phase it was cancelled in (``never_completes``)."""
+        return job.stopped == "cancelled" and self.settings.cancel_report == "never_completes"
 
     def _status_body(self, snap: Snapshot, base: str, with_logs: bool) -> dict[str, Any]:
         job = snap.job
-        body: dict[str, Any] = {"status": snap.phase, "request_id": job.request_id, **self._urls(base, job)}
-        if snap.phase == "IN_QUEUE":
+        phase = job.cancelled_phase if self._cancelled_for_good(job) else snap.phase
+        body: dict[str, Any] = {"status": phase, "request_id": job.request_id, **self._urls(base, job)}
+        if phase == "IN_QUEUE":
             body["queue_position"] = snap.queue_position
+            return body
+        if phase == "IN_PROGRESS" and job.finished is not None:  # cancelled for good while running
+            body["logs"] = self._logs(job, snap.now) if with_logs else None
             return body
         body["logs"] = self._logs(job, snap.now) if with_logs else None
         if snap.phase == "COMPLETED":
             ran = (job.end - job.start) if job.start is not None and job.end is not None else 0.0
             body["metrics"] = {"inference_time": round(ran, 4)} if job.start is not None else {}
-            if job.stopped == "cancelled":
+            if job.stopped == "cancelled" and self.settings.cancel_report == "completed_error":
                 body["error"], body["error_type"] = "Request cancelled", "client_cancelled"
             elif job.stopped == "timeout":
                 body["error"], body["error_type"] = _TIMEOUT_MSG, "request_timeout"
@@ -364,7 +379,8 @@ class App:
 
     def _result(self, snap: Snapshot, base: str, rid: list[tuple[str, str]]) -> Response:
         job = snap.job
-        if snap.phase != "COMPLETED":
+        if snap.phase != "COMPLETED" or (job.stopped == "cancelled" and self.settings.cancel_report in (
+                "never_completes", "result_400")):
             return json_response(400, {"detail": "Request is still in progress"}, rid)
         if job.stopped == "cancelled":
             return self._infra(499, "client_cancelled", "Request cancelled", job.request_id)

@@ -7,7 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Faults", "Settings", "apply_knobs", "knobs_dict"]
+__all__ = ["CANCEL_REPORTS", "RUNNING_CANCELS", "Faults", "Settings", "apply_knobs", "knobs_dict"]
+
+#: how a cancelled request reports afterwards (fal's docs leave it open: tests run against each)
+#: ``completed_error``: status 200 COMPLETED with ``error``/``error_type: client_cancelled``, result 499;
+#: ``never_completes``: status stays 202 at the phase it was cancelled in, result 400 "still in progress";
+#: ``result_400`` / ``result_499``: status 200 COMPLETED without an error, the result that 4xx
+CANCEL_REPORTS = ("completed_error", "never_completes", "result_400", "result_499")
+#: what a running request does with a cancel: stop (``honoured``), or finish and bill (``ignored``;
+#: fal forwards the cancel to the app, and an app that does not handle it runs on)
+RUNNING_CANCELS = ("honoured", "ignored")
 
 
 @dataclass
@@ -46,6 +55,10 @@ class Settings:
     validation_detail: str = "list"
     #: whether ``GET {status_url}/stream`` is offered (fal calls it experimental); 404 when it is not
     status_stream: bool = True
+    #: how a cancelled request reports afterwards (one of :data:`CANCEL_REPORTS`)
+    cancel_report: str = "completed_error"
+    #: whether a running request stops when cancelled (one of :data:`RUNNING_CANCELS`)
+    running_cancel: str = "honoured"
 
 
 @dataclass
@@ -119,6 +132,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "output_dims": ("model", "always", "never"),
     "extra_inputs": ("ignore", "forbid"),
     "validation_detail": ("list", "string"),
+    "cancel_report": CANCEL_REPORTS,
+    "running_cancel": RUNNING_CANCELS,
 }
 
 

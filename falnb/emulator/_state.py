@@ -3,7 +3,9 @@
 Each request gets its start time when a slot frees.  Every read first calls :meth:`Queue.advance`,
 which freezes the start of every request whose start has come, finishes (and bills) the ones
 whose end has passed, and forgets results past their retention.  Cancelling a queued request
-removes it, so the requests behind it move up; cancelling a running one ends it now.
+removes it, so the requests behind it move up; cancelling a running one ends it now, unless the
+``running_cancel`` knob says the app ignores cancels (it then finishes, and is billed, as fal's own
+end-to-end test shows for such apps).
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ class Job:
     end: float | None = None
     #: "cancelled" (queued or running) or "timeout"; None when it ran to its end
     stopped: str | None = None
+    #: the phase a cancelled request was in when the cancel took it (IN_QUEUE or IN_PROGRESS)
+    cancelled_phase: str | None = None
+    #: a cancel came while it ran and the app ignored it (``running_cancel="ignored"``): it finishes, billed
+    cancel_ignored: bool = False
     stopped_at: float | None = None
     finished: float | None = None
     expires: float | None = None
@@ -108,7 +114,11 @@ class Queue:
                 return "NOT_FOUND"
             if job.finished is not None:
                 return "ALREADY_COMPLETED"
+            if job.start is not None and self.settings.running_cancel == "ignored":
+                job.cancel_ignored = True  # fal forwards the signal; this app runs on
+                return "CANCELLATION_REQUESTED"
             job.stopped, job.stopped_at = "cancelled", now
+            job.cancelled_phase = "IN_QUEUE" if job.start is None else "IN_PROGRESS"
             if job.start is not None:
                 job.end = now  # the synthetic app honours the cancel signal at once
             self.advance()

@@ -3,9 +3,15 @@
 The retry rules are the point of this module (see the double-charge trap in fal's docs):
 
 * a **submit** is retried only when it certainly did not reach fal: the connection was never
-  made, fal said 429, or fal's gateway answered before the app.  A submit whose request was sent
-  but whose answer was lost raises :class:`SubmitUncertainError` and is never sent again;
+  made (a couple of quick tries: a name that does not resolve will not resolve in the next
+  seconds), fal said 429, or fal's gateway answered before the app.  A submit whose request may
+  have been sent but whose answer was lost raises :class:`SubmitUncertainError` and is never sent
+  again; one that certainly was not sent raises :class:`TransportError` "nothing was sent"
+  (:mod:`._sending` tells the two apart);
 * status, result and cancel act on an existing request and are retried with backoff.
+
+The key is read for every request (``key`` may be a callable), so a key changed in the environment
+(``%env FAL_KEY=...``) takes effect on the next call.
 """
 
 from __future__ import annotations
@@ -13,9 +19,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
-from collections.abc import AsyncIterator, Callable, Generator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -30,46 +35,19 @@ from .._exceptions import (
 )
 from ._config import Key
 from ._errors import error_from_response, is_ingress_error
+from ._loop import within
+from ._sending import NOT_SENT, SendTrace, never_sent, resubmit_hints
+from ._status import Status, Submitted, app_prefix, status_from
+from ._stream import StreamUnavailable, read_stream
 
 __all__ = ["QueueClient", "RetryPolicy", "Status", "Submitted", "app_prefix"]
 
-#: httpx errors raised before a single byte of the request left this machine
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+#: what a submit's POST may raise short of an answer
+_SUBMIT_FAILURES: tuple[type[BaseException], ...] = (httpx.TransportError, *NOT_SENT)
 #: transport errors on calls that are safe to repeat
 _RETRYABLE = (httpx.TransportError,)
-
-
-def app_prefix(model_id: str) -> str:
-    """Owner and app of a model id: status, result and cancel live under it (fal's URL rule)."""
-    parts = model_id.strip("/").split("/")
-    if parts[0] in ("workflows", "comfy") and len(parts) >= 3:
-        return "/".join(parts[:3])
-    return "/".join(parts[:2])
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """A request fal accepted: its id and the URLs fal returned (or the URL rule built)."""
-
-    model: str
-    request_id: str
-    status_url: str
-    response_url: str
-    cancel_url: str
-    submitted_at: float = field(default_factory=time.time)
-
-
-@dataclass(frozen=True)
-class Status:
-    status: str  # IN_QUEUE | IN_PROGRESS | COMPLETED
-    queue_position: int | None = None
-    logs: tuple[str, ...] = ()
-    metrics: Mapping[str, Any] = field(default_factory=dict)
-    error: str | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.status == "COMPLETED"
+#: not-sent errors that a second try cannot cure (the request itself cannot be sent)
+_HOPELESS = (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeEncodeError)
 
 
 @dataclass(frozen=True)
@@ -79,6 +57,9 @@ class RetryPolicy:
     max_delay: float = 5.0
     #: 429 bursts on submit can last: allow more tries there (nothing was queued)
     submit_attempts: int = 8
+    #: tries of a submit whose connection cannot be made (DNS failure, refused): quick, and few
+    connect_attempts: int = 3
+    connect_delay: float = 0.1
 
     def delay(self, attempt: int, retry_after: str | None = None) -> float:
         if retry_after:
@@ -89,19 +70,6 @@ class RetryPolicy:
         return float(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) * random.uniform(0.75, 1.25))
 
 
-def _status_from(body: Any) -> Status:
-    """A status from fal's JSON; ValueError when it is not a status object."""
-    if not isinstance(body, Mapping) or not isinstance(body.get("status"), str):
-        raise ValueError("not a status object")
-    entries = body.get("logs")
-    logs = tuple(str(e.get("message", "")) for e in entries if isinstance(e, Mapping)) \
-        if isinstance(entries, list) else ()
-    pos, metrics, error = body.get("queue_position"), body.get("metrics"), body.get("error")
-    return Status(status=body["status"], queue_position=pos if isinstance(pos, int) else None, logs=logs,
-                  metrics=metrics if isinstance(metrics, Mapping) else {},
-                  error=None if error is None else str(error))
-
-
 def _json(resp: httpx.Response) -> Any:
     try:
         return resp.json()
@@ -109,29 +77,37 @@ def _json(resp: httpx.Response) -> Any:
         return None
 
 
+KeySource = Key | Callable[[], Key] | None
+
+
 class _KeyAuth(httpx.Auth):
     """Puts fal's ``Authorization: Key ...`` on a request as it leaves.
 
     The secret is then held by no local variable of falnb's frames: verbose tracebacks (IPython's
     ``%xmode Verbose``, pytest's ``--showlocals``, error trackers) print those.  httpx drops the
-    header on a redirect to another host."""
+    header on a redirect to another host.  It also marks a submit's :class:`SendTrace` as handed to
+    the transport (nothing is sent before this point)."""
 
-    def __init__(self, key: Key | None) -> None:
+    def __init__(self, key: KeySource) -> None:
         self._key = key
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._key is not None:
-            request.headers["Authorization"] = self._key.header()
+        key = self._key() if callable(self._key) else self._key
+        if key is not None:
+            request.headers["Authorization"] = key.header()
+        trace = request.extensions.get("trace")
+        if isinstance(trace, SendTrace):
+            trace.handed = True
         yield request
 
     def __repr__(self) -> str:
-        return f"<falnb key auth {self._key!r}>"
+        return "<falnb key auth>"
 
 
 class QueueClient:
     """One fal queue (``base_url``) reached through one ``httpx.AsyncClient``."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, key: Key | None,
+    def __init__(self, http: httpx.AsyncClient, base_url: str, key: KeySource,
                  retry: RetryPolicy | None = None, poll_interval: float = 0.5, use_stream: bool = True,
                  stream_http: httpx.AsyncClient | None = None) -> None:
         self._http = http
@@ -139,7 +115,6 @@ class QueueClient:
         #: short calls' pool small (httpcore scans every pooled connection on each request)
         self._stream_http = stream_http or http
         self._base = base_url.rstrip("/")
-        self._key = key
         self._auth = _KeyAuth(key)
         self._retry = retry or RetryPolicy()
         self._poll_max = poll_interval
@@ -160,33 +135,29 @@ class QueueClient:
     # -- submit: never blindly retried ----------------------------------------------------
 
     async def submit(self, model: str, payload: Mapping[str, Any], headers: Mapping[str, str] | None = None,
-                     on_sending: Callable[[], None] | None = None) -> Submitted:
+                     on_sending: Callable[[], None] | None = None, trace: SendTrace | None = None) -> Submitted:
+        """Submit once (retried only while fal certainly has nothing).  ``trace`` follows the current
+        attempt's bytes: whoever stops this call early reads from it whether fal may have the request."""
         url = f"{self._base}/{model}"
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         hdrs = self._headers({"Content-Type": "application/json", **(headers or {})})
+        trace = trace if trace is not None else SendTrace()
+        unreachable = 0
         for attempt in range(1, self._retry.submit_attempts + 1):
+            trace.reset()
             if on_sending is not None:
                 on_sending()
             try:
-                resp = await self._http.post(url, content=body, headers=hdrs, auth=self._auth)
-            except _NOT_SENT as exc:
-                if attempt == self._retry.submit_attempts:
-                    raise TransportError(f"cannot reach fal at {self._base} to submit {model}: "
-                                         f"{type(exc).__name__}", model=model,
-                                         hint="Nothing was sent, nothing is billed.") from None
-                await asyncio.sleep(self._retry.delay(attempt))
+                resp = await self._http.post(url, content=body, headers=hdrs, auth=self._auth,
+                                             extensions={"trace": trace})
+            except _SUBMIT_FAILURES as exc:
+                if not never_sent(exc, trace):
+                    raise self._uncertain(model, exc) from None
+                unreachable += 1
+                if isinstance(exc, _HOPELESS) or unreachable >= self._retry.connect_attempts:
+                    raise self._unsent(model, exc) from None
+                await asyncio.sleep(self._retry.connect_delay * 3 ** (unreachable - 1))
                 continue
-            except httpx.TransportError as exc:
-                waited = self._http.timeout.read
-                why = (f"no answer within {_secs(waited)} s" if isinstance(exc, httpx.TimeoutException) and waited
-                       else type(exc).__name__)
-                raise SubmitUncertainError(
-                    f"the submit to {model} was sent but its answer was lost ({why}); "
-                    "fal may have queued it and will bill it if it completes",
-                    model=model,
-                    hint="falnb did not send it again. Check https://fal.ai/dashboard/requests, or "
-                    "re-run with refresh=True to submit anew (it may be billed twice). If fal is slow to "
-                    "answer, raise Client(http_timeout=...).") from None
             if resp.status_code in (200, 201, 202):
                 return self._submitted(model, resp)
             if (resp.status_code == 429 or is_ingress_error(resp)) and attempt < self._retry.submit_attempts:
@@ -195,6 +166,27 @@ class QueueClient:
                 continue
             raise error_from_response(resp, model=model, during="submit")
         raise RateLimitError(f"fal kept refusing the submit for {model}", model=model)  # pragma: no cover
+
+    def _unsent(self, model: str, exc: BaseException) -> TransportError:
+        if isinstance(exc, _HOPELESS):
+            return TransportError(f"falnb could not send the submit to {model} ({type(exc).__name__}: "
+                                  f"{str(exc)[:120]}); nothing was sent", model=model,
+                                  hint="Nothing was sent, nothing is billed.")
+        return TransportError(f"cannot reach fal at {self._base} to submit {model} ({type(exc).__name__}); "
+                              "nothing was sent", model=model,
+                              hint="Nothing was sent, nothing is billed. Check the network connection "
+                                   "(and FALNB_QUEUE_URL), then re-run.")
+
+    def _uncertain(self, model: str, exc: BaseException) -> SubmitUncertainError:
+        waited = self._http.timeout.read
+        why = (f"no answer within {secs(waited)} s" if isinstance(exc, httpx.TimeoutException) and waited
+               else type(exc).__name__)
+        hint, hints = resubmit_hints("falnb did not send it again. Check https://fal.ai/dashboard/requests, or")
+        slow = " If fal is slow to answer, raise Client(http_timeout=...)."
+        return SubmitUncertainError(
+            f"the submit to {model} was sent but its answer was lost ({why}); "
+            "fal may have queued it and will bill it if it completes", model=model,
+            hint=hint + slow, hints={k: v + slow for k, v in hints.items()})
 
     def _submitted(self, model: str, resp: httpx.Response) -> Submitted:
         try:
@@ -247,7 +239,7 @@ class QueueClient:
         resp = await self._call("GET", sub.status_url, sub.model, sub.request_id, "status",
                                 params={"logs": "1"} if logs else None)
         try:
-            return _status_from(_json(resp))
+            return status_from(_json(resp))
         except ValueError:
             raise FalServerError(f"fal's status answer for request {sub.request_id} ({sub.model}) is not a status "
                                  f"(HTTP {resp.status_code}, {resp.headers.get('content-type', 'no type')})",
@@ -281,11 +273,11 @@ class QueueClient:
         ``timeout`` is what is left of the call's time; ``bound`` the timeout the caller set (the one the
         message names: a user who asked for 1 s reads "1 s", not the 0.95 s that remained)."""
         try:
-            return await asyncio.wait_for(self._wait(sub, on_status), timeout)
+            return await within(self._wait(sub, on_status), timeout)
         except asyncio.TimeoutError:
             said = timeout if bound is None else bound
             raise RequestTimeoutError(
-                f"request {sub.request_id} for {sub.model} did not finish within {_secs(said)} s", model=sub.model,
+                f"request {sub.request_id} for {sub.model} did not finish within {secs(said)} s", model=sub.model,
                 hint="It may still be running on fal: re-run the same call to re-attach, or raise the timeout."
             ) from None
 
@@ -296,8 +288,8 @@ class QueueClient:
         while True:
             if self._use_stream and stream_failures < 3:
                 try:
-                    final = await self._stream(sub, report)
-                except (httpx.TransportError, ValueError, _StreamUnavailable):
+                    final = await read_stream(self._stream_http, sub.status_url, self._headers(), self._auth, report)
+                except (httpx.TransportError, ValueError, StreamUnavailable):
                     stream_failures += 1
                 else:
                     if final is not None:
@@ -310,34 +302,6 @@ class QueueClient:
             await asyncio.sleep(delay)
             delay = min(self._poll_max, delay * 1.6)
 
-    async def _stream(self, sub: Submitted, report: Callable[[Status], None]) -> Status | None:
-        url = sub.status_url.rstrip("/") + "/stream"
-        # events may be minutes apart (a long queue): a long read timeout between them, but the
-        # stream must open (connect, and the answer's headers) within the client's own http timeout
-        bound = self._stream_http.timeout
-        request = self._stream_http.build_request(
-            "GET", url, headers=self._headers({"Accept": "text/event-stream"}), params={"logs": "1"},
-            timeout=httpx.Timeout(connect=bound.connect, read=_STREAM_IDLE, write=bound.write, pool=bound.pool))
-        try:
-            resp = await asyncio.wait_for(self._stream_http.send(request, stream=True, auth=self._auth), bound.read)
-        except asyncio.TimeoutError:
-            raise _StreamUnavailable() from None
-        try:
-            if resp.status_code != 200 or "text/event-stream" not in resp.headers.get("content-type", ""):
-                raise _StreamUnavailable()
-            lines = resp.aiter_lines()
-            async for line in lines:
-                if not line.startswith("data:"):
-                    continue
-                st = _status_from(json.loads(line[5:].strip()))
-                report(st)
-                if st.done:
-                    await _drain(lines)
-                    return st
-        finally:
-            await resp.aclose()
-        return None
-
 
 def _same_origin(url: str, base: str) -> bool:
     try:
@@ -348,28 +312,7 @@ def _same_origin(url: str, base: str) -> bool:
     return (a.scheme, a.host, a.port or default.get(a.scheme)) == (b.scheme, b.host, b.port or default.get(b.scheme))
 
 
-def _secs(t: float | None) -> str:
+def secs(t: float | None) -> str:
     """Seconds for a message: ``0.5``, ``1``, ``12.5``, ``600`` (a remaining 0.9986 s reads as 1)."""
     t = float(t or 0.0)
     return f"{t:.2g}" if t < 1 else f"{t:.1f}".removesuffix(".0")
-
-
-#: longest silence between two events of the status stream before falling back to polling
-_STREAM_IDLE = 60.0
-
-
-class _StreamUnavailable(Exception):
-    pass
-
-
-async def _drain(lines: AsyncIterator[str]) -> None:
-    """Read the stream to its end (briefly) so its connection goes back to the pool for reuse."""
-
-    async def rest() -> None:
-        async for _ in lines:
-            pass
-
-    try:
-        await asyncio.wait_for(rest(), 0.05)
-    except (asyncio.TimeoutError, httpx.HTTPError):
-        pass

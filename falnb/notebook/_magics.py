@@ -236,6 +236,7 @@ class FalMagics(Magics):
         try:
             fn(*args)
         except FalnbError as exc:
+            exc.for_front_end("cell")  # its hint names the cell's options (--refresh), not the API's
             if not self.short_errors and self.shell is not None:
                 _full_tracebacks(exc, self.shell)
             raise

@@ -64,25 +64,21 @@ def _first_then_again(url: str, cache: Path, standin: FalStandIn, **bad: Any) ->
         c.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 04")
 def test_defect_04_non_ascii_header_value_is_not_journaled_as_sent(served: str, standin: FalStandIn,
                                                                    tmp_path: Path) -> None:
     _first_then_again(served, tmp_path / "c", standin, extra_headers={"X-Note": "café"})
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 04")
 def test_defect_04_crlf_header_value_is_not_journaled_as_sent(served: str, standin: FalStandIn,
                                                               tmp_path: Path) -> None:
     _first_then_again(served, tmp_path / "c", standin, extra_headers={"X-Note": "a\r\nX-Evil: 1"})
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 04")
 def test_defect_04_invalid_header_name_is_not_journaled_as_sent(served: str, standin: FalStandIn,
                                                                 tmp_path: Path) -> None:
     _first_then_again(served, tmp_path / "c", standin, extra_headers={"X Bad Name": "1"})
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 04")
 def test_defect_04_negative_timeout_is_not_journaled_as_sent(served: str, standin: FalStandIn,
                                                              tmp_path: Path) -> None:
     _first_then_again(served, tmp_path / "c", standin, timeout=-1)
@@ -112,7 +108,6 @@ class _StallingTLS:
             c.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 04")
 def test_defect_04_ctrl_c_while_connecting_is_not_journaled_as_sent(standin: FalStandIn, tmp_path: Path) -> None:
     stall = _StallingTLS()
     cache = tmp_path / "c"
@@ -153,7 +148,6 @@ def _interrupted_then_rerun(tmp_path: Path, phase: str, report: str) -> tuple[Fa
         c.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 05")
 @pytest.mark.parametrize("report", ["never_completes", "result_4xx"])
 @pytest.mark.parametrize("phase", ["IN_QUEUE", "IN_PROGRESS"])
 def test_defect_05_rerun_after_a_cancel_submits_anew(tmp_path: Path, phase: str, report: str) -> None:
@@ -171,7 +165,6 @@ def test_defect_05_guard_rerun_after_cancel_completed_with_error(tmp_path: Path)
     assert standin.submits == 2 and standin.billed == 1
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 05")
 def test_defect_05_rerun_of_a_cancelled_batch(shell: InteractiveShell, magics: Any, tmp_path: Path) -> None:
     """The cancelled items of a --batch, re-run: each must be submitted anew, not re-attached to."""
     standin = FalStandIn(hold_at="IN_QUEUE", cancel_report="result_4xx")
@@ -239,7 +232,6 @@ def test_defect_06_interrupt_during_download_does_not_claim_a_cancel(shell: Inte
     assert "cancelled the fal request" not in cell.text, cell.text
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 06")
 def test_defect_06_interrupt_message_does_not_stutter(shell: InteractiveShell, magics: Any,
                                                       standin: FalStandIn) -> None:
     standin.hold_at = "IN_QUEUE"
@@ -252,7 +244,6 @@ def test_defect_06_interrupt_message_does_not_stutter(shell: InteractiveShell, m
 # -- 7. generate_many(return_exceptions=False) keeps going after it raised ----------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason="issue 11 defect 07: a submit in flight when it stops is not cancelled")
 def test_defect_07_generate_many_stops_everything_when_it_raises(client: Any, standin: FalStandIn) -> None:
     standin.hold_at = "IN_QUEUE"
     standin.refuse = lambda model, body: (422, {"detail": [{"loc": ["body", "prompt"], "msg": "refused",
@@ -326,7 +317,6 @@ _FORKED = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 10")
 def test_defect_10_forked_children_get_their_pictures(standin: FalStandIn, tmp_path: Path) -> None:
     with standin.serve() as url:
         proc = python(_FORKED, env=child_env(FAL_KEY="test-key", FALNB_QUEUE_URL=url,

@@ -22,7 +22,6 @@ from .falstandin import FalStandIn
 # -- 19. %env FAL_KEY=... after a key was used -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 19")
 def test_defect_19_a_new_fal_key_takes_effect(shell: InteractiveShell, magics: Any, standin: FalStandIn,
                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A 401's own advice is "Check FAL_KEY": following it with ``%env FAL_KEY=...`` must work
@@ -76,7 +75,6 @@ def _notebook(cells: list[tuple[str, str]], **env: str) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 20")
 def test_defect_20_offline_after_the_no_key_error(tmp_path: Path) -> None:
     """No key: the error says to run offline with FALNB_OFFLINE=1.  Doing so must work."""
     out = _notebook([("first", "%falimage -m schnell --seed 1 a lighthouse"),
@@ -87,7 +85,6 @@ def test_defect_20_offline_after_the_no_key_error(tmp_path: Path) -> None:
     assert out["again"]["ok"], out
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 20")
 def test_defect_20_back_online_goes_to_fal_and_says_so(standin: FalStandIn, tmp_path: Path) -> None:
     """Started offline; then FALNB_OFFLINE=0 plus a key: the next cell goes to fal (here the
     stand-in), and %falconfig no longer says offline."""

@@ -296,7 +296,6 @@ def _dns_failure(tmp_path: Path) -> BaseException:
     return err.value
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 29")
 def test_defect_29_dns_failure_fails_fast(tmp_path: Path) -> None:
     """A name that does not resolve will not resolve in the next 16 s: the call must give up with
     falnb's "cannot reach fal" before a 2-second timeout, instead of retrying until it."""
@@ -305,7 +304,6 @@ def test_defect_29_dns_failure_fails_fast(tmp_path: Path) -> None:
         f"{type(err).__name__}: {err}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 29")
 def test_defect_29_dns_failure_does_not_say_fal_may_have_queued_it(tmp_path: Path) -> None:
     err = _dns_failure(tmp_path)
     assert "may have queued" not in str(err), str(err)

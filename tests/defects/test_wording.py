@@ -25,7 +25,6 @@ def test_defect_28_generate_many_says_which_prompt_is_empty(client: Any, standin
     assert standin.submits == 0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 28")
 def test_defect_28_magic_hint_names_the_cell_option(shell: InteractiveShell, magics: Any,
                                                     standin: FalStandIn) -> None:
     """A lost submit answer in a cell: the hint must name the cell's option, ``--refresh``."""
@@ -35,7 +34,6 @@ def test_defect_28_magic_hint_names_the_cell_option(shell: InteractiveShell, mag
     assert "refresh=True" not in cell.text and "--refresh" in cell.text, cell.text
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 defect 28")
 def test_defect_28_a_one_second_old_submit_is_not_one_minute_old(client: Any, standin: FalStandIn) -> None:
     standin.lose_submit_answer = True
     with pytest.raises(falnb.SubmitUncertainError):
