@@ -183,6 +183,8 @@ def test_the_journal_says_what_the_next_run_does() -> None:
     assert "refuses it until" in next_run(row) and "re-attach" not in next_run(row)
     assert next_run({**row, "state": "submitted", "request_id": "an-id"}) == "no owner: the next run re-attaches to it"
     assert next_run({**row, "state": "claimed"}) == "no owner: the next run submits it"
+    assert "takes its pictures if fal finished it, else submits anew" in next_run(
+        {**row, "state": "cancelled", "request_id": "an-id"})
     assert next_run({**row, "pid": 42}) == "pid 42 on h"
 
 

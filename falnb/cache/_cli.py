@@ -111,6 +111,8 @@ def next_run(row: dict[str, Any]) -> str:
 
     if row["pid"]:
         return f"pid {row['pid']} on {printable(row['host'])}" if row.get("host") else f"pid {row['pid']}"
+    if row["request_id"] and row["state"] == "cancelled":
+        return "no owner, cancelled by falnb: the next run takes its pictures if fal finished it, else submits anew"
     if row["request_id"]:
         return "no owner: the next run re-attaches to it"
     if row["state"] in ("sending", "uncertain"):
