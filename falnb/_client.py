@@ -14,14 +14,14 @@ namespace its own view of the cache, so the emulator's pictures never mix with f
 from __future__ import annotations
 
 import collections
-import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._args import check_timeout, freeze, prompt_list
 from ._engine import Engine
-from ._exceptions import FalnbError, InputError
+from ._exceptions import FalnbError
 from ._run import Run
 from .cache._ledger import Ledger, session_ledger
 from .catalog import DEFAULT_MODEL
@@ -66,8 +66,8 @@ class Client:
                  max_concurrency: int = 64, transport: httpx.AsyncBaseTransport | None = None,
                  emulator: Emulator | None = None, catalog: Catalog | None = None,
                  retry: RetryPolicy | None = None, http_timeout: float = 30.0, use_stream: bool = True) -> None:
-        _check_timeout(timeout, "timeout")
-        _check_timeout(http_timeout, "http_timeout", optional=False)
+        check_timeout(timeout, "timeout")
+        check_timeout(http_timeout, "http_timeout", optional=False)
         self._offline_arg = None if offline is None else bool(offline)
         self._queue_url_arg = queue_url
         self._explicit_key = key
@@ -143,7 +143,7 @@ class Client:
 
     @timeout.setter
     def timeout(self, value: float | None) -> None:
-        _check_timeout(value, "timeout")
+        check_timeout(value, "timeout")
         self._timeout = value
         for engine in list(self._engines.values()):
             engine.timeout = value
@@ -199,7 +199,7 @@ class Client:
         """
         model = DEFAULT_MODEL if model is None else model
         # plans are immutable: a re-run cell (the cache-hit path) reuses its plan instead of rebuilding it
-        memo = _freeze((prompt, model, n, size, seed, params, self.catalog.version))
+        memo = freeze((prompt, model, n, size, seed, params, self.catalog.version))
         if memo is not None and memo in self._plans:
             self._plans.move_to_end(memo)
             return self._plans[memo]
@@ -285,7 +285,7 @@ class Client:
                 timeout: float | None = None, concurrency: int | None = None, stop_on_error: bool = False) -> Run:
         """A :class:`Run` of ``plans`` checked against the budgets, that starts when ``run.wait()`` (or
         ``wait_async``) is called: a Ctrl-C landing anywhere between the two still cancels everything."""
-        _check_timeout(timeout, "timeout")
+        check_timeout(timeout, "timeout")
         run = Run(self._engine, plans, refresh=refresh, use_cache=cache, timeout=timeout,
                   concurrency=concurrency, stop_on_error=stop_on_error)
         self._ledger().check_budget(run.due_cost(), what=_what(plans))
@@ -358,54 +358,14 @@ def _many(results: list[Generation | FalnbError], return_exceptions: bool) -> li
     return results
 
 
-def prompt_list(prompts: Any) -> list[str]:
-    """The prompts of ``generate_many``: a list of non-blank strings, or an InputError naming the item.
-
-    A str (or bytes) is refused: iterating it would send one request per character."""
-    if isinstance(prompts, (str, bytes, bytearray, Mapping)) or not isinstance(prompts, Iterable):
-        what = type(prompts).__name__
-        raise InputError(f"generate_many takes a list of prompts, not a {what}",
-                         hint="For one prompt use generate(prompt, ...); for several, a list: "
-                              "generate_many([\"a fox\", \"an owl\"], ...).")
-    items = list(prompts)
-    for i, p in enumerate(items):
-        if not isinstance(p, str):
-            raise InputError(f"prompts[{i}] is a {type(p).__name__}, not a str; nothing was sent", field="prompt")
-        if not p.strip():
-            raise InputError(f"prompts[{i}] is empty; nothing was sent", field="prompt")
-    return items
-
-
 def _namespace(offline: bool) -> str:
     # the emulator's pictures must never be served as fal's, nor fal's as the emulator's
     return "emulator" if offline else "fal"
 
 
-def _check_timeout(value: Any, name: str, *, optional: bool = True) -> None:
-    """A timeout is a positive number of seconds (or None where allowed): checked before anything is sent."""
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise InputError(f"{name} must be a positive number of seconds{' (or None)' if optional else ''}, "
-                         f"not {value!r}", field=name)
-
-
 def _what(plans: Sequence[Plan]) -> str:
     n = sum(len(p.requests) for p in plans)
     return "this request" if n == 1 else f"these {n} requests"
-
-
-def _freeze(value: Any) -> Any:
-    """A hashable twin of call arguments (dicts and lists become sorted tuples), or None if it has none."""
-    if isinstance(value, (str, int, float, bool, type(None))):
-        return (type(value).__name__, value)  # 1, 1.0 and True stay distinct requests
-    if isinstance(value, (list, tuple)):
-        items = [_freeze(v) for v in value]
-        return None if any(i is None for i in items) else (type(value).__name__, *items)
-    if isinstance(value, Mapping):
-        pairs = [(str(k), _freeze(v)) for k, v in value.items()]
-        return None if any(v is None for _, v in pairs) else ("map", *sorted(pairs))
-    return None
 
 
 _DEFAULT: Client | None = None

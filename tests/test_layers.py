@@ -29,6 +29,7 @@ LAYER: dict[str, float] = {
     "_fetch": 5.9,
     "_engine": 6.0,
     "_run": 6.1,
+    "_args": 6.15,
     "_client": 6.2,
     "_api": 7,
     "_litellm": 7,
