@@ -300,8 +300,7 @@ def interrupt_text(trackers: Sequence[ProgressTracker], notes: Sequence[dict[int
                 said["running" if state == "running" else "queued"].append(rid)
     parts = []
     if said["queued"]:
-        parts.append(f"cancelled {_ids(said['queued'])} while queued (fal does not bill a request cancelled "
-                     "before it starts)")
+        parts.append(f"cancelled {_ids(said['queued'])} while queued (fal does not bill those)")
     if said["running"]:
         n = len(said["running"])
         parts.append(f"asked fal to cancel {_ids(said['running'])}, which had started (fal may still bill "

@@ -147,8 +147,7 @@ def _tracker(*states: tuple[str, str | None]) -> ProgressTracker:
 
 
 @pytest.mark.parametrize(("state", "rid", "note", "said"), [
-    ("queued", "r1", "cancelled", "cancelled request r1 while queued (fal does not bill a request cancelled "
-                                  "before it starts)"),
+    ("queued", "r1", "cancelled", "cancelled request r1 while queued (fal does not bill those)"),
     ("running", "r1", "cancelled", "asked fal to cancel request r1, which had started (fal may still bill it"),
     ("queued", "r1", "completed", "request r1 had finished on fal (billed): re-run to fetch the pictures"),
     ("running", "r1", "completed", "request r1 had finished on fal (billed)"),
