@@ -26,6 +26,7 @@ MEASUREMENTS = [
     ("notebook_bytes", "notebook bytes"),
     ("memory", "memory"),
     ("batch_cell", "a --batch cell of 1,000 prompts"),
+    ("emulator_scale", "the emulator with 20,000 requests held"),
 ]
 HEADER = ["measurement", "falnb", "fal-client", "LiteLLM", "ratio", "target", "met?"]
 
