@@ -11,7 +11,8 @@ _USAGE = """usage: falnb COMMAND [ARGS]
 commands:
   emulator   run the fal emulator as a local HTTP server (falnb emulator --help)
   cache      inspect, prune, export and import the response cache (falnb cache --help)
-  models     list the catalogued models, their aliases, size fields and prices
+  models     list the catalogued models, their aliases, size fields and prices; through a LiteLLM proxy
+             (LITELLM_PROXY_API_BASE and LITELLM_PROXY_API_KEY, no fal key) also its team model names
   quickstart run notebooks/01-quickstart.ipynb headless and write its images to out/quickstart
 """
 
@@ -22,6 +23,20 @@ def _models() -> int:
     for m in default_catalog().models:
         price = "?" if m.price is None else f"${m.price.usd:g}/{m.price.basis}"
         print(f"{m.alias:18} {m.id:48} {m.size_field or '-':13} {price}")
+    from ._client import Client
+    from ._exceptions import FalnbError
+
+    try:
+        client = Client(cache=False)
+        teams = client.proxy_models()
+    except FalnbError as exc:
+        print(f"falnb models: {exc.message}", file=sys.stderr)
+        return 1
+    if client.proxy is not None:
+        print(f"\nteam models of the LiteLLM proxy at {client.proxy.url}:")
+        for name, fal_id in teams.items():
+            print(f"{name:18} {fal_id or '(not a fal model)'}")
+        client.close()
     return 0
 
 

@@ -28,6 +28,7 @@ from .catalog import DEFAULT_MODEL
 from .catalog._catalog import Catalog, default_catalog
 from .fal._config import OFFLINE_QUEUE_URL, Key, find_key, offline_from_env, queue_url_from_env
 from .fal._sending import check_headers
+from .fal._teams import TeamBook
 from .request._plan import Plan, build_plan
 from .results._generation import Generation
 from .results._progress import Progress, ProgressTracker
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
     from .cache._store import ResponseCache
     from .emulator import Emulator
+    from .fal._proxy import Proxy
     from .fal._queue import RetryPolicy
 
 __all__ = ["Client", "default_client"]
@@ -59,13 +61,15 @@ class Client:
     ``max_concurrency``: fal requests this client keeps in flight at once.  fal's own queue holds the
     ones your account cannot run yet (queue time is not billed), so a batch is best submitted at once.
     ``transport``: an ``httpx.AsyncBaseTransport`` (tests, proxies).
+    ``proxy_url``, ``proxy_key``, ``proxy_route``: a team's LiteLLM proxy (``fal/_proxy.py``; README).
     """
 
     def __init__(self, key: str | None = None, queue_url: str | None = None, offline: bool | None = None, *,
                  cache: bool | str | Path | ResponseCache = True, timeout: float | None = 600.0,
                  max_concurrency: int = 64, transport: httpx.AsyncBaseTransport | None = None,
                  emulator: Emulator | None = None, catalog: Catalog | None = None,
-                 retry: RetryPolicy | None = None, http_timeout: float = 30.0, use_stream: bool = True) -> None:
+                 retry: RetryPolicy | None = None, http_timeout: float = 30.0, use_stream: bool = True,
+                 proxy_url: str | None = None, proxy_key: str | None = None, proxy_route: str | None = None) -> None:
         check_timeout(timeout, "timeout")
         check_timeout(http_timeout, "http_timeout", optional=False)
         self._offline_arg = None if offline is None else bool(offline)
@@ -73,6 +77,7 @@ class Client:
         self._explicit_key = key
         self._emulator = emulator
         self._transport = transport
+        self._team_book = TeamBook(transport, proxy_url, proxy_key, proxy_route, fal_key=key)
         self.catalog = catalog or default_catalog()
         self._cache_arg = cache
         self._caches: dict[str, ResponseCache] = {}
@@ -106,7 +111,18 @@ class Client:
     @property
     def queue_url(self) -> str:
         """The queue calls go to now: ``queue_url=``, else ``FALNB_QUEUE_URL``, else fal's."""
-        return OFFLINE_QUEUE_URL if self.offline else queue_url_from_env(self._queue_url_arg)
+        p = self.proxy
+        return OFFLINE_QUEUE_URL if self.offline else p.queue_url if p else queue_url_from_env(self._queue_url_arg)
+
+    @property
+    def proxy(self) -> Proxy | None:
+        """The team's LiteLLM proxy calls go through now (None: fal directly, or offline)."""
+        return None if self.offline else self._team_book.proxy()
+
+    def proxy_models(self, refresh: bool = False) -> dict[str, str | None]:
+        """The proxy's team model names and their fal ids (None: not fal), read from it once; {} without one."""
+        proxy = self.proxy
+        return {} if proxy is None else {t.name: t.fal_id for t in self._team_book.teams(proxy, refresh)}
 
     @property
     def key(self) -> Key:
@@ -116,13 +132,13 @@ class Client:
     def _key(self, offline: bool) -> Key:
         if offline:
             return Key(self._explicit_key or "falnb-offline", "offline emulator")
-        return find_key(self._explicit_key)
+        return proxy.key() if (proxy := self.proxy) is not None else find_key(self._explicit_key)
 
     @property
     def _engine(self) -> Engine:
         """The engine for the configuration in effect now (made on first use)."""
-        offline = self.offline
-        url = OFFLINE_QUEUE_URL if offline else queue_url_from_env(self._queue_url_arg)
+        offline, proxy = self.offline, self.proxy
+        url = self.queue_url
         with self._lock:
             engine = self._engines.get((offline, url))
             if engine is None:
@@ -132,7 +148,7 @@ class Client:
                 ns = _namespace(offline)
                 engine = Engine(queue_url=url, key=lambda: self._key(offline), transport=transport,
                                 cache=lambda: self._store(ns), namespace=ns, timeout=self._timeout,
-                                history=self.history, **self._engine_args)
+                                history=self.history, **self._engine_args, proxy_routes=self._team_book.routes(proxy))
                 self._engines[(offline, url)] = engine
             return engine
 
@@ -198,12 +214,13 @@ class Client:
         ``model`` defaults to :data:`falnb.catalog.DEFAULT_MODEL` (``flux-schnell``), the magics' default too.
         """
         model = DEFAULT_MODEL if model is None else model
+        catalog = self.catalog if (proxy := self.proxy) is None else self._team_book.catalog(proxy)  # + team names
         # plans are immutable: a re-run cell (the cache-hit path) reuses its plan instead of rebuilding it
-        memo = freeze((prompt, model, n, size, seed, params, self.catalog.version))
+        memo = freeze((prompt, model, n, size, seed, params, catalog.version, proxy and proxy.url))
         if memo is not None and memo in self._plans:
             self._plans.move_to_end(memo)
             return self._plans[memo]
-        plan = build_plan(prompt, model=model, n=n, size=size, seed=seed, catalog=self.catalog, **params)
+        plan = build_plan(prompt, model=model, n=n, size=size, seed=seed, catalog=catalog, **params)
         check_headers(plan.headers, plan.spec.id)  # what httpx could not send is refused now, not journaled
         if memo is not None:
             self._plans[memo] = plan

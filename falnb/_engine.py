@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._exceptions import CacheError, FalnbError, FalServerError, RequestTimeoutError
+from ._exceptions import CacheError, FalError, FalnbError, FalServerError, RequestTimeoutError
 from ._fetch import Part, RequestRun, Stopping, through_cancels
 from .cache._index import CacheWarning, Reported
 from .cache._ledger import session_ledger
 from .fal._config import Key
 from .fal._download import fetch_image, sniff
+from .fal._images_route import ProxyRoutes
 from .fal._loop import run_sync
 from .fal._queue import QueueClient, RetryPolicy
 from .request._plan import FalRequest, Plan
@@ -47,12 +48,14 @@ class Engine:
     def __init__(self, *, queue_url: str, key: Callable[[], Key], transport: httpx.AsyncBaseTransport | None,
                  cache: Callable[[], ResponseCache | None], namespace: str, timeout: float | None,
                  retry: RetryPolicy | None, http_timeout: float, use_stream: bool, max_concurrency: int,
-                 history: collections.deque[Generation]) -> None:
+                 history: collections.deque[Generation], proxy_routes: ProxyRoutes | None = None) -> None:
         self._queue_url, self._key, self._transport = queue_url, key, transport
         self._cache, self._namespace, self.timeout = cache, namespace, timeout
         self._retry, self._http_timeout, self._use_stream = retry, http_timeout, use_stream
         self._max_concurrency = max(1, int(max_concurrency))
         self._history = history
+        #: through a LiteLLM proxy: which requests take its images route instead of fal's queue
+        self._routes = proxy_routes
         self._http: httpx.AsyncClient | None = None
         self._streams: httpx.AsyncClient | None = None
         self._queue: QueueClient | None = None
@@ -157,7 +160,8 @@ class Engine:
             request_ids=[p.request_id for p in parts if p.request_id], seed=plan.seed,
             cost=plan.cost, cached=cached, saved=round(sum(p.saved for p in parts), 6),
             elapsed=time.monotonic() - started, response_format=plan.response_format,
-            responses=[p.response for p in parts], made=min((p.made for p in parts), default=time.time()))
+            responses=[p.response for p in parts], made=min((p.made for p in parts), default=time.time()),
+            route=ProxyRoutes.CAPTION if any("litellm_proxy" in p.response and not p.cached for p in parts) else None)
         if gen.seed is None:
             seeds = [p.response.get("seed") for p in parts]
             gen.seed = seeds[0] if seeds and isinstance(seeds[0], int) else None
@@ -222,11 +226,42 @@ class Engine:
             reservation.release()  # a no-op once paid
 
     async def _fetch(self, life: RequestRun, timeout: float | None) -> Part:
-        """Submit (or re-attach to the journaled request), wait, fetch the result and the image bytes."""
-        sub, response = await life.result(timeout)
+        """Submit (or re-attach to the journaled request), wait, fetch the result and the image bytes; or a
+        LiteLLM proxy's images route for the requests that take it."""
+        routes, slot = self._routes, life.slot
+        if routes is not None and routes.takes_images(life.req.model) and not (slot is not None and slot.request_id):
+            return await self._via_images(routes, life, timeout)
+        try:
+            sub, response = await life.result(timeout)
+        except FalError as exc:
+            # the proxy refused its pass-through before reaching fal (nothing sent, nothing billed)
+            if routes is None or not routes.fall_back(life.req.model, exc):
+                raise
+            return await self._via_images(routes, life, timeout)
         images = await self._download(response, life.req, life.plan)
         life.tracker.update(life.index, "done", request_id=sub.request_id)
         return Part(images, sub.request_id, response)
+
+    async def _via_images(self, routes: ProxyRoutes, life: RequestRun, timeout: float | None) -> Part:
+        """One POST to the proxy's images route: synchronous, never sent twice, nothing to re-attach to."""
+        assert self._http is not None
+        req, slot = life.req, life.slot
+        life.tracker.update(life.index, "submitting")
+        try:
+            answer = await routes.generate(self._http, req.model, life.plan.spec.alias, req.input, timeout=timeout,
+                                           on_sending=slot.record_sending if slot is not None else None)
+        except asyncio.CancelledError:
+            life.notes[life.index] = "lost"  # sent, and synchronous: the proxy and fal go on, and bill it
+            raise
+        if life.reservation is not None:
+            life.reservation.pay(answer.call_id)
+        store = self._cache()
+        (store.ledger if store is not None else session_ledger(self._namespace)).record_proxy_cost(
+            answer.proxy_cost, model=req.model, request_id=answer.call_id)
+        life.tracker.update(life.index, "downloading")
+        images = await self._download(answer.response, req, life.plan)
+        life.tracker.update(life.index, "done")
+        return Part(images, None, answer.response)
 
     async def _download(self, response: Mapping[str, Any], req: FalRequest, plan: Plan) -> list[Image]:
         assert self._http is not None

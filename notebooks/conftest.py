@@ -47,6 +47,21 @@ def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _litellm_proxy_found() -> bool:
+    """08-litellm-proxy starts a real LiteLLM proxy from its own venv (tests/_litellm_proxy.py builds it)."""
+    venv = os.environ.get("FALNB_LITELLM_PROXY_VENV") or os.path.expanduser("~/.cache/falnb/litellm-proxy-1.108.7")
+    return os.path.exists(os.path.join(venv, "bin", "litellm")) or shutil.which("litellm") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _litellm_proxy_found() or os.environ.get("FALNB_REQUIRE_PROXY") == "1":
+        return
+    skip = pytest.mark.skip(reason="no LiteLLM proxy venv: python3 tests/_litellm_proxy.py --install builds it")
+    for item in items:
+        if item.path.name == "08-litellm-proxy.ipynb":
+            item.add_marker(skip)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     while _TMP:
         shutil.rmtree(_TMP.pop(), ignore_errors=True)

@@ -25,7 +25,8 @@ def _sigint_raises_keyboardinterrupt() -> Iterator[None]:
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # tests never use a real key or the user's cache
     for var in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "FAL_AI_API_KEY", "FALNB_QUEUE_URL", "FALNB_OFFLINE",
-                "FALNB_BUDGET_SESSION", "FALNB_BUDGET_TOTAL"):
+                "FALNB_BUDGET_SESSION", "FALNB_BUDGET_TOTAL", "LITELLM_PROXY_API_BASE", "LITELLM_PROXY_API_KEY",
+                "FALNB_PROXY_ROUTE"):
         if var == "FAL_KEY" and _live_requested():
             continue
         monkeypatch.delenv(var, raising=False)
@@ -68,3 +69,46 @@ def serve_emulator() -> Iterator[Callable[..., Any]]:
 @pytest.fixture
 def http_emulator(emulator: object, serve_emulator: Callable[..., Any]) -> object:
     return serve_emulator(emulator)
+
+
+# -- a real LiteLLM proxy (tests/_proxy_session.py): started early, only when a selected test needs it ------
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any("litellm_proxy" in getattr(item, "fixturenames", ()) for item in session.items):
+        from ._proxy_session import SESSION
+
+        SESSION.start()  # in a background thread: its start-up overlaps the tests before the first proxy test
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import sys
+
+    module = sys.modules.get("tests._proxy_session")
+    if module is not None:
+        module.SESSION.stop()
+
+
+@pytest.fixture(scope="session")
+def litellm_proxy_session() -> Any:
+    """The session's LiteLLM proxy (see tests/_proxy_session.py); skipped with the reason when it cannot be
+    installed or started, unless FALNB_REQUIRE_PROXY=1 (CI), which fails instead."""
+    import os
+
+    from ._proxy_session import SESSION, ProxyUnavailable
+
+    try:
+        return SESSION.get()
+    except ProxyUnavailable as exc:
+        if os.environ.get("FALNB_REQUIRE_PROXY") == "1":
+            pytest.fail(f"FALNB_REQUIRE_PROXY=1: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def litellm_proxy(litellm_proxy_session: Any) -> Iterator[Any]:
+    """The proxy, its emulator reset and its clock running for this test (frozen again by tests that need it)."""
+    litellm_proxy_session.clock.thaw()
+    litellm_proxy_session.emulator.reset()
+    yield litellm_proxy_session
+    litellm_proxy_session.clock.thaw()

@@ -28,11 +28,11 @@ def _source(cell: dict[str, Any]) -> str:
     return "".join(src) if isinstance(src, list) else str(src)
 
 
-def test_the_seven_notebooks_exist() -> None:
+def test_the_notebooks_exist() -> None:
     names = [p.name for p in PATHS]
     assert names == ["01-quickstart.ipynb", "02-model-tour.ipynb", "03-widgets.ipynb",
                      "04-caching-and-spend.ipynb", "05-batch.ipynb", "06-testing-offline.ipynb",
-                     "07-python-and-async.ipynb"]
+                     "07-python-and-async.ipynb", "08-litellm-proxy.ipynb"]
 
 
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])

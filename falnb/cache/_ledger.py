@@ -270,7 +270,30 @@ class Ledger:
         if self._index is not None:
             self._index.add_saved(self.namespace, model, cost)
 
+    def record_proxy_cost(self, cost: float | None, *, model: str | None = None,
+                          request_id: str | None = None) -> None:
+        """What a LiteLLM proxy said a request cost (``x-litellm-response-cost``), beside falnb's own estimate
+        (a ``proxy`` row: neither spend nor budgets count it, falnb's estimate is already in them)."""
+        if self._index is None or cost is None:
+            return
+        import os
+        import time
+
+        try:
+            with self._index.write() as c:
+                c.execute("INSERT INTO ledger(ts, ns, kind, model, request_id, cost, pid) "
+                          "VALUES(?, ?, 'proxy', ?, ?, ?, ?)", (time.time(), self.namespace, model, request_id,
+                                                                 cost, os.getpid()))
+        except CacheError as exc:
+            _warn_unrecorded(request_id, exc)
+
     # -- reading ----------------------------------------------------------------------------
+
+    def proxy_reported(self) -> float:
+        """The sum of what LiteLLM proxies said this cache directory's requests cost (see
+        :meth:`record_proxy_cost`); 0.0 when none said."""
+        spent = totals(self._index, self.namespace, kind="proxy") if self._index is not None else None
+        return spent.paid if spent is not None else 0.0
 
     def session(self) -> Spend:
         """This process's spend and savings in this namespace."""
@@ -295,7 +318,7 @@ def _warn_unrecorded(request_id: str | None, exc: CacheError) -> None:
                       CacheWarning, stacklevel=4)
 
 
-def totals(index: Index, namespace: str | None) -> Spend:
+def totals(index: Index, namespace: str | None, kind: str = "paid") -> Spend:
     """The ledger's running sums for one namespace (None: all of them), plus the hits not yet written.
     Raises :class:`CacheError` when the index cannot be read."""
     import sqlite3
@@ -312,7 +335,7 @@ def totals(index: Index, namespace: str | None) -> Spend:
     except sqlite3.Error as exc:
         raise index.failed(exc) from None
     sums = {r[0]: r[1:] for r in rows}
-    paid = sums.get("paid") or (0.0, 0, 0)
+    paid = sums.get(kind) or (0.0, 0, 0)
     saved = sums.get("saved") or (0.0, 0, 0)
     hits, more = index.pending_saved(namespace)
     return Spend(paid=round(float(paid[0] or 0), 6), requests=int(paid[1] or 0), unknown=int(paid[2] or 0),

@@ -13,11 +13,15 @@ In-process (no socket)::
 Over HTTP: ``server = serve(port=0)`` (``server.url``), or ``falnb emulator --port 8765`` /
 ``python -m falnb.emulator``; then ``FALNB_QUEUE_URL=http://127.0.0.1:8765``.
 
-fal's own Python client builds its URLs from module constants read at import, always
-``https://``; point it at the emulator with::
+fal has two hosts: the queue (``queue.fal.run``: the main port's root) and the synchronous
+``fal.run`` (``server.sync_url``: ``/_sync`` on the main port, or a root of its own with
+``serve(sync_port=0)`` / ``falnb emulator --sync-port N``; see ``_sync``).  A synchronous call aimed
+at the queue root gets a queue answer, as from fal.  fal's own Python client builds its URLs from
+module constants read at import, always ``https://``; point it at the emulator with::
 
     import fal_client.client
-    fal_client.client.QUEUE_URL_FORMAT = fal_client.client.RUN_URL_FORMAT = server.url + "/"
+    fal_client.client.QUEUE_URL_FORMAT = server.url + "/"
+    fal_client.client.RUN_URL_FORMAT = server.sync_url + "/"
     fal_client.SyncClient(key="anything").subscribe("fal-ai/flux/schnell", {"prompt": "..."})
 
 (in pytest: ``monkeypatch.setattr(fal_client.client, "QUEUE_URL_FORMAT", server.url + "/")``).

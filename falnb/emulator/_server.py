@@ -14,12 +14,9 @@ from typing import Any, NoReturn
 from ._emulator import Emulator
 from ._http import EventStream, Response
 from ._knobs import Faults
+from ._sync import SYNC_PREFIX, sync_path
 
 __all__ = ["EmulatorServer", "main", "serve"]
-
-
-#: path prefix of the emulated synchronous endpoint (fal's ``https://fal.run``), which LiteLLM calls
-SYNC_PREFIX = "/_sync"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -35,6 +32,8 @@ class _Handler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
     def _serve(self) -> None:
+        if self.server.sync_root:
+            self.path = sync_path(self.command, self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
@@ -94,9 +93,11 @@ class _Server(ThreadingHTTPServer):
     #: submit that may have reached fal (fal's nginx has a deep backlog)
     request_queue_size = 512
 
-    def __init__(self, address: tuple[str, int], emulator: Emulator, verbose: bool) -> None:
+    def __init__(self, address: tuple[str, int], emulator: Emulator, verbose: bool, sync_root: bool = False) -> None:
         self.emulator = emulator
         self.verbose = verbose
+        #: fal.run's root (``--sync-port``, see ``_sync``) rather than the queue host's
+        self.sync_root = sync_root
         super().__init__(address, _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -109,26 +110,42 @@ class _Server(ThreadingHTTPServer):
 class EmulatorServer:
     """A running emulator server: ``.url``, ``.port``, ``.emulator``, ``.close()`` (or ``with``)."""
 
-    def __init__(self, host: str, port: int, emulator: Emulator, verbose: bool = False) -> None:
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ValueError(f"port must be 0 to 65535 (0 picks a free one), not {port!r}")
+    def __init__(self, host: str, port: int, emulator: Emulator, verbose: bool = False,
+                 sync_port: int | None = None) -> None:
+        for p in (port, 0 if sync_port is None else sync_port):
+            if isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= 65535:
+                raise ValueError(f"port must be 0 to 65535 (0 picks a free one), not {p!r}")
         self.emulator = emulator
         self._httpd = _Server((host, port), emulator, verbose)
         self.host = host
         self.port: int = self._httpd.server_address[1]
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.port}"
-        #: the emulated synchronous endpoint (fal.run): LiteLLM's ``api_base``
+        #: the emulated synchronous host (fal.run): LiteLLM's ``api_base``; its own root with ``sync_port``
         self.sync_url = self.url + SYNC_PREFIX
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name=f"falnb-emulator:{self.port}", daemon=True)
-        self._thread.start()
+        self._sync: _Server | None = None
+        if sync_port is not None:
+            try:
+                self._sync = _Server((host, sync_port), emulator, verbose, sync_root=True)
+            except BaseException:
+                self._httpd.server_close()
+                raise
+            self.sync_url = f"http://{shown}:{self._sync.server_address[1]}"
+        self._threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.1},
+                                          name=f"falnb-emulator:{s.server_address[1]}", daemon=True)
+                         for s in (self._httpd, self._sync) if s is not None]
+        self._thread = self._threads[0]
+        for t in self._threads:
+            t.start()
 
     def close(self) -> None:
-        """Stop serving and free the port."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+        """Stop serving and free the port(s)."""
+        for httpd in (self._httpd, self._sync):
+            if httpd is not None:
+                httpd.shutdown()
+                httpd.server_close()
+        for t in self._threads:
+            t.join(timeout=5)
 
     def wait(self) -> None:
         """Block until the server stops (Ctrl-C raises KeyboardInterrupt here)."""
@@ -146,9 +163,10 @@ class EmulatorServer:
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, emulator: Emulator | None = None,
-          verbose: bool = False) -> EmulatorServer:
-    """Serve ``emulator`` (a new one when None) over HTTP in a background thread; port 0 picks a free port."""
-    return EmulatorServer(host, port, emulator or Emulator(latency=2.0), verbose)
+          verbose: bool = False, sync_port: int | None = None) -> EmulatorServer:
+    """Serve ``emulator`` (a new one when None) over HTTP in a background thread; port 0 picks a free port.
+    ``sync_port``: also serve fal's synchronous host (fal.run) as the root of that port (``.sync_url``)."""
+    return EmulatorServer(host, port, emulator or Emulator(latency=2.0), verbose, sync_port)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -201,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="seed for request ids, the seeds picked for requests that send none, and fault "
                              "draws (default: fresh in every run, like fal)")
     parser.add_argument("--key", action="append", help="accept only this key (repeatable); default any key")
+    parser.add_argument("--sync-port", type=_port, default=None,
+                        help="also serve fal's synchronous host (https://fal.run) as the root of this port, "
+                             "for fal_client.run() and a LiteLLM proxy's api_base; without it that host is "
+                             "http://HOST:PORT/_sync. The main port is the queue host (https://queue.fal.run): "
+                             "a synchronous call aimed at it gets a queue answer, as from fal")
     parser.add_argument("--verbose", action="store_true", help="log every HTTP request")
     args = parser.parse_args(argv)
     if args.concurrency < 1:
@@ -208,16 +231,18 @@ def main(argv: list[str] | None = None) -> int:
     emu = Emulator(latency=args.latency, concurrency=args.concurrency, seed=args.seed,
                    faults=Faults(seed=args.seed or 0), api_keys=set(args.key) if args.key else None)
     try:
-        server = serve(args.host, args.port, emu, verbose=args.verbose)
+        server = serve(args.host, args.port, emu, verbose=args.verbose, sync_port=args.sync_port)
     except (OSError, OverflowError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        print(f"falnb emulator: cannot listen on {args.host}:{args.port}: {why}", file=sys.stderr)
+        ports = f"{args.port}" if args.sync_port is None else f"{args.port} or {args.sync_port}"
+        print(f"falnb emulator: cannot listen on {args.host}:{ports}: {why}", file=sys.stderr)
         return 2
     print(f"fal emulator listening on {server.url}  "
           f"(latency {args.latency}s, concurrency {args.concurrency})")
     print(f"  falnb:      FALNB_QUEUE_URL={server.url}  (any FAL_KEY works)")
     print("  fal-client: import fal_client.client as c; "
-          f"c.QUEUE_URL_FORMAT = c.RUN_URL_FORMAT = '{server.url}/'")
+          f"c.QUEUE_URL_FORMAT = '{server.url}/'; c.RUN_URL_FORMAT = '{server.sync_url}/'")
+    print(f"  LiteLLM:    api_base: {server.sync_url}   (proxy pass-through: FAL_AI_QUEUE_API_BASE={server.url})")
     print(f"  control:    GET {server.url}/_emulator/ledger   POST {server.url}/_emulator/config")
     print("Ctrl-C to stop.", flush=True)
     _stop_on_signals()

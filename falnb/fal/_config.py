@@ -21,20 +21,24 @@ OFFLINE_QUEUE_URL = "http://emulator.falnb.invalid"
 
 @dataclass(frozen=True)
 class Key:
-    """A fal key and where it came from.  The secret is never shown."""
+    """A fal key (or a LiteLLM proxy's key) and where it came from.  The secret is never shown.
+
+    ``scheme``: fal wants ``Authorization: Key ...``; a LiteLLM proxy refuses that and wants ``Bearer``."""
 
     _secret: str
     source: str
+    scheme: str = "Key"
 
     def header(self) -> str:
-        return f"Key {self._secret}"
+        return f"{self.scheme} {self._secret}"
 
     @property
     def secret(self) -> str:
         return self._secret
 
     def __repr__(self) -> str:
-        return f"Key(source={self.source!r}, secret=***)"
+        scheme = "" if self.scheme == "Key" else f", scheme={self.scheme!r}"
+        return f"Key(source={self.source!r}{scheme}, secret=***)"
 
     __str__ = __repr__
 

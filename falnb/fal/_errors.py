@@ -9,6 +9,7 @@ import httpx
 
 from .._exceptions import (
     AuthenticationError,
+    BudgetExceededError,
     ContentPolicyError,
     FalError,
     FalServerError,
@@ -16,6 +17,7 @@ from .._exceptions import (
     RateLimitError,
     RequestNotFoundError,
 )
+from ._proxy import is_proxied, proxy_error
 
 __all__ = ["error_from_response", "is_ingress_error"]
 
@@ -54,7 +56,11 @@ def _parse_detail(resp: httpx.Response) -> tuple[str, str | None, str | None, An
 
 
 def error_from_response(resp: httpx.Response, *, model: str, request_id: str | None = None,
-                        during: str = "request") -> FalError:
+                        during: str = "request") -> FalError | BudgetExceededError:
+    if is_proxied(resp):  # a LiteLLM proxy's own refusal names the proxy; fal's, relayed, stays fal's
+        own = proxy_error(resp, model=model, request_id=request_id, during=during)
+        if own is not None:
+            return own
     msg, field, etype, detail = _parse_detail(resp)
     code = resp.status_code
     where = f" ({field})" if field else ""

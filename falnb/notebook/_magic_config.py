@@ -75,6 +75,8 @@ def describe(magics: Settings) -> str:
     if client.offline:
         lines.append("mode: OFFLINE — the embedded fal emulator (synthetic pictures, nothing billed)")
         lines.append("key: not needed offline")
+    elif client.proxy is not None:  # a team's LiteLLM proxy: which route, and where URL and key came from
+        lines.append(f"mode: online — through the {client.proxy.describe()}")
     else:
         lines.append(f"mode: online — {client.queue_url}")
         from .._exceptions import MissingKeyError

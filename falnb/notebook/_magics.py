@@ -101,6 +101,10 @@ class FalMagics(Magics):
                    ).tag(config=True)
     timeout = Float(600.0, allow_none=True, help="Longest wait for each fal request, in seconds (None: "
                     "no bound).").tag(config=True)
+    proxy_url = Unicode(None, allow_none=True, help="A team's LiteLLM proxy (None: LITELLM_PROXY_API_BASE without "
+                        "a fal key); its key: LITELLM_PROXY_API_KEY (%env), never a setting.").tag(config=True)
+    proxy_route = Enum(["auto", "passthrough", "images"], None, allow_none=True, help="Through a proxy: its /fal_ai "
+                       "(fal's queue), 'images' (no cancel) or 'auto'; None: FALNB_PROXY_ROUTE.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -144,7 +148,7 @@ class FalMagics(Magics):
             raise TraitError("default_model must name a model, e.g. 'flux-schnell'")
         return value
 
-    @observe("cache_dir", "offline")
+    @observe("cache_dir", "offline", "proxy_url", "proxy_route")
     def _forget_client(self, change: Any) -> None:
         self._own_client = self._offline_client = None
 
@@ -157,14 +161,15 @@ class FalMagics(Magics):
         if self._client is not None:
             return self._client
         if self._own_client is None:
-            if self.offline is None and self.cache_dir is None:
+            if self.offline is None and self.cache_dir is None and self.proxy_url is None and self.proxy_route is None:
                 from .._client import default_client
 
                 self._own_client = default_client()
             else:
                 from .._client import Client
 
-                self._own_client = Client(offline=self.offline, cache=self.cache_dir or True)
+                self._own_client = Client(offline=self.offline, cache=self.cache_dir or True,
+                                          proxy_url=self.proxy_url, proxy_route=self.proxy_route)
         return self._own_client
 
     @client.setter

@@ -41,6 +41,9 @@ class Generation:
     #: when fal made the oldest of these pictures (a cache hit: when it was first paid for); fal's
     #: URLs expire counting from then.  None: unknown (a Generation built by hand)
     made: float | None = None
+    #: how the pictures were had when that is not fal's queue (e.g. a LiteLLM proxy's images route); the
+    #: caption says it
+    route: str | None = None
 
     @property
     def image(self) -> Image:
@@ -85,6 +88,8 @@ class Generation:
         parts.append("cost unknown" if self.cost is None else f"~{usd(self.cost)}")
         if self.cached:
             parts.append(f"cached, saved ~{usd(self.saved)}")
+        if self.route:
+            parts.append(self.route)
         return " · ".join(parts)
 
     def __repr__(self) -> str:
