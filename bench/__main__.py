@@ -4,6 +4,7 @@
 
 ``--quick``: tiny sizes, one run each (CI: checks that everything runs; figures meaningless), and
 RESULTS.md is left alone unless ``--write`` is given.  ``--only imports,batch``: some measurements.
+``python -m bench scale``: issue 15's figures at scale (5,000 prompts, 100,000 entries), see ``bench/scale.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ MEASUREMENTS = [
     ("memory", "memory"),
     ("batch_cell", "a --batch cell of 1,000 prompts"),
     ("emulator_scale", "the emulator with 20,000 requests held"),
+    ("request_memory", "memory per request in a batch"),
 ]
 HEADER = ["measurement", "falnb", "fal-client", "LiteLLM", "ratio", "target", "met?"]
 
@@ -68,13 +70,17 @@ def main(argv: list[str] | None = None) -> int:
         from .soak import main as soak
 
         return soak(args[1:])
+    if args[:1] == ["scale"]:  # issue 15's figures at scale: long, so a command of its own
+        from .scale import main as scale
+
+        return scale(args[1:])
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one run each (CI)")
     ap.add_argument("--only", help="comma-separated: " + ",".join(n for n, _ in MEASUREMENTS))
     ap.add_argument("--write", action="store_true", help="write RESULTS.md even with --quick")
     ap.add_argument("--no-write", action="store_true", help="do not write RESULTS.md")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
-    a = ap.parse_args(argv)
+    a = ap.parse_args(args)
     only = [s.strip() for s in a.only.split(",")] if a.only else None
     started = time.perf_counter()
     rows, took = run_all(a.quick, only)

@@ -35,10 +35,13 @@ def _schedule(emu: Emu, jobs: int, limit: int) -> dict[str, Any]:
             "submit_spread_s": round(js[-1]["submitted"] - t0, 3)}
 
 
-def run(quick: bool = False) -> list[Row]:
-    jobs, limit, gen, rounds = (8, 4, 0.1, 1) if quick else (64, 16, 0.5, 3)
+def run(quick: bool = False, jobs: int | None = None, limit: int | None = None, gen: float | None = None,
+        rounds: int | None = None, target: float = 1.1, variants: list[tuple[str, int]] | None = None) -> list[Row]:
+    """The batch row; ``python -m bench scale`` passes 5,000 jobs, one round and issue 15's 1.05x target."""
+    d_jobs, d_limit, d_gen, d_rounds = (8, 4, 0.1, 1) if quick else (64, 16, 0.5, 3)
+    jobs, limit, gen, rounds = jobs or d_jobs, limit or d_limit, gen or d_gen, rounds or d_rounds
     ideal = math.ceil(jobs / limit) * gen
-    variants = [("falnb", 0), ("fal-client", limit), ("litellm", limit), ("falnb", limit)]
+    variants = variants or [("falnb", 0), ("fal-client", limit), ("litellm", limit), ("falnb", limit)]
     walls: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     sched: dict[str, list[dict[str, Any]]] = {}
@@ -54,15 +57,15 @@ def run(quick: bool = False) -> list[Row]:
                 if sync:
                     args += ["--sync-url", emu["sync_url"]]
                 emu.reset()
-                out = run_json(args)
+                out = run_json(args, timeout=max(300.0, 20 * ideal))
                 walls.setdefault(key, []).append(out["wall"])
                 cpu.setdefault(key, []).append(out.get("cpu_s", 0.0))
                 sched.setdefault(key, []).append(_schedule(emu, jobs, limit))
     med = {c: median(v) for c, v in walls.items()}
     r = ratio(med.get("falnb"), ideal)
     row = Row(f"3. batch {jobs} prompts, limit {limit}, gen {gen:g} s", "s", med.get("falnb"), med.get("fal-client"),
-              med.get("litellm"), ratio=r, ratio_label=f"of ideal {ideal:g} s", target="<=1.1x ideal",
-              met=r is not None and r <= 1.1,
+              med.get("litellm"), ratio=r, ratio_label=f"of ideal {ideal:g} s", target=f"<={target:g}x ideal",
+              met=r is not None and r <= target,
               detail={"ideal_s": ideal, "rounds": rounds, "walls_s": {c: [round(x, 3) for x in v]
                                                                      for c, v in walls.items()},
                       "vs_ideal": {c: round(m / ideal, 3) for c, m in med.items()},

@@ -93,8 +93,8 @@ def _run(mode: str, cache: str, n: int) -> dict[str, Any]:
     return run_json(["-m", "bench.batch_cell", "child", mode, cache, str(n)], timeout=1800)  # type: ignore[no-any-return]
 
 
-def run(quick: bool = False) -> list[Row]:
-    n, rounds = (40, 1) if quick else (PROMPTS, 3)
+def run(quick: bool = False, prompts: int | None = None, rounds: int | None = None) -> list[Row]:
+    n, rounds = (40, 1) if quick else (prompts or PROMPTS, rounds or 3)
     cache = str(tmpdir("batch-cell") / "cache")
     fill = _run("fill", cache, n)  # the first run pays (on the emulator) and fills the cache
     cells, hits = [], []

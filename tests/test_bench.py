@@ -16,7 +16,7 @@ def test_bench_quick_runs() -> None:
     out = proc.stdout
     assert "measurement" in out and "met?" in out
     for row in ("1. import falnb", "2. one-request overhead", "3. batch", "4. cache hit", "5. notebook bytes",
-                "6. peak RSS", "7. --batch cell"):
+                "6. peak RSS", "7. --batch cell", "8. memory kept per request"):
         assert row in out, f"missing row {row!r}:\n{out}"
     assert "(failed)" not in out, out
 
@@ -38,3 +38,12 @@ def test_cache_scale_quick_runs() -> None:
                           text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "budget check" in proc.stdout and "during prune" in proc.stdout
+
+
+def test_bench_scale_quick_runs() -> None:
+    """``python -m bench scale`` (issue 15's figures at scale) is wired: its batch row beside fal-client."""
+    proc = subprocess.run([sys.executable, "-m", "bench", "scale", "--quick", "--no-write", "--only", "batch,emulator"],
+                          cwd=str(ROOT), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "3. batch 32 prompts, limit 16" in proc.stdout and "<=1.05x ideal" in proc.stdout, proc.stdout
+    assert "emulator status GET" in proc.stdout, proc.stdout

@@ -16,7 +16,7 @@ __all__ = ["EXTENSIONS", "Image"]
 EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class Image:
     """One generated picture.  ``data`` holds the bytes: fal's URLs expire, these do not."""
 
