@@ -1,4 +1,4 @@
-"""8. Memory per request in a batch, beyond the pictures: falnb ``generate_many`` beside fal-client.
+"""9. Memory per request in a batch, beyond the pictures: falnb ``generate_many`` beside fal-client.
 
 Issue 15 item 5.  Each client, in a fresh process per round, on one emulator over real HTTP (512x512
 pictures, one seed): a warm-up batch of ``WARM`` prompts (imports, pools, falnb's plan memo full), then two
@@ -121,7 +121,7 @@ def run(quick: bool = False, prompts: int | None = None, rounds: int | None = No
     kept, kept_fc = med("falnb", "kept_b"), med("fal-client", "kept_b")
     ok = None if kept is None or kept_fc is None else kept <= kept_fc
     return [
-        Row(f"8. memory kept per request, batch of {n:,}, beyond the pictures", "B", kept, kept_fc,
+        Row(f"9. memory kept per request, batch of {n:,}, beyond the pictures", "B", kept, kept_fc,
             ratio=None if kept is None or not kept_fc else kept / kept_fc, ratio_label="of fal-client's",
             target="<= fal-client's", met=ok, detail=res,
             notes=[f"peak during the batch, per request: falnb {med('falnb', 'peak_b') or 0:,.0f} B, "
