@@ -5,11 +5,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._exceptions import InputError
+from ._exceptions import FalnbError, InputError
 
-__all__ = ["check_timeout", "freeze", "prompt_list"]
+if TYPE_CHECKING:
+    from .results._generation import Generation
+
+__all__ = ["check_timeout", "first_result", "freeze", "prompt_list", "results_or_raise"]
+
+
+def first_result(results: list[Generation | FalnbError]) -> Generation:
+    """A call's one generation, or its error raised."""
+    result = results[0]
+    if isinstance(result, FalnbError):
+        raise result
+    return result
+
+
+def results_or_raise(results: list[Generation | FalnbError], return_exceptions: bool) -> list[Generation | FalnbError]:
+    """A batch's results, errors in place (``return_exceptions``) or the first one raised."""
+    if not return_exceptions:
+        for r in results:
+            if isinstance(r, FalnbError):
+                raise r
+    return results
 
 
 def prompt_list(prompts: Any) -> list[str]:

@@ -12,7 +12,8 @@ commands:
   emulator   run the fal emulator as a local HTTP server (falnb emulator --help)
   cache      inspect, prune, export and import the response cache (falnb cache --help)
   models     list the catalogued models, their aliases, size fields and prices; through a LiteLLM proxy
-             (LITELLM_PROXY_API_BASE and LITELLM_PROXY_API_KEY, no fal key) also its team model names
+             (LITELLM_PROXY_API_BASE and LITELLM_PROXY_API_KEY, no fal key) also its team model names; or fal's own
+             (falnb models --search edit --category image-to-image [--status deprecated] [--prices])
   quickstart run notebooks/01-quickstart.ipynb headless and write its images to out/quickstart
 """
 
@@ -59,7 +60,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return quickstart_main(rest)
     if command == "models":
-        return _models()
+        from ._discover import main as models_main
+
+        return models_main(rest) if rest else _models()
     print(f"falnb: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
     return 2
 

@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._args import check_timeout, freeze, prompt_list
+from ._args import check_timeout, first_result, freeze, prompt_list, results_or_raise
 from ._engine import Engine
 from ._exceptions import FalnbError
 from ._run import Run
+from ._wiring import wire
 from .cache._ledger import Ledger, session_ledger
 from .catalog import DEFAULT_MODEL
 from .catalog._catalog import Catalog, default_catalog
@@ -93,6 +94,10 @@ class Client:
             self.emulator  # noqa: B018  (the emulator is there from the start)
         else:
             self.queue_url  # noqa: B018  (a bad queue URL is a ConfigError here, not at the first call)
+        # endpoints falnb ships nothing for: described by fal's schemas, priced by fal's unit prices
+        self.platform, self.prices, self.catalog = wire(self.catalog, self.offline, self.queue_url, lambda: self.key,
+                                                        self._transport, self.emulator, self._cache_arg,
+                                                        self._engine_args)
 
     def __repr__(self) -> str:
         try:
@@ -248,7 +253,7 @@ class Client:
         results = run.wait(on_tick=_ticker(run, on_progress))
         if on_progress is not None:
             on_progress(run.progress()[0])
-        return _one(results)
+        return first_result(results)
 
     async def agenerate(self, prompt: str, *, model: str | None = None, n: int = 1, size: Any = None,
                         seed: int | None = None, refresh: bool = False, cache: bool = True,
@@ -263,7 +268,7 @@ class Client:
         results = await run.wait_async(on_tick=_ticker(run, on_progress))
         if on_progress is not None:
             on_progress(run.progress()[0])
-        return _one(results)
+        return first_result(results)
 
     def generate_many(self, prompts: Iterable[str], *, model: str | None = None,
                       concurrency: int | None = None, return_exceptions: bool = True,
@@ -274,7 +279,7 @@ class Client:
         error instead, after cancelling the rest."""
         run = self._start_many(prompts, model=model, concurrency=concurrency,
                                return_exceptions=return_exceptions, **kwargs)
-        return _many(run.wait(), return_exceptions)
+        return results_or_raise(run.wait(), return_exceptions)
 
     async def agenerate_many(self, prompts: Iterable[str], *, model: str | None = None,
                              concurrency: int | None = None, return_exceptions: bool = True,
@@ -282,7 +287,7 @@ class Client:
         """The async twin of :meth:`generate_many`."""
         run = self._start_many(prompts, model=model, concurrency=concurrency,
                                return_exceptions=return_exceptions, **kwargs)
-        return _many(await run.wait_async(), return_exceptions)
+        return results_or_raise(await run.wait_async(), return_exceptions)
 
     def start(self, plans: Sequence[Plan], *, refresh: bool = False, cache: bool = True,
               timeout: float | None = None, concurrency: int | None = None, stop_on_error: bool = False) -> Run:
@@ -358,21 +363,6 @@ def _ticker(run: Run, on_progress: ProgressCallback | None) -> Callable[[], None
             on_progress(run.progress()[0])
 
     return tick
-
-
-def _one(results: list[Generation | FalnbError]) -> Generation:
-    result = results[0]
-    if isinstance(result, FalnbError):
-        raise result
-    return result
-
-
-def _many(results: list[Generation | FalnbError], return_exceptions: bool) -> list[Generation | FalnbError]:
-    if not return_exceptions:
-        for r in results:
-            if isinstance(r, FalnbError):
-                raise r
-    return results
 
 
 def _namespace(offline: bool) -> str:

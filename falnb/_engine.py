@@ -26,6 +26,7 @@ from ._exceptions import CacheError, FalError, FalnbError, FalServerError, Reque
 from ._fetch import Part, RequestRun, Stopping, through_cancels
 from .cache._index import CacheWarning, Reported
 from .cache._ledger import session_ledger
+from .catalog._prices import BILLABLE_UNITS
 from .fal._config import Key
 from .fal._download import fetch_image, sniff
 from .fal._images_route import ProxyRoutes
@@ -48,7 +49,8 @@ class Engine:
     def __init__(self, *, queue_url: str, key: Callable[[], Key], transport: httpx.AsyncBaseTransport | None,
                  cache: Callable[[], ResponseCache | None], namespace: str, timeout: float | None,
                  retry: RetryPolicy | None, http_timeout: float, use_stream: bool, max_concurrency: int,
-                 history: collections.deque[Generation], proxy_routes: ProxyRoutes | None = None) -> None:
+                 history: collections.deque[Generation], proxy_routes: ProxyRoutes | None = None,
+                 bill: Callable[[str, Any], float | None] | None = None) -> None:
         self._queue_url, self._key, self._transport = queue_url, key, transport
         self._cache, self._namespace, self.timeout = cache, namespace, timeout
         self._retry, self._http_timeout, self._use_stream = retry, http_timeout, use_stream
@@ -56,6 +58,8 @@ class Engine:
         self._history = history
         #: through a LiteLLM proxy: which requests take its images route instead of fal's queue
         self._routes = proxy_routes
+        #: (model, x-fal-billable-units) -> what fal billed in USD, or None when the unit price is unknown
+        self._bill = bill
         self._http: httpx.AsyncClient | None = None
         self._streams: httpx.AsyncClient | None = None
         self._queue: QueueClient | None = None
@@ -147,9 +151,7 @@ class Engine:
         parts = []
         for i, (req, hit) in enumerate(zip(plan.requests, hits, strict=True)):
             tracker.update(i, "cached", request_id=hit.request_id)
-            store.ledger.record_saved(req.cost, model=req.model)
-            parts.append(Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0,
-                              made=hit.created))
+            parts.append(self._hit_part(hit.images, hit.request_id, hit.response, hit.created, req, store))
         return self.generation(plan, parts, started)
 
     def generation(self, plan: Plan, parts: list[Part], started: float) -> Generation:
@@ -158,7 +160,8 @@ class Engine:
         gen = Generation(
             prompt=plan.prompt, model=plan.spec.id, images=images, inputs=[dict(r.input) for r in plan.requests],
             request_ids=[p.request_id for p in parts if p.request_id], seed=plan.seed,
-            cost=plan.cost, cached=cached, saved=round(sum(p.saved for p in parts), 6),
+            cost=_cost(plan, parts), billed=all(p.billed is not None for p in parts), cached=cached,
+            saved=round(sum(p.saved for p in parts), 6),
             elapsed=time.monotonic() - started, response_format=plan.response_format,
             responses=[p.response for p in parts], made=min((p.made for p in parts), default=time.time()),
             route=ProxyRoutes.CAPTION if any("litellm_proxy" in p.response and not p.cached for p in parts) else None)
@@ -183,9 +186,7 @@ class Engine:
             hit = cache.get(req.key)  # no key, no network: a hit works without a fal key
             if hit is not None:
                 tracker.update(index, "cached", request_id=hit.request_id)
-                cache.ledger.record_saved(req.cost, model=req.model)
-                return Part(hit.images, hit.request_id, hit.response, cached=True, saved=req.cost or 0.0,
-                            made=hit.created)
+                return self._hit_part(hit.images, hit.request_id, hit.response, hit.created, req, cache)
 
         ledger = store.ledger if store is not None else session_ledger(self._namespace)
 
@@ -207,14 +208,14 @@ class Engine:
 
             async with self._sem:
                 if cache is None:
-                    return await self._fetch(life(None), timeout)
+                    return await self._billed(await self._fetch(life(None), timeout), req, ledger)
                 async with cache.inflight(req.key, req.model, refresh=refresh, timeout=timeout) as slot:
                     if slot.entry is not None:  # stored by another process while we waited: nothing to pay
                         tracker.update(index, "cached", request_id=slot.entry.request_id)
-                        cache.ledger.record_saved(req.cost, model=req.model)
-                        return Part(slot.entry.images, slot.entry.request_id, slot.entry.response, cached=True,
-                                    saved=req.cost or 0.0, made=slot.entry.created)
+                        e = slot.entry
+                        return self._hit_part(e.images, e.request_id, e.response, e.created, req, cache)
                     part = await self._fetch(life(slot), timeout)
+                    await self._billed(part, req, ledger)
                     try:
                         cache.put(req.key, model=req.model, canonical=req.canonical, response=part.response,
                                   images=part.images, request_id=part.request_id, cost=req.cost)
@@ -224,6 +225,28 @@ class Engine:
                     return part
         finally:
             reservation.release()  # a no-op once paid
+
+    def _bill_of(self, model: str, response: Mapping[str, Any]) -> float | None:
+        units = response.get(BILLABLE_UNITS)
+        return self._bill(model, units) if self._bill is not None and units is not None else None
+
+    def _hit_part(self, images: list[Image], request_id: str | None, response: dict[str, Any], made: float,
+                  req: FalRequest, store: ResponseCache) -> Part:
+        """A request served by the cache: saved what fal billed for it (else the estimate)."""
+        billed = self._bill_of(req.model, response)
+        saved = billed if billed is not None else req.cost
+        store.ledger.record_saved(saved, model=req.model)
+        part = Part(images, request_id, response, cached=True, saved=saved or 0.0, made=made)
+        part.billed = billed
+        return part
+
+    async def _billed(self, part: Part, req: FalRequest, ledger: Any) -> Part:
+        """fal's bill of a paid request (its ``x-fal-billable-units`` priced) into the part and the ledger."""
+        if self._bill is not None and BILLABLE_UNITS in part.response:
+            part.billed = await asyncio.to_thread(self._bill_of, req.model, part.response)  # (may ask fal)
+            if part.billed is not None:
+                ledger.record_billed(req.cost, part.billed, model=req.model, request_id=part.request_id)
+        return part
 
     async def _fetch(self, life: RequestRun, timeout: float | None) -> Part:
         """Submit (or re-attach to the journaled request), wait, fetch the result and the image bytes; or a
@@ -282,6 +305,12 @@ class Engine:
 
         return list(await asyncio.gather(*(one(i) for i in items)))
 
+
+
+def _cost(plan: Plan, parts: list[Part]) -> float | None:
+    """fal's bill where known, else the estimate; None when any part has neither."""
+    costs = [p.billed if p.billed is not None else r.cost for p, r in zip(parts, plan.requests, strict=True)]
+    return None if any(c is None for c in costs) else round(sum(c for c in costs if c is not None), 6)
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:

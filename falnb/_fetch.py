@@ -48,7 +48,7 @@ _NOTE_OF_ANSWER = {"CANCELLATION_REQUESTED": "cancelled", "OK": "cancelled", "AL
 class Part:
     """What one request gave: its pictures, fal's request id and response, and whether it was cached."""
 
-    __slots__ = ("cached", "images", "made", "request_id", "response", "saved")
+    __slots__ = ("billed", "cached", "images", "made", "request_id", "response", "saved")
 
     def __init__(self, images: list[Image], request_id: str | None, response: dict[str, Any],
                  cached: bool = False, saved: float = 0.0, made: float | None = None) -> None:
@@ -56,6 +56,8 @@ class Part:
             images, request_id, dict(response), cached, saved)
         # when fal made these pictures (a hit: when its entry was stored); fal's URLs expire from then
         self.made = time.time() if not made else made
+        #: what fal billed for it in USD (a hit: for the request that made it), None when unknown
+        self.billed: float | None = None
 
 
 class Stopping:

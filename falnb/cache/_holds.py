@@ -141,12 +141,14 @@ def _end(c: sqlite3.Connection, row: str | None, group: str | None, cost: float 
 
 def _spent(c: sqlite3.Connection, ns: str) -> float:
     try:
-        row = c.execute("SELECT cost FROM totals WHERE ns=? AND kind='paid'", (ns,)).fetchone()
+        # (fal's bills replace estimates through 'billed' rows of the difference)
+        row = c.execute("SELECT SUM(cost) FROM totals WHERE ns=? AND kind IN ('paid', 'billed')", (ns,)).fetchone()
     except sqlite3.OperationalError as exc:
         if "no such table" not in str(exc):
             raise
         # a version-1 index opened read-only (it could not be brought up to date): sum the ledger
-        row = c.execute("SELECT SUM(cost) FROM ledger WHERE ns=? AND kind='paid'", (ns,)).fetchone()
+        row = c.execute("SELECT SUM(cost) FROM ledger WHERE ns=? AND kind IN ('paid', 'billed')",
+                        (ns,)).fetchone()
     return float(row[0] or 0.0) if row else 0.0
 
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from .._exceptions import BudgetExceededError, CacheError
 from ..results._text import usd
+from ._billed import record_billed
 from ._budget import amount, env_budget, over_budget
 from ._faults import IndexReadOnly, Reported
 from ._holds import Over, cannot_check, drop_row, drop_stale, end_row, hold_total, pay_row, total_in_index
@@ -264,6 +265,11 @@ class Ledger:
         """One request sent to fal and accepted, that held no reservation: it will be billed."""
         Reservation(self, cost, model).pay(request_id)
 
+    def record_billed(self, estimate: float | None, billed: float, *, model: str | None = None,
+                      request_id: str | None = None) -> None:
+        """fal's bill of a paid request replaces its estimate in the spend, totals and budgets (_billed)."""
+        record_billed(self._index, self.namespace, estimate, billed, model, request_id)
+
     def record_saved(self, cost: float | None, *, model: str | None = None) -> None:
         """A cache hit: ``cost`` not spent.  Buffered: a hit does not write to disk."""
         session_saved(self.namespace, cost)
@@ -336,10 +342,12 @@ def totals(index: Index, namespace: str | None, kind: str = "paid") -> Spend:
         raise index.failed(exc) from None
     sums = {r[0]: r[1:] for r in rows}
     paid = sums.get(kind) or (0.0, 0, 0)
+    billed = (sums.get("billed") if kind == "paid" else None) or (0.0, 0, 0)  # fal's bills minus estimates
     saved = sums.get("saved") or (0.0, 0, 0)
     hits, more = index.pending_saved(namespace)
-    return Spend(paid=round(float(paid[0] or 0), 6), requests=int(paid[1] or 0), unknown=int(paid[2] or 0),
-                 saved=round(float(saved[0] or 0) + more, 6), hits=int(saved[1] or 0) + hits)
+    return Spend(paid=round(float(paid[0] or 0) + float(billed[0] or 0), 6), requests=int(paid[1] or 0),
+                 unknown=int(paid[2] or 0) + int(billed[2] or 0), saved=round(float(saved[0] or 0) + more, 6),
+                 hits=int(saved[1] or 0) + hits, billed=int(billed[1] or 0))
 
 
 class _Hold:

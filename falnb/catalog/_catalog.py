@@ -1,10 +1,17 @@
 """The model catalog: resolves a name (alias, fal id, LiteLLM route, proxy alias) to a :class:`ModelSpec`.
 
-The ten seed models (``_models``) are described from fal's published input/output types (see
-``../shared/models.md``).  Any other fal endpoint id resolves to a pass-through spec with
-generic defaults, so a new fal model works without a falnb release.  The emulator and the
-request builder both read this module; nothing here does I/O except
-:func:`load_litellm_config`.
+The ten seed models (``_models``) come from OpenAPI snapshots in fal's own format (``schemas/*.json``) plus
+a small overlay each (``_overlays``).  Any other fal endpoint id is described by fal's schema of it when the
+catalog has a :class:`~falnb.catalog._store.SchemaStore` (``Catalog.using(store)``: the Client wires fal's
+platform API in as the store's ``fetch``), through the same code (``_derive.spec_from_doc``) as the seed
+models.  Without a schema it resolves to a pass-through spec with generic defaults (``no_schema`` says why).
+
+Adding an endpoint to what falnb ships (the image-input work, say): put fal's document for it in
+``schemas/<owner>--<app>--<path>.json`` (``info["x-falnb-source"]`` says where its facts come from: fal's
+``openapi.json``, fal-js's types...), add an :class:`~falnb.catalog._overlays.Overlay` (aliases, title,
+price rule, limits the schema states only in prose) to ``SEED_OVERLAYS``; nothing else changes.
+The emulator and the request builder both read this module; nothing here does I/O except the store's
+files and :func:`load_litellm_config`.
 """
 
 from __future__ import annotations
@@ -16,8 +23,11 @@ from dataclasses import replace
 from typing import Any
 
 from .._exceptions import ConfigError, UnknownModelError
+from ._derive import spec_from_doc
 from ._models import SEED_MODELS
+from ._prices import PriceStore
 from ._spec import MAX_SIDE, MEGAPIXEL, PRESETS, ModelSpec, Param, Price
+from ._store import Lookup, SchemaStore
 
 __all__ = [
     "MAX_SIDE",
@@ -43,14 +53,31 @@ _LITELLM_SHORT = {"flux/schnell": "fal-ai/flux/schnell"}
 class Catalog:
     """Resolves a name (alias, fal id, ``fal_ai/...`` route, proxy alias) to a :class:`ModelSpec`."""
 
-    def __init__(self, models: tuple[ModelSpec, ...] = SEED_MODELS) -> None:
+    def __init__(self, models: tuple[ModelSpec, ...] = SEED_MODELS, schemas: SchemaStore | None = None,
+                 prices: PriceStore | None = None) -> None:
         self._by_id: dict[str, ModelSpec] = {m.id: m for m in models}
         self._aliases: dict[str, ModelSpec] = {}
-        #: bumped whenever an alias is added, so memoised plans never outlive the names they used
-        self.version = 0
+        self._versions = [0]
+        #: where endpoints falnb ships nothing for are described (None: they are passed through)
+        self.schemas = schemas
+        #: fal's unit prices: the estimate of an endpoint described by its fetched schema
+        self.prices = prices
+        self._derived: dict[str, tuple[Lookup, ModelSpec]] = {}
         for m in models:
             for a in m.aliases:
                 self._aliases[a] = m
+
+    @property
+    def version(self) -> int:
+        """Bumped whenever an alias is added, so memoised plans never outlive the names they used."""
+        return self._versions[0]
+
+    def using(self, schemas: SchemaStore | None, prices: PriceStore | None = None) -> Catalog:
+        """This catalog (the same models and aliases, shared) describing other endpoints from ``schemas``,
+        their estimates from fal's unit ``prices``."""
+        view = Catalog((), schemas, prices)
+        view._by_id, view._aliases, view._versions = self._by_id, self._aliases, self._versions
+        return view
 
     @property
     def models(self) -> list[ModelSpec]:
@@ -64,7 +91,7 @@ class Catalog:
         base = self.resolve(model)
         spec = replace(base, aliases=(alias, *base.aliases), defaults={**base.defaults, **(defaults or {})})
         self._aliases[alias] = spec
-        self.version += 1
+        self._versions[0] += 1
         return spec
 
     def resolve(self, name: str) -> ModelSpec:
@@ -87,14 +114,24 @@ class Catalog:
         raise UnknownModelError(self._unknown_message(name), model=name)
 
     def _pass_through(self, model_id: str) -> ModelSpec:
+        found = self.schemas.lookup(model_id) if self.schemas is not None else Lookup(None)
+        if found.doc is not None:
+            memo = self._derived.get(model_id)
+            if memo is None or memo[0] is not found or (memo[1].price is None and self.prices is not None):
+                unit = self.prices.get(model_id) if self.prices is not None else None
+                memo = (found, spec_from_doc(found.doc, source=found.source,
+                                             price=unit.as_estimate() if unit is not None else None))
+                self._derived[model_id] = memo
+            return memo[1]
         # A variant such as fal-ai/imagen4/preview/fast takes its base model's inputs, but
         # its price is not the base's: leave it unknown rather than guess.
         for base in sorted(self._by_id.values(), key=lambda m: -len(m.id)):
             if model_id.startswith(base.id + "/"):
                 return replace(base, id=model_id, title=f"{base.title} ({model_id[len(base.id) + 1:]})",
                                aliases=(), price=None, variant_of=base.id)
-        return ModelSpec(id=model_id, title=model_id, known=False, max_images=None,
-                         default_size=None, output_format_default="jpeg")
+        return ModelSpec(id=model_id, title=model_id, known=False, max_images=None, default_size=None,
+                         output_format_default="jpeg", source="", no_schema=found.reason,
+                         unchecked=found.unchecked)
 
     def _unknown_message(self, name: str) -> str:
         names = [*self._aliases, *self._by_id]

@@ -95,6 +95,9 @@ def map_size(spec: ModelSpec, size: Any) -> tuple[dict[str, Any], tuple[int, int
     model cannot render: for an ``image_size`` model one whose ~1-megapixel picture would leave those
     bounds, for an ``aspect_ratio`` model one more than twice as wide (or tall) as its widest (tallest).
     """
+    if isinstance(size, str) and size in spec.size_presets and spec.size_field is not None and (
+            spec.size_field == "aspect_ratio" or size not in PRESETS):
+        return {spec.size_field: size}, None  # a named size of the model's own ("auto", "auto_2K"): fal picks
     req = parse_size(size)
     if spec.size_field == "aspect_ratio":
         _check_reach(spec, size, req.aspect)

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["MAX_SIDE", "MEGAPIXEL", "PRESETS", "ModelSpec", "Param", "ParamType", "Price"]
+__all__ = ["IMAGE_CATEGORIES", "MAX_SIDE", "MEGAPIXEL", "PRESETS", "DeprecatedModelWarning", "ModelSpec", "Param",
+           "ParamType", "Price"]
 
 
 #: fal's ``image_size`` presets and their exact pixels.
@@ -25,7 +26,13 @@ MEGAPIXEL = 1024 * 1024
 #: the largest side fal's ``ImageSize`` accepts when a model sets no tighter bound (fal-js schemas: 0 < side <= 14142)
 MAX_SIDE = 14142
 
-ParamType = Literal["int", "float", "bool", "str", "list", "object"]
+ParamType = Literal["int", "float", "bool", "str", "list", "object", "any"]
+#: fal's categories whose endpoints answer with pictures (an endpoint of no category is judged by its output)
+IMAGE_CATEGORIES = ("text-to-image", "image-to-image")
+
+
+class DeprecatedModelWarning(UserWarning):
+    """fal lists the model as deprecated: it still runs (and bills) today, and may stop."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class Param:
     #: a regular expression a string must match when ``choices`` does not list it
     pattern: str | None = None
     help: str = ""
+    #: a picture goes here (fal's ``x-fal-file-input`` mark, or a name such as ``image_url``): a URL today
+    file_input: bool = False
 
     def describe_allowed(self) -> str:
         if self.choices is not None:
@@ -49,7 +58,9 @@ class Param:
             return f"one of {shown}{more}"
         if self.minimum is not None or self.maximum is not None:
             return f"a {self.type} from {self.minimum} to {self.maximum}"
-        return f"a {self.type}"
+        if self.file_input:
+            return "a picture's URL" + ("s (a list)" if self.type == "list" else "")
+        return "any JSON value" if self.type == "any" else f"a {self.type}"
 
 
 @dataclass(frozen=True)
@@ -95,8 +106,8 @@ class ModelSpec:
     side_range: tuple[int, int] | None = None
     #: the most images one request may ask for; None when the model has no ``num_images``
     max_images: int | None = 4
-    #: ``"images"`` (a list) or ``"image"`` (Bria's single object)
-    output_key: Literal["images", "image"] = "images"
+    #: ``"images"`` (a list), ``"image"`` (Bria's single object), or what a non-image model answers with
+    output_key: str = "images"
     #: whether output images carry width/height (Recraft and Ideogram return bare files)
     output_has_dims: bool = True
     #: whether the output echoes the seed used
@@ -115,6 +126,25 @@ class ModelSpec:
     variant_of: str | None = None
     #: default parameters from a LiteLLM proxy config alias (the request's own params win)
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    #: named values of the size field beyond pixels and ratios (``image_size`` presets, ``"auto"``...)
+    size_presets: tuple[str, ...] = tuple(PRESETS)
+    #: the model's input as fal's JSON Schema (self-contained, ``$defs`` inlined); None when falnb has none
+    schema: Mapping[str, Any] | None = field(default=None, repr=False)
+    #: the inputs fal requires
+    required: tuple[str, ...] = ("prompt",)
+    #: whether the model takes a ``prompt`` (an upscaler or a background remover takes none)
+    takes_prompt: bool = True
+    #: fal's category (``text-to-image``, ``image-to-image``, ``text-to-video``...), when known
+    category: str | None = None
+    #: fal's status (``active`` or ``deprecated``), when fal's model list said
+    status: str | None = None
+    #: where the description comes from: ``"snapshot"`` (shipped with falnb), ``"fal"`` (fetched),
+    #: ``"stored"`` (fetched earlier, from disk), or ``""`` (none: a pass-through id)
+    source: str = "snapshot"
+    #: why an id has no schema: ``""``, or a short reason (fal publishes none, or fal could not be asked)
+    no_schema: str = ""
+    #: True when the reason is that fal could not be asked (so the id cannot be checked now)
+    unchecked: bool = False
 
     @property
     def alias(self) -> str:
@@ -128,6 +158,26 @@ class ModelSpec:
 
     def param_names(self) -> list[str]:
         return [p.name for p in self.params]
+
+    @property
+    def makes_pictures(self) -> bool:
+        """Whether the endpoint answers with pictures (a video or audio model does not)."""
+        if self.category is not None and self.category not in IMAGE_CATEGORIES:
+            return False
+        return self.output_key in ("images", "image")
+
+    def default_size_value(self) -> Any:
+        """fal's default of the size field as fal takes it (``"WxH"`` defaults are ``{width, height}``)."""
+        value = self.default_size
+        if isinstance(value, str) and self.size_field == "image_size" and "x" in value and value not in PRESETS:
+            w, _, h = value.partition("x")
+            if w.isdigit() and h.isdigit():
+                return {"width": int(w), "height": int(h)}
+        return value
+
+    def file_inputs(self) -> list[str]:
+        """The inputs that take pictures (for the image-input work: their URLs today)."""
+        return [p.name for p in self.params if p.file_input]
 
     @property
     def sides(self) -> tuple[int, int]:
@@ -144,7 +194,7 @@ class ModelSpec:
 
     def input_names(self) -> list[str]:
         """Every input name this model takes: ``prompt``, its size field, ``num_images`` and its parameters."""
-        names = ["prompt", *([self.size_field] if self.size_field else [])]
+        names = [*(["prompt"] if self.takes_prompt else []), *([self.size_field] if self.size_field else [])]
         names += ["num_images"] if self.max_images is not None else []
         return names + [p.name for p in self.params]
 

@@ -51,6 +51,7 @@ from ._images import CONTENT_TYPES, EXTENSIONS
 from ._knobs import Faults, Settings, apply_knobs, knobs_dict
 from ._ledger import Ledger
 from ._outputs import Plan, build_output, make_plan
+from ._platform import PLATFORM_PATHS, Platform
 from ._state import Job, Outcome, Queue, Snapshot
 from ._validate import content_policy_error, detail, validate
 
@@ -60,8 +61,7 @@ _NAMESPACES = ("workflows", "comfy")
 _REQ_RE = re.compile(r"^/(?P<app>(?:(?:workflows|comfy)/)?[^/]+/[^/]+)/requests/(?P<id>[^/]+)"
                      r"(?P<rest>/status|/status/stream|/cancel)?/?$")
 _FILE_RE = re.compile(r"^/files/(?P<id>[^/]+)/(?P<index>\d+)\.(?P<ext>[a-z]+)$")
-_GATEWAY_TITLES = {502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable",
-                   504: "504 Gateway Time-out"}
+_GATEWAY_TITLES = {502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable", 504: "504 Gateway Time-out"}
 _MAX_FILE_PLANS = 100_000
 _TIMEOUT_MSG = "Request timed out before it could start"
 
@@ -81,7 +81,8 @@ class App:
                  clock: Any = None) -> None:
         self.settings = settings
         self.faults = faults
-        self.catalog = catalog or default_catalog()
+        self.platform = Platform()
+        self.catalog = catalog or default_catalog().using(self.platform.store())
         self.ledger = Ledger(sync=lambda: self._advance())
         self.queue = Queue(settings, self.ledger, clock)
         self._files: OrderedDict[str, Plan] = OrderedDict()
@@ -138,6 +139,8 @@ class App:
         with self.queue.lock:
             if path.startswith("/_emulator/"):
                 return self._control(method, path, body)
+            if path in PLATFORM_PATHS:
+                return self.platform.handle(method, path, parts.query, hdrs)
             if m := _FILE_RE.match(path):
                 return self._file(method, m["id"], int(m["index"]), m["ext"])
             if m := _REQ_RE.match(path):
@@ -393,4 +396,5 @@ class App:
             return json_response(422, {"detail": detail(job.errors, self.settings.validation_detail)},
                                  [*rid, ("x-fal-retryable", "false")])
         assert job.plan is not None
-        return json_response(200, build_output(job.plan, job.request_id, base, job.duration), rid)
+        billed = self.platform.billable_units(self._spec(job.model_id), job.inputs, job.plan)
+        return json_response(200, build_output(job.plan, job.request_id, base, job.duration), [*rid, *billed])

@@ -13,6 +13,7 @@ from ._app import App
 from ._http import Response
 from ._knobs import Faults, Settings, knobs_dict
 from ._ledger import Ledger
+from ._platform import Platform
 from ._state import Job
 
 if TYPE_CHECKING:
@@ -96,6 +97,11 @@ class Emulator:
         self._app.reset()
 
     # -- state --------------------------------------------------------------------------
+
+    @property
+    def platform(self) -> Platform:
+        """fal's platform API as emulated (model list, schemas, prices); ``.faults`` are its knobs."""
+        return self._app.platform
 
     @property
     def ledger(self) -> Ledger:

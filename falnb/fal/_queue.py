@@ -33,6 +33,7 @@ from .._exceptions import (
     SubmitUncertainError,
     TransportError,
 )
+from ..catalog._prices import BILLABLE_UNITS
 from ._config import Key
 from ._errors import error_from_response, is_ingress_error
 from ._loop import within
@@ -255,6 +256,9 @@ class QueueClient:
         if not isinstance(data, dict):
             raise FalServerError(f"fal's result for {sub.model} is not a JSON object", model=sub.model,
                                  request_id=sub.request_id, status_code=resp.status_code)
+        units = resp.headers.get(BILLABLE_UNITS)
+        if units:  # what fal billed, in the endpoint's priced unit: kept with the result (and its cache entry)
+            data[BILLABLE_UNITS] = units
         return data
 
     async def cancel(self, sub: Submitted) -> str:

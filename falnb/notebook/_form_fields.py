@@ -98,6 +98,8 @@ class ParamField:
         if p.type in ("int", "float") and d is not None:
             return p.type, _number(p, d, common)
         hint = {"list": "JSON list, e.g. [1, 2]", "object": 'JSON object, e.g. {"a": 1}'}.get(p.type, "")
+        if p.file_input:  # a picture input (x-fal-file-input, or by name): its URL(s) today
+            hint = '["https://…/a.png"] (picture URLs)' if p.type == "list" else "a picture's URL"
         placeholder = hint or ("not sent" if d is None else "")
         return "text", widgets.Text(value="" if d is None or p.type in ("list", "object") else str(d),
                                     placeholder=placeholder, **common)
@@ -180,21 +182,25 @@ class SizeControl:
         self.height: Any = None
         if spec.size_field == "aspect_ratio":
             self.kind = "ratio"
-            ratios = list(spec.aspect_ratios)
+            ratios: list[Any] = [*spec.aspect_ratios, *spec.size_presets]  # ("auto": a named size of its own)
+            if spec.schema is not None and spec.default_size not in ratios:
+                ratios.insert(0, ("(model's default)", ""))
             self.choice: Any = widgets.Dropdown(options=ratios, description="aspect ratio", style=style,
                                                 value=spec.default_size if spec.default_size in ratios
-                                                else ratios[0], layout=label)
+                                                else _first(ratios), layout=label)
             self.widget = widgets.HBox([self.choice])
         elif spec.size_field == "image_size":
             self.kind = "image_size"
             lo, hi = spec.side_range or (64, 8192)
             options = [(f"{name} ({w}×{h})", name) for name, (w, h) in PRESETS.items()
                        if lo <= w <= hi and lo <= h <= hi]
-            if spec.default_size not in PRESETS:
+            options += [(name, name) for name in spec.size_presets if name not in PRESETS]  # "auto_2K"...
+            if spec.default_size not in spec.size_presets:
                 options.insert(0, ("(model's default)", ""))
             options.append(("custom width × height", "custom"))
             self.choice = widgets.Dropdown(options=options, description="size", style=style, layout=label,
-                                           value=spec.default_size if spec.default_size in PRESETS else "")
+                                           value=spec.default_size if spec.default_size in spec.size_presets
+                                           else "")
             box = widgets.Layout(width="110px")
             self.width = widgets.BoundedIntText(value=max(lo, min(hi, 1024)), min=lo, max=hi, step=8,
                                                 layout=box, tooltip=f"width, {lo} to {hi} pixels")
@@ -247,6 +253,11 @@ class SizeControl:
         for w in (self.choice, self.width, self.height):
             if w is not None:
                 w.observe(callback, names="value")
+
+
+def _first(options: list[Any]) -> Any:
+    first = options[0]
+    return first[1] if isinstance(first, tuple) else first
 
 
 def read_seed(text: str) -> int | None:

@@ -78,12 +78,12 @@ def done_text(gen: Generation, name: str) -> str:
 def cost_text(gen: Generation) -> str:
     """The cost after: the estimate paid, or what the cache saved."""
     if gen.cached:
-        return f"cost: $0 (from the cache; saved ~{usd(gen.saved)})"
+        return f"cost: $0 (from the cache; saved {gen.money(gen.saved)})"
     if gen.cost is None:
         return "cost: unknown (no price on record for this model)"
     paid = round(gen.cost - gen.saved, 6)
-    saved = f"; ~{usd(gen.saved)} saved by the cache" if gen.saved else ""
-    return f"cost: ~{usd(paid)} (estimate{saved})"
+    saved = f"; {gen.money(gen.saved)} saved by the cache" if gen.saved else ""
+    return f"cost: {gen.money(paid)} ({'billed by fal' if gen.billed else 'estimate'}{saved})"
 
 
 def error_text(exc: BaseException) -> str:

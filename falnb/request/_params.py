@@ -20,13 +20,13 @@ from .._exceptions import ParameterError, SizeError
 from ..catalog._catalog import PRESETS, ModelSpec, Param
 from ..catalog._sizes import nearest_ratio, parse_size
 
-__all__ = ["Deliberate", "check_param", "jsonable"]
+__all__ = ["ALLOW_HINT", "Deliberate", "check_param", "jsonable"]
 
 _SIZE_FIELDS = ("image_size", "aspect_ratio")
 #: how alike two names must be for one to be a typo of the other (difflib's ratio)
 _NEAR = 0.8
 #: the spelling of the explicit option in each front end, for hints
-_ALLOW_HINT = "allow_unknown=True (in a cell: --allow-unknown)"
+ALLOW_HINT = "allow_unknown=True (in a cell: --allow-unknown)"
 
 
 class Deliberate:
@@ -88,7 +88,7 @@ def _refuse_unknown(spec: ModelSpec, name: str, origin: str) -> None:
         raise ParameterError(
             f"{spec.id} takes no {name}{where}: its size input is {spec.size_field}", model=spec.id, field=name,
             hint=f"Use size= ('16:9', '1024x768' or a preset): falnb maps it to {spec.size_field}. "
-                 f"To send {name} anyway: {_ALLOW_HINT}.")
+                 f"To send {name} anyway: {ALLOW_HINT}.")
     names = spec.input_names()
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6 if spec.strict else _NEAR)
     mean = f"; did you mean {close[0]!r}?" if close else ""
@@ -96,10 +96,10 @@ def _refuse_unknown(spec: ModelSpec, name: str, origin: str) -> None:
         raise ParameterError(
             f"unknown parameter {name!r} for {spec.id}{where}{mean}", model=spec.id, field=name,
             hint=f"Its inputs: {', '.join(n for n in names if n != 'prompt')}. To send {name!r} anyway: "
-                 f"{_ALLOW_HINT}.")
+                 f"{ALLOW_HINT}.")
     if close:  # a variant: names falnb does not know go through, but a near-miss is a typo
         raise ParameterError(f"unknown parameter {name!r} for {spec.id}{where}{mean}", model=spec.id, field=name,
-                             hint=f"To send {name!r} anyway: {_ALLOW_HINT}.")
+                             hint=f"To send {name!r} anyway: {ALLOW_HINT}.")
 
 
 def _near_miss(spec: ModelSpec, name: str) -> bool:
@@ -122,6 +122,8 @@ def _nearest_hint(value: Any, spec: ModelSpec) -> str:
 
 
 def _check_image_size(spec: ModelSpec, value: Any) -> Any:
+    if isinstance(value, str) and value in spec.size_presets and value not in PRESETS:
+        return value  # a named size of this model's own (Seedream 4's "auto_2K"): fal picks the pixels
     if isinstance(value, str) and value in PRESETS:
         dims = PRESETS[value]
     elif isinstance(value, Mapping) and set(value) == {"width", "height"}:
@@ -130,7 +132,7 @@ def _check_image_size(spec: ModelSpec, value: Any) -> Any:
         value = {"width": dims[0], "height": dims[1]}
     else:
         raise ParameterError(f"image_size {value!r} is not a preset or {{'width': W, 'height': H}}",
-                             model=spec.id, field="image_size", hint="Presets: " + ", ".join(PRESETS) + ".")
+                             model=spec.id, field="image_size", hint="Presets: " + ", ".join(spec.size_presets) + ".")
     lo, hi = spec.sides
     if not all(lo <= d <= hi for d in dims):
         raise ParameterError(f"image_size {value!r} is out of range for {spec.id}: each side must be "

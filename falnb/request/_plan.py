@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 from .._exceptions import ParameterError
 from ..catalog._catalog import Catalog, ModelSpec, default_catalog
 from ..catalog._sizes import dims_of_input, map_size
-from ._params import Deliberate, check_param
+from ..catalog._spec import DeprecatedModelWarning
+from ._params import ALLOW_HINT, Deliberate, check_param
+from ._validate import validate_input
 
 __all__ = ["MAX_N", "FalRequest", "Plan", "build_plan", "request_key"]
 
@@ -84,8 +87,12 @@ def build_plan(prompt: str, *, model: str, n: int = 1, size: Any = None, seed: i
     """
     spec = (catalog or default_catalog()).resolve(model)
     deliberate = Deliberate(allow_unknown, spec.id)
-    if not isinstance(prompt, str) or not prompt.strip():
+    _check_model(spec, deliberate)
+    if not isinstance(prompt, str) or (spec.takes_prompt and not prompt.strip()):
         raise ParameterError("the prompt is empty", model=spec.id, field="prompt")
+    if not spec.takes_prompt and prompt.strip() and not deliberate("prompt"):
+        raise ParameterError(f"{spec.id} takes no prompt", model=spec.id, field="prompt",
+                             hint=f"Its inputs: {', '.join(spec.input_names())}. To send one anyway: {ALLOW_HINT}.")
     if "num_images" in params:
         n = _merge_num_images(n, params.pop("num_images"), spec)
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
@@ -115,7 +122,8 @@ def build_plan(prompt: str, *, model: str, n: int = 1, size: Any = None, seed: i
     if size is not None:
         size_fields, dims = map_size(spec, size)
     # other keywords win over the size mapping (aspect_ratio="21:9" beats size)
-    base = {"prompt": prompt, **{k: v for k, v in size_fields.items() if k not in fields}, **fields}
+    sent_prompt = {"prompt": prompt} if spec.takes_prompt or prompt.strip() else {}
+    base = {**sent_prompt, **{k: v for k, v in size_fields.items() if k not in fields}, **fields}
     if dims is None or any(k in fields for k in size_fields):
         dims = dims_of_input(spec, base)
 
@@ -126,9 +134,26 @@ def build_plan(prompt: str, *, model: str, n: int = 1, size: Any = None, seed: i
         # number the replicas so each has its own cache entry
         replica = sum(1 for r in requests if r.canonical == req.canonical)
         requests.append(replace(req, replica=replica))
+    meant = frozenset(k for k in base if k not in spec.input_names())
+    for req in requests[:1] + [r for r in requests[1:] if r.images != requests[0].images]:
+        validate_input(spec, req.input, meant)  # requests differ only by their seed and count
+    if spec.status == "deprecated":
+        warnings.warn(DeprecatedModelWarning(f"fal lists {spec.id} as deprecated: it still runs and bills today, "
+                                             "and may stop"), stacklevel=3)
     return Plan(spec=spec, prompt=prompt, n=n,
                 seed=seed_value if isinstance(seed_value, int) and variation is None else None,
                 requests=tuple(requests), headers=headers, response_format=response_format)
+
+
+def _check_model(spec: ModelSpec, deliberate: Deliberate) -> None:
+    """Refuse before anything is paid: a model falnb cannot check, or one that makes no pictures."""
+    if spec.unchecked and spec.variant_of is None and not deliberate.everything:
+        raise ParameterError(f"{spec.id} cannot be validated: {spec.no_schema}", model=spec.id, field="model",
+                             hint=f"To send it unchecked as it is: {ALLOW_HINT}.")
+    if not spec.makes_pictures:
+        what = spec.category or f"its output is {spec.output_key!r}"
+        raise ParameterError(f"{spec.id} does not make pictures ({what}); falnb generates images", model=spec.id,
+                             field="model", hint="Use fal's own client (fal-client) for video, audio or 3D.")
 
 
 def _split(spec: ModelSpec, n: int, base: dict[str, Any], seed: Any) -> list[tuple[int, int | None]]:

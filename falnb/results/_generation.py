@@ -37,7 +37,7 @@ class Generation(_Weak):
     seed: int | None = None
     cost: float | None = None
     cached: bool = False
-    #: spend avoided thanks to the cache (USD estimate)
+    #: spend avoided thanks to the cache (what fal billed for the cached pictures where known, else estimated)
     saved: float = 0.0
     elapsed: float = 0.0
     response_format: str = "url"
@@ -49,6 +49,9 @@ class Generation(_Weak):
     #: how the pictures were had when that is not fal's queue (e.g. a LiteLLM proxy's images route); the
     #: caption says it
     route: str | None = None
+    #: True when ``cost`` (and ``saved``) is what fal billed (its ``x-fal-billable-units`` times the unit
+    #: price), False when it is falnb's estimate
+    billed: bool = False
 
     def __post_init__(self) -> None:
         # a batch keeps per request only what differs (issue 15 item 5): slots, fal's JSON with its keys
@@ -99,12 +102,22 @@ class Generation(_Weak):
         seeds = seed_text((img.seed for img in self.images), self.seed)
         if seeds:
             parts.append(seeds)
-        parts.append("cost unknown" if self.cost is None else f"~{usd(self.cost)}")
+        parts.append(self.cost_text())
         if self.cached:
-            parts.append(f"cached, saved ~{usd(self.saved)}")
+            parts.append(f"cached, saved {self.money(self.saved)}")
         if self.route:
             parts.append(self.route)
         return " · ".join(parts)
+
+    def money(self, amount: float) -> str:
+        """``amount`` as fal's bill (``$0.06``) or as an estimate (``~$0.06``)."""
+        return usd(amount) if self.billed else f"~{usd(amount)}"
+
+    def cost_text(self) -> str:
+        """``$0.06 billed`` (fal's bill), ``~$0.06`` (falnb's estimate) or ``cost unknown``."""
+        if self.cost is None:
+            return "cost unknown"
+        return f"{usd(self.cost)} billed" if self.billed else f"~{usd(self.cost)}"
 
     def __repr__(self) -> str:
         return (f"<falnb.Generation {len(self.images)} image(s) from {self.model}"

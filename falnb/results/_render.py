@@ -79,6 +79,17 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _money(gen: Shown, amount: float) -> str:
+    # fal's bill where it is known (a Generation's ``billed``), else falnb's estimate (~)
+    return usd(amount) if getattr(gen, "billed", False) else f"~{usd(amount)}"
+
+
+def _cost_text(gen: Shown) -> str:
+    if gen.cost is None:
+        return "cost unknown"
+    return f"{usd(gen.cost)} billed" if getattr(gen, "billed", False) else f"~{usd(gen.cost)}"
+
+
 def _dims(gen: Shown) -> str:
     dims = sorted({f"{img.width}x{img.height}" for img in gen.images if img.width and img.height})
     return ", ".join(dims) if dims else "size unknown"
@@ -121,9 +132,9 @@ def caption_lines(entries: Sequence[Entry], refs: Sequence[str] | None = None, *
         count = len(gen.images)
         seeds = seed_text((img.seed for img in gen.images), gen.seed)
         parts = [e.label, f"{count} images" if count > 1 else "", _dims(gen), seeds or "",
-                 "cost unknown" if gen.cost is None else f"~{usd(gen.cost)}"]
+                 _cost_text(gen)]
         if gen.cached:
-            parts.append(f"cached — saved ~{usd(gen.saved)}")
+            parts.append(f"cached — saved {_money(gen, gen.saved)}")
         lines.append(("item", f"{ref} {' · '.join(p for p in parts if p)}{tail}".strip()))
     shown = {id(e) for e in entries}
     elsewhere = [(e, e.result) for e in whole if id(e) not in shown and isinstance(e.result, BaseException)]
@@ -135,9 +146,11 @@ def caption_lines(entries: Sequence[Entry], refs: Sequence[str] | None = None, *
     if len(done) > 1:
         known = [g.cost for g in done if g.cost is not None]
         saved = sum(g.saved for g in done if g.cached)
-        note = f"total ~{usd(sum(known))}" + (" (some prices unknown)" if len(known) < len(done) else "")
+        billed = all(getattr(g, "billed", False) for g in done)  # every figure fal's bill: no "~"
+        total = f"{usd(sum(known))} billed" if billed else f"~{usd(sum(known))}"
+        note = f"total {total}" + (" (some prices unknown)" if len(known) < len(done) else "")
         if saved:
-            note += f" · saved ~{usd(saved)} from the cache"
+            note += f" · saved {usd(saved) if billed else '~' + usd(saved)} from the cache"
         lines.append(("note", note))
     if not embedded and done:
         lines.append(("note", "images not embedded (--embed none); keep them with --out NAME"))
