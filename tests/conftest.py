@@ -21,6 +21,18 @@ def _sigint_raises_keyboardinterrupt() -> Iterator[None]:
     signal.signal(signal.SIGINT, before)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """``interrupt_main`` (tests/defects/_helpers.py) sends SIGINT only while a test's body runs."""
+    from .defects._helpers import arm_interrupts, disarm_interrupts
+
+    arm_interrupts()
+    try:
+        yield
+    finally:
+        disarm_interrupts()
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # tests never use a real key or the user's cache

@@ -338,3 +338,19 @@ def test_open_defect_tests_reads_the_xfail_markers() -> None:
         assert 'reason="issue 11 defect' in before, name
     # a guard test never carries the marker
     assert not {n for n in open_defect_tests() if "_guard_" in n}
+
+
+def test_an_interrupt_asked_for_after_its_test_body_is_never_sent() -> None:
+    """A stand-in or emulator hook still polling when its test's body ended sends no SIGINT (it would land in the
+    next test's wait in falnb, or in pytest's report: an INTERNALERROR with two suites at once)."""
+    from .defects._helpers import arm_interrupts, disarm_interrupts, interrupt_main
+
+    disarm_interrupts()  # what tests/conftest.py does once a body returns
+    try:
+        sent: list[bool] = []
+        hook = threading.Thread(target=lambda: sent.append(interrupt_main(within=30.0)))
+        hook.start()
+        hook.join(5.0)
+        assert sent == [False], "the hook kept waiting to interrupt whatever runs next"
+    finally:
+        arm_interrupts()

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .._cells import ANSI, Cell, run
 
-__all__ = ["ANSI", "ROOT", "Cell", "child_env", "falnb_cli", "interrupt_main", "python", "run"]
+__all__ = ["ANSI", "ROOT", "Cell", "arm_interrupts", "child_env", "disarm_interrupts", "falnb_cli", "interrupt_main",
+           "python", "run"]
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout whose falnb is under test
 DEFECTS = Path(__file__).resolve().parent
@@ -58,12 +59,39 @@ def interrupt_main(within: float = 5.0) -> bool:
     main = threading.main_thread()
     assert main.ident is not None
     end = time.monotonic() + within
-    while not _main_waits_in_falnb(main):
+    while True:
+        with _GATE:
+            if not _ARMED[0]:
+                return False  # the test that asked for it is over: never into the next one (or its report)
+            if _main_waits_in_falnb(main):
+                signal.pthread_kill(main.ident, signal.SIGINT)
+                return True
         if time.monotonic() >= end:
             return False
         time.sleep(0.0005)
-    signal.pthread_kill(main.ident, signal.SIGINT)
-    return True
+
+
+#: interrupts may be sent only while a test's body runs (tests/conftest.py arms and disarms around each):
+#: a hook thread still polling when its test ended would otherwise interrupt the next test's wait in falnb,
+#: or pytest while it formats a report (seen: an INTERNALERROR, two suites at once on a loaded machine)
+_GATE = threading.Lock()
+_ARMED = [False]
+
+
+def arm_interrupts() -> None:
+    with _GATE:
+        _ARMED[0] = True
+
+
+def disarm_interrupts() -> None:
+    """After a test's body: no interrupt is sent from now on (one sent just before was delivered in the body)."""
+    while True:
+        try:
+            with _GATE:
+                _ARMED[0] = False
+            return
+        except KeyboardInterrupt:  # sent while the body was leaving its wait in falnb: it is over, drop it
+            continue
 
 
 def child_env(**extra: str) -> dict[str, str]:
