@@ -80,9 +80,14 @@ _MODULES = {"falnb": "falnb", "fal-client": "fal_client", "litellm": "litellm", 
 
 
 def have(client: str) -> bool:
-    """Whether a client is installed (the peers are an optional extra: ``pip install -e '.[bench]'``)."""
+    """Whether a client is installed (the peers are an optional extra: ``pip install -e '.[bench]'``) and not
+    left out by ``FALNB_BENCH_PEERS`` (a comma-separated list of the peers to run; unset: all)."""
     import importlib.util
+    import os
 
+    peers = os.environ.get("FALNB_BENCH_PEERS")
+    if peers is not None and client not in ("falnb", "floor") and client not in peers.split(","):
+        return False
     return importlib.util.find_spec(_MODULES.get(client, client)) is not None
 
 
