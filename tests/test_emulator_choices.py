@@ -109,3 +109,11 @@ def test_status_stream_or_polling(offered: bool, serve_emulator: Callable[..., A
     finally:
         c.close()
     assert len(gen.images) == 1 and emu.ledger.submits == 1
+
+
+@pytest.mark.parametrize("answer", ["full", "minimal"])
+def test_a_submit_answer_with_or_without_the_newer_fields(answer: str, client: Client, emu: Emulator) -> None:
+    emu.configure(submit_answer=answer)
+    gen = client.generate("a lighthouse", model="schnell", size="256x256", seed=4)
+    assert len(gen.images) == 1 and gen.request_ids == [emu.requests()[0].request_id]
+    assert emu.ledger.submits == 1

@@ -124,6 +124,7 @@ def test_knobs_refuse_values_outside_their_choices() -> None:
     emu = Emulator()
     for knobs in ({"random_seed_bits": 0}, {"random_seed_bits": 64}, {"echo_seed": "sometimes"},
                   {"extra_inputs": "warn"}, {"validation_detail": "html"}, {"status_stream": "no"},
+                  {"submit_answer": "short"},
                   {"seed": "abc"}):
         with pytest.raises(ValueError):
             emu.configure(**knobs)
@@ -205,3 +206,12 @@ def test_the_shared_emulator_is_seeded_only_by_falnb_emulator_seed(tmp_path: Any
     a, b = seed(FALNB_EMULATOR_SEED="3", PYTHONPATH=here), seed(FALNB_EMULATOR_SEED="3", PYTHONPATH=here)
     assert a == b and a.isdigit()
     assert "FALNB_EMULATOR_SEED='x' is not a whole number" in seed(FALNB_EMULATOR_SEED="x", PYTHONPATH=here)
+
+
+@pytest.mark.parametrize("answer", ["full", "minimal"])
+def test_submit_answer(answer: str) -> None:
+    emu, _ = knobbed(submit_answer=answer)
+    with httpx.Client(transport=emu.sync_transport(), base_url=QUEUE, headers=KEY) as c:
+        sub = c.post("/fal-ai/flux/schnell", json={"prompt": "x"}).json()
+    urls = {"request_id", "status_url", "response_url", "cancel_url"}
+    assert set(sub) == (urls | {"status", "queue_position", "logs", "metrics"} if answer == "full" else urls)

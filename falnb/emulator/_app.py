@@ -249,9 +249,9 @@ class App:
             while len(self._files) > _MAX_FILE_PLANS:
                 self._files.popitem(last=False)
         urls = self._urls(base, job)
-        payload: dict[str, Any] = {"status": "IN_QUEUE", "request_id": request_id, **urls,
-                   "queue_position": self.queue.position_of(request_id), "logs": None, "metrics": {}}
-        resp = json_response(200, payload, [("x-fal-request-id", request_id)])
+        reply: dict[str, Any] = {"request_id": request_id, **urls, **({} if self.settings.submit_answer != "full" else {
+            "status": "IN_QUEUE", "queue_position": self.queue.position_of(request_id), "logs": None, "metrics": {}})}
+        resp = json_response(200, reply, [("x-fal-request-id", request_id)])
         resp.delay = self.faults.submit_answer_delay
         return resp
 

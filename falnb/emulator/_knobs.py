@@ -59,6 +59,9 @@ class Settings:
     cancel_report: str = "completed_error"
     #: whether a running request stops when cancelled (one of :data:`RUNNING_CANCELS`)
     running_cancel: str = "honoured"
+    #: a submit's answer: "full" (newer: ``status``, ``queue_position``, ``logs``, ``metrics`` too) or
+    #: "minimal" (older: ``request_id`` and the three URLs)
+    submit_answer: str = "full"
 
 
 @dataclass
@@ -134,6 +137,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "validation_detail": ("list", "string"),
     "cancel_report": CANCEL_REPORTS,
     "running_cancel": RUNNING_CANCELS,
+    "submit_answer": ("full", "minimal"),
 }
 
 
