@@ -60,6 +60,17 @@ def emulator() -> Iterator[object]:
 
 
 @pytest.fixture
+def client(emu: Any, tmp_path: Path) -> Iterator[Any]:
+    """An offline Client on the module's own ``emu`` fixture (each test file picks its emulator's latency,
+    concurrency and seed), with a cache of its own, closed after the test."""
+    from falnb import Client
+
+    c = Client(offline=True, emulator=emu, cache=tmp_path / "cache")
+    yield c
+    c.close()
+
+
+@pytest.fixture
 def serve_emulator() -> Iterator[Callable[..., Any]]:
     """Start falnb's emulator over real HTTP on a free port of 127.0.0.1, closed after the test:
     ``serve_emulator(Emulator(...))``, or ``serve_emulator(latency=..., concurrency=..., faults=...)``

@@ -24,11 +24,6 @@ def emu() -> Emulator:
     return Emulator(latency=0.0)
 
 
-@pytest.fixture
-def client(emu: Emulator, tmp_path: Path) -> Client:
-    return Client(offline=True, emulator=emu, cache=tmp_path / "cache")
-
-
 def test_a_model_falnb_has_no_code_for_gets_an_estimate_then_its_bill(client: Client, emu: Emulator) -> None:
     plan = client.plan("a kite", model=QUIRKY, n=2)
     assert plan.cost == 0.05  # fal's unit price (0.025 per image) from /v1/models/pricing

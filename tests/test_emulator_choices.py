@@ -7,7 +7,7 @@ Each test runs the real client against the emulator, in process or over real HTT
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,6 @@ from falnb.emulator import Emulator
 @pytest.fixture
 def emu() -> Emulator:
     return Emulator(latency=0.0, concurrency=8, seed=11)
-
-
-@pytest.fixture
-def client(emu: Emulator, tmp_path: Path) -> Iterator[Client]:
-    c = Client(offline=True, emulator=emu, cache=tmp_path / "cache")
-    yield c
-    c.close()
 
 
 @pytest.mark.parametrize("bits", [31, 32, 63])

@@ -11,7 +11,7 @@ import json
 import shlex
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,6 @@ from falnb.results._text import usd
 @pytest.fixture
 def emu() -> Emulator:
     return Emulator(latency=0.02)
-
-
-@pytest.fixture
-def client(emu: Emulator, tmp_path: Path) -> Iterator[Client]:
-    c = Client(offline=True, emulator=emu, cache=tmp_path / "cache")
-    yield c
-    c.close()
 
 
 def settle(f: FalForm, timeout: float = 30.0) -> str:

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import ipywidgets as widgets
 import pytest
 
@@ -21,13 +18,6 @@ SEEDREAM4 = "fal-ai/bytedance/seedream/v4/text-to-image"
 @pytest.fixture
 def emu() -> Emulator:
     return Emulator(latency=0.0)
-
-
-@pytest.fixture
-def client(emu: Emulator, tmp_path: Path) -> Iterator[Client]:
-    c = Client(offline=True, emulator=emu, cache=tmp_path / "cache")
-    yield c
-    c.close()
 
 
 def test_fields_follow_the_schema(client: Client) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections import OrderedDict
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,11 +32,6 @@ def _own_clients(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def emu() -> Emulator:
     return Emulator(latency=0.0, concurrency=4)
-
-
-@pytest.fixture
-def client(emu: Emulator, tmp_path: Path) -> falnb.Client:
-    return falnb.Client(offline=True, emulator=emu, cache=tmp_path / "cache")
 
 
 def data_bytes(url: str) -> bytes:

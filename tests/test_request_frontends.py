@@ -5,7 +5,6 @@ the form before anything is sent, and each front end has its explicit way to sen
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,13 +29,6 @@ def shell() -> Iterator[InteractiveShell]:
 @pytest.fixture
 def emu() -> Emulator:
     return Emulator(latency=0.0, concurrency=4, seed=1)
-
-
-@pytest.fixture
-def client(emu: Emulator, tmp_path: Path) -> Iterator[Client]:
-    c = Client(offline=True, emulator=emu, cache=tmp_path / "cache")
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -37,11 +37,6 @@ def emu() -> Emulator:
     return Emulator(latency=0.0)
 
 
-@pytest.fixture
-def client(emu: Emulator, tmp_path: Path) -> Client:
-    return Client(offline=True, emulator=emu, cache=tmp_path / "cache")
-
-
 # -- one code path for the seed ten -----------------------------------------------------------------
 
 
