@@ -29,6 +29,7 @@ MEASUREMENTS = [
     ("batch_cell", "a --batch cell of 1,000 prompts"),
     ("emulator_scale", "the emulator with 20,000 requests held"),
     ("request_memory", "memory per request in a batch"),
+    ("upload", "input picture upload"),
 ]
 HEADER = ["measurement", "falnb", "fal-client", "LiteLLM", "ratio", "target", "met?"]
 

@@ -84,6 +84,9 @@ def _serve(latency: float, concurrency: int, stream_interval: float) -> None:
             elif cmd == "cpu":
                 ru = resource.getrusage(resource.RUSAGE_SELF)
                 out = ru.ru_utime + ru.ru_stime
+            elif cmd == "storage":
+                storage = emulator.storage
+                out = {"uploads": storage.uploads, "bytes_received": storage.bytes_received}
             elif cmd == "reset":
                 emulator.reset()
                 out = "ok"

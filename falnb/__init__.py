@@ -41,9 +41,21 @@ from ._exceptions import (
 )
 
 if TYPE_CHECKING:
-    from ._api import agenerate, agenerate_many, generate, generate_many, load_litellm_config
+    from ._api import (
+        aedit,
+        agenerate,
+        agenerate_many,
+        aremove_background,
+        aupscale,
+        edit,
+        generate,
+        generate_many,
+        load_litellm_config,
+        remove_background,
+        upscale,
+    )
     from ._client import Client
-    from ._litellm import aimage_generation, image_generation
+    from ._litellm import aimage_edit, aimage_generation, image_edit, image_generation
     from ._run import Run
     from .cache._index import CacheWarning
     from .cache._store import ResponseCache
@@ -89,17 +101,25 @@ __all__ = [
     "TransportError",
     "UnknownModelError",
     "__version__",
+    "aedit",
     "agenerate",
     "agenerate_many",
+    "aimage_edit",
     "aimage_generation",
+    "aremove_background",
+    "aupscale",
+    "edit",
     "form",
     "generate",
     "generate_many",
+    "image_edit",
     "image_generation",
     "load_ipython_extension",
     "load_litellm_config",
     "models",
+    "remove_background",
     "unload_ipython_extension",
+    "upscale",
 ]
 
 #: public names loaded on first access, so ``import falnb`` stays light
@@ -114,15 +134,23 @@ _LAZY = {
     "Progress": ".results._progress",
     "ResponseCache": ".cache._store",
     "Run": "._run",
+    "aedit": "._api",
     "agenerate": "._api",
     "agenerate_many": "._api",
+    "aimage_edit": "._litellm",
     "aimage_generation": "._litellm",
+    "aremove_background": "._api",
+    "aupscale": "._api",
+    "edit": "._api",
     "form": ".notebook._form",
     "generate": "._api",
     "generate_many": "._api",
+    "image_edit": "._litellm",
     "image_generation": "._litellm",
     "load_litellm_config": "._api",
     "models": "._api",
+    "remove_background": "._api",
+    "upscale": "._api",
 }
 
 

@@ -21,7 +21,7 @@ commands:
 def _models() -> int:
     from .catalog._catalog import default_catalog
 
-    for m in default_catalog().models:
+    for m in (*default_catalog().models, *default_catalog().image_models):
         price = "?" if m.price is None else f"${m.price.usd:g}/{m.price.basis}"
         print(f"{m.alias:18} {m.id:48} {m.size_field or '-':13} {price}")
     from ._client import Client

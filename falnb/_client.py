@@ -30,7 +30,7 @@ from .catalog._catalog import Catalog, default_catalog
 from .fal._config import OFFLINE_QUEUE_URL, Key, find_key, offline_from_env, queue_url_from_env
 from .fal._sending import check_headers
 from .fal._teams import TeamBook
-from .request._plan import Plan, build_plan
+from .request._plan import Plan, build_plan, has_pictures
 from .results._generation import Generation
 from .results._progress import Progress, ProgressTracker
 
@@ -63,6 +63,7 @@ class Client:
     ones your account cannot run yet (queue time is not billed), so a batch is best submitted at once.
     ``transport``: an ``httpx.AsyncBaseTransport`` (tests, proxies).
     ``proxy_url``, ``proxy_key``, ``proxy_route``: a team's LiteLLM proxy (``fal/_proxy.py``; README).
+    ``storage_url``: where input pictures are uploaded (``FALNB_STORAGE_URL``, fal's; offline the emulator's).
     """
 
     def __init__(self, key: str | None = None, queue_url: str | None = None, offline: bool | None = None, *,
@@ -70,7 +71,8 @@ class Client:
                  max_concurrency: int = 64, transport: httpx.AsyncBaseTransport | None = None,
                  emulator: Emulator | None = None, catalog: Catalog | None = None,
                  retry: RetryPolicy | None = None, http_timeout: float = 30.0, use_stream: bool = True,
-                 proxy_url: str | None = None, proxy_key: str | None = None, proxy_route: str | None = None) -> None:
+                 proxy_url: str | None = None, proxy_key: str | None = None, proxy_route: str | None = None,
+                 storage_url: str | None = None) -> None:
         check_timeout(timeout, "timeout")
         check_timeout(http_timeout, "http_timeout", optional=False)
         self._offline_arg = None if offline is None else bool(offline)
@@ -87,13 +89,10 @@ class Client:
         self.history: collections.deque[Generation] = collections.deque(maxlen=HISTORY_SIZE)
         self._timeout = timeout
         self._engine_args: dict[str, Any] = dict(retry=retry, http_timeout=http_timeout, use_stream=use_stream,
-                                                 max_concurrency=max_concurrency)
+                                                 max_concurrency=max_concurrency, storage_url=storage_url, owner=self)
         self._engines: dict[tuple[bool, str], Engine] = {}
         self._lock = threading.Lock()
-        if self.offline:
-            self.emulator  # noqa: B018  (the emulator is there from the start)
-        else:
-            self.queue_url  # noqa: B018  (a bad queue URL is a ConfigError here, not at the first call)
+        _ = self.emulator if self.offline else self.queue_url  # the emulator now; a bad queue URL: ConfigError now
         # endpoints falnb ships nothing for: described by fal's schemas, priced by fal's unit prices
         self.platform, self.prices, self.catalog = wire(self.catalog, self.offline, self.queue_url, lambda: self.key,
                                                         self._transport, self.emulator, self._cache_arg,
@@ -220,8 +219,9 @@ class Client:
         """
         model = DEFAULT_MODEL if model is None else model
         catalog = self.catalog if (proxy := self.proxy) is None else self._team_book.catalog(proxy)  # + team names
-        # plans are immutable: a re-run cell (the cache-hit path) reuses its plan instead of rebuilding it
-        memo = freeze((prompt, model, n, size, seed, params, catalog.version, proxy and proxy.url))
+        # plans are immutable: a re-run cell reuses its plan (not one with pictures: their bytes are read every time)
+        memo = None if has_pictures(params) else freeze((prompt, model, n, size, seed, params, catalog.version,
+                                                         proxy and proxy.url))
         if memo is not None and memo in self._plans:
             self._plans.move_to_end(memo)
             return self._plans[memo]

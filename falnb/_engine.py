@@ -22,17 +22,20 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._exceptions import CacheError, FalError, FalnbError, FalServerError, RequestTimeoutError
+from ._exceptions import CacheError, ConfigError, FalError, FalnbError, FalServerError, RequestTimeoutError
 from ._fetch import Part, RequestRun, Stopping, through_cancels
 from .cache._index import CacheWarning, Reported
 from .cache._ledger import session_ledger
+from .catalog._image_models import DEFAULT_EDIT_MODEL
 from .catalog._prices import BILLABLE_UNITS
-from .fal._config import Key
+from .fal._config import OFFLINE_QUEUE_URL, Key, storage_url_from_env
 from .fal._download import fetch_image, sniff
 from .fal._images_route import ProxyRoutes
 from .fal._loop import run_sync
 from .fal._queue import QueueClient, RetryPolicy
+from .fal._upload import DEFAULT_REST_URL, MemoryMemo, Uploader
 from .request._plan import FalRequest, Plan
+from .results import _generation
 from .results._generation import Generation, images_from_response
 from .results._image import Image
 from .results._progress import Progress, ProgressTracker
@@ -43,6 +46,15 @@ if TYPE_CHECKING:
 __all__ = ["Engine"]
 
 
+def _edit(maker: Any, prompt: str, image: Any, model: str | None, params: dict[str, Any]) -> Generation:
+    if maker is None:  # a Generation built by hand: no client made it
+        raise ConfigError("this Generation was not made by a falnb.Client: use falnb.edit(prompt, gen)")
+    return maker.generate(prompt, model=model or DEFAULT_EDIT_MODEL, image=image, **params)  # type: ignore[no-any-return]
+
+
+_generation.EDITOR = _edit  # Generation.edit goes back to the Client that made the generation
+
+
 class Engine:
     """Runs plans against one fal queue (or the emulator) with one cache; see the module docstring."""
 
@@ -50,7 +62,8 @@ class Engine:
                  cache: Callable[[], ResponseCache | None], namespace: str, timeout: float | None,
                  retry: RetryPolicy | None, http_timeout: float, use_stream: bool, max_concurrency: int,
                  history: collections.deque[Generation], proxy_routes: ProxyRoutes | None = None,
-                 bill: Callable[[str, Any], float | None] | None = None) -> None:
+                 bill: Callable[[str, Any], float | None] | None = None,
+                 storage_url: str | None = None, owner: Any = None) -> None:
         self._queue_url, self._key, self._transport = queue_url, key, transport
         self._cache, self._namespace, self.timeout = cache, namespace, timeout
         self._retry, self._http_timeout, self._use_stream = retry, http_timeout, use_stream
@@ -65,6 +78,28 @@ class Engine:
         self._queue: QueueClient | None = None
         self._sem: asyncio.Semaphore | None = None
         _ENGINES.add(self)
+        self._storage_url = storage_url
+        self._uploader: Uploader | None = None
+        #: who made this engine's Generations (the Client): ``Generation.edit`` goes back to it
+        self.owner: Any = owner
+
+    def uploader(self) -> Uploader:
+        """The uploader of input pictures (on the queue's HTTP client), remembering uploads in the cache
+        directory when there is one."""
+        if self._uploader is None:
+            self.queue()
+            store = self._cache()
+            if store is not None:
+                from .cache._uploads import UploadTable
+
+                memo: Any = UploadTable(store.directory)
+            else:
+                memo = MemoryMemo()
+            assert self._http is not None
+            # offline: the emulator's storage; else storage_url=, FALNB_STORAGE_URL, or fal's
+            url = self._queue_url if self._queue_url == OFFLINE_QUEUE_URL else storage_url_from_env(self._storage_url)
+            self._uploader = Uploader(self._http, self._key, memo=memo, rest_url=url or DEFAULT_REST_URL)
+        return self._uploader
 
     def cache(self) -> ResponseCache | None:
         """The response cache in use (None without one)."""
@@ -87,7 +122,7 @@ class Engine:
 
     def close(self) -> None:
         clients = [c for c in (self._http, self._streams) if c is not None]
-        self._http = self._streams = self._queue = None
+        self._http = self._streams = self._queue = self._uploader = None
         for c in clients:
             run_sync(c.aclose())
 
@@ -164,7 +199,10 @@ class Engine:
             saved=round(sum(p.saved for p in parts), 6),
             elapsed=time.monotonic() - started, response_format=plan.response_format,
             responses=[p.response for p in parts], made=min((p.made for p in parts), default=time.time()),
-            route=ProxyRoutes.CAPTION if any("litellm_proxy" in p.response and not p.cached for p in parts) else None)
+            route=ProxyRoutes.CAPTION if any("litellm_proxy" in p.response and not p.cached for p in parts) else None,
+            input_images=tuple(Image(data=p.data, content_type=p.content_type, width=p.width, height=p.height,
+                                     url=p.url, source=p.source) for p in plan.pictures))
+        gen._maker = self.owner
         if gen.seed is None:
             seeds = [p.response.get("seed") for p in parts]
             gen.seed = seeds[0] if seeds and isinstance(seeds[0], int) else None
@@ -204,7 +242,9 @@ class Engine:
             self._key()  # no key: MissingKeyError now, before anything is journaled or sent
             assert self._sem is not None
             def life(slot: Any) -> RequestRun:
-                return RequestRun(queue, plan, index, req, slot, tracker, reservation, notes, stopping)
+                run = RequestRun(queue, plan, index, req, slot, tracker, reservation, notes, stopping)
+                run.uploader = self.uploader() if req.pictures else None
+                return run
 
             async with self._sem:
                 if cache is None:

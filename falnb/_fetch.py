@@ -80,6 +80,8 @@ class RequestRun:
         self.queue, self.plan, self.index, self.req = queue, plan, index, req
         self.slot, self.tracker, self.reservation, self.notes = slot, tracker, reservation, notes
         self.stopping = stopping or Stopping()
+        #: uploads the request's input pictures (``falnb.fal._upload.Uploader``), set by the engine
+        self.uploader: Any = None
 
     async def result(self, timeout: float | None) -> tuple[Submitted, dict[str, Any]]:
         """Submit (or re-attach), wait, and read fal's result: ``(the request, its output)``."""
@@ -130,8 +132,12 @@ class RequestRun:
         slot = self.slot
         self.tracker.update(self.index, "submitting")
         trace = SendTrace()
+        body = self.req.input
+        if self.req.pictures and self.uploader is not None:
+            # pictures go up before the submit, never after: a paid request never lacks its input
+            body = {**body, **await self.uploader.resolve(self.req.pictures, self.req.model)}
         task = asyncio.ensure_future(self.queue.submit(
-            self.req.model, self.req.input, self.plan.headers,
+            self.req.model, body, self.plan.headers,
             on_sending=slot.record_sending if slot is not None else None, trace=trace))
         try:
             sub = await asyncio.shield(task)

@@ -44,7 +44,7 @@ from .fal._config import offline_from_env
 from .results._generation import Generation
 from .results._image_response import FAL_URL_LIFETIME, ImageResponse, image_response
 
-__all__ = ["IGNORED", "LITELLM_NAMES", "aimage_generation", "image_generation"]
+__all__ = ["IGNORED", "LITELLM_NAMES", "aimage_edit", "aimage_generation", "image_edit", "image_generation"]
 
 #: LiteLLM keywords that change no picture: accepted and ignored
 IGNORED = frozenset({"user", "metadata", "caching", "litellm_call_id", "logger_fn", "num_retries", "max_retries",
@@ -111,6 +111,47 @@ async def aimage_generation(prompt: str, model: str | None = None, *, n: int | N
                                style=style, timeout=timeout, api_key=api_key, api_base=api_base,
                                custom_llm_provider=custom_llm_provider, kwargs=kwargs)
     return _respond(client, await client.agenerate(prompt, **call), name)
+
+
+def image_edit(image: Any, prompt: str, model: str | None = None, mask: Any = None, *, n: int | None = None,
+               quality: Any = None, response_format: str | None = None, size: Any = None, user: Any = None,
+               timeout: Any = None, api_key: str | None = None, api_base: str | None = None,
+               custom_llm_provider: str | None = None, **kwargs: Any) -> ImageResponse:
+    """LiteLLM's ``image_edit`` for fal, run by falnb: ``image`` (one picture or a list: paths, bytes, open files,
+    LiteLLM's ``(name, bytes)`` tuples, PIL images, falnb Images, URLs) goes to the model's own picture field
+    (``image_url`` or ``image_urls``), uploaded once per content; ``mask`` to its ``mask_url``.  (LiteLLM sends
+    every picture as a data URI to ``<model>/edit``, which misses every endpoint whose field or path differs.)
+
+    >>> import falnb as litellm
+    >>> response = litellm.image_edit(model="fal_ai/fal-ai/nano-banana/edit", image=open("cat.png", "rb"),
+    ...                               prompt="make it a watercolour")
+    """
+    client, call, name = _call(prompt, model, n=n, quality=quality, response_format=response_format, size=size,
+                               style=None, timeout=timeout, api_key=api_key, api_base=api_base,
+                               custom_llm_provider=custom_llm_provider, kwargs=kwargs)
+    return _respond(client, client.generate(prompt, image=_files(image), mask=_files(mask), **call), name)
+
+
+async def aimage_edit(image: Any, prompt: str, model: str | None = None, mask: Any = None, *, n: int | None = None,
+                      quality: Any = None, response_format: str | None = None, size: Any = None, user: Any = None,
+                      timeout: Any = None, api_key: str | None = None, api_base: str | None = None,
+                      custom_llm_provider: str | None = None, **kwargs: Any) -> ImageResponse:
+    """The async twin of :func:`image_edit` (LiteLLM's ``aimage_edit``)."""
+    client, call, name = _call(prompt, model, n=n, quality=quality, response_format=response_format, size=size,
+                               style=None, timeout=timeout, api_key=api_key, api_base=api_base,
+                               custom_llm_provider=custom_llm_provider, kwargs=kwargs)
+    return _respond(client, await client.agenerate(prompt, image=_files(image), mask=_files(mask), **call), name)
+
+
+def _files(value: Any) -> Any:
+    """LiteLLM's file types as pictures: an open file's bytes, a ``(name, content[, type])`` tuple's content."""
+    if isinstance(value, list):
+        return [_files(v) for v in value]
+    if isinstance(value, tuple) and len(value) in (2, 3) and isinstance(value[0], str):
+        return _files(value[1])
+    if hasattr(value, "read") and not isinstance(value, (str, bytes)):
+        return value.read()
+    return value
 
 
 def _call(prompt: str, model: str | None, *, n: int | None, quality: Any, response_format: str | None, size: Any,

@@ -37,8 +37,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # tests never use a real key or the user's cache
     for var in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "FAL_AI_API_KEY", "FALNB_QUEUE_URL", "FALNB_OFFLINE",
-                "FALNB_BUDGET_SESSION", "FALNB_BUDGET_TOTAL", "LITELLM_PROXY_API_BASE", "LITELLM_PROXY_API_KEY",
-                "FALNB_PROXY_ROUTE", "FALNB_PLATFORM_URL"):
+                "FALNB_BUDGET_SESSION", "FALNB_BUDGET_TOTAL", "FALNB_STORAGE_URL", "LITELLM_PROXY_API_BASE",
+                "LITELLM_PROXY_API_KEY", "FALNB_PROXY_ROUTE", "FALNB_PLATFORM_URL"):
         if var == "FAL_KEY" and _live_requested():
             continue
         monkeypatch.delenv(var, raising=False)

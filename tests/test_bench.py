@@ -20,7 +20,7 @@ def test_bench_quick_runs() -> None:
     out = proc.stdout
     assert "measurement" in out and "met?" in out
     for row in ("1. import falnb", "2. one-request overhead", "3. batch", "4. cache hit", "5. notebook bytes",
-                "6. peak RSS", "7. --batch cell", "9. memory kept per request"):
+                "6. peak RSS", "7. --batch cell", "9. memory kept per request", "10. upload a 4 MB PNG input"):
         assert row in out, f"missing row {row!r}:\n{out}"
     assert "(failed)" not in out, out
 

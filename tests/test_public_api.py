@@ -23,10 +23,10 @@ PUBLIC = [
     "ContentPolicyError", "FalError", "FalServerError", "FalValidationError", "FalnbError", "Generation", "Image",
     "ImageResponse", "InputError", "Interrupted", "MissingKeyError", "ModelSpec", "Param", "ParameterError", "Progress",
     "RateLimitError", "RequestCancelledError", "RequestNotFoundError", "RequestTimeoutError", "ResponseCache",
-    "Run", "SizeError", "SubmitUncertainError", "TransportError", "UnknownModelError", "__version__", "agenerate",
-    "agenerate_many", "aimage_generation", "form", "generate", "generate_many", "image_generation",
-    "load_ipython_extension", "load_litellm_config",
-    "models", "unload_ipython_extension",
+    "Run", "SizeError", "SubmitUncertainError", "TransportError", "UnknownModelError", "__version__", "aedit",
+    "agenerate", "agenerate_many", "aimage_edit", "aimage_generation", "aremove_background", "aupscale", "edit",
+    "form", "generate", "generate_many", "image_edit", "image_generation", "load_ipython_extension",
+    "load_litellm_config", "models", "remove_background", "unload_ipython_extension", "upscale",
 ]
 
 

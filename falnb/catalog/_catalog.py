@@ -24,12 +24,14 @@ from typing import Any
 
 from .._exceptions import ConfigError, UnknownModelError
 from ._derive import spec_from_doc
+from ._image_models import IMAGE_MODELS
 from ._models import SEED_MODELS
 from ._prices import PriceStore
 from ._spec import MAX_SIDE, MEGAPIXEL, PRESETS, ModelSpec, Param, Price
 from ._store import Lookup, SchemaStore
 
 __all__ = [
+    "IMAGE_MODELS",
     "MAX_SIDE",
     "MEGAPIXEL",
     "PRESETS",
@@ -53,9 +55,11 @@ _LITELLM_SHORT = {"flux/schnell": "fal-ai/flux/schnell"}
 class Catalog:
     """Resolves a name (alias, fal id, ``fal_ai/...`` route, proxy alias) to a :class:`ModelSpec`."""
 
-    def __init__(self, models: tuple[ModelSpec, ...] = SEED_MODELS, schemas: SchemaStore | None = None,
+    def __init__(self, models: tuple[ModelSpec, ...] = SEED_MODELS,
+                 image_models: tuple[ModelSpec, ...] = IMAGE_MODELS, schemas: SchemaStore | None = None,
                  prices: PriceStore | None = None) -> None:
-        self._by_id: dict[str, ModelSpec] = {m.id: m for m in models}
+        self._text_ids = [m.id for m in models]
+        self._by_id: dict[str, ModelSpec] = {m.id: m for m in (*models, *image_models)}
         self._aliases: dict[str, ModelSpec] = {}
         self._versions = [0]
         #: where endpoints falnb ships nothing for are described (None: they are passed through)
@@ -63,7 +67,7 @@ class Catalog:
         #: fal's unit prices: the estimate of an endpoint described by its fetched schema
         self.prices = prices
         self._derived: dict[str, tuple[Lookup, ModelSpec]] = {}
-        for m in models:
+        for m in (*models, *image_models):
             for a in m.aliases:
                 self._aliases[a] = m
 
@@ -75,13 +79,20 @@ class Catalog:
     def using(self, schemas: SchemaStore | None, prices: PriceStore | None = None) -> Catalog:
         """This catalog (the same models and aliases, shared) describing other endpoints from ``schemas``,
         their estimates from fal's unit ``prices``."""
-        view = Catalog((), schemas, prices)
+        view = Catalog((), (), schemas, prices)
         view._by_id, view._aliases, view._versions = self._by_id, self._aliases, self._versions
+        view._text_ids = self._text_ids
         return view
 
     @property
     def models(self) -> list[ModelSpec]:
-        return list(self._by_id.values())
+        """The text-to-image models (the pictures-in endpoints are :attr:`image_models`)."""
+        return [self._by_id[i] for i in self._text_ids]
+
+    @property
+    def image_models(self) -> list[ModelSpec]:
+        """The endpoints that take pictures: editing, inpainting, upscaling, background removal."""
+        return [m for i, m in self._by_id.items() if i not in self._text_ids]
 
     def aliases(self) -> dict[str, str]:
         """Every alias and the fal id it stands for."""
@@ -134,10 +145,13 @@ class Catalog:
                          unchecked=found.unchecked)
 
     def _unknown_message(self, name: str) -> str:
-        names = [*self._aliases, *self._by_id]
-        close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.5)
+        # the text-to-image names first (the usual typo), then the picture-input ones (``kontex``)
+        text = {a for a, m in self._aliases.items() if m.id in self._text_ids} | set(self._text_ids)
+        names = [n for n in (*self._aliases, *self._by_id) if n in text]
+        close = difflib.get_close_matches(name.lower(), names, n=3, cutoff=0.5) or difflib.get_close_matches(
+            name.lower(), [*self._aliases, *self._by_id], n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        return (f"unknown model {name!r}.{hint} Use an alias ({', '.join(sorted(self._aliases))}) "
+        return (f"unknown model {name!r}.{hint} Use an alias ({', '.join(sorted(text - set(self._text_ids)))}) "
                 f"or a full fal id such as 'fal-ai/flux/schnell'.")
 
 

@@ -26,6 +26,10 @@ module constants read at import, always ``https://``; point it at the emulator w
 
 (in pytest: ``monkeypatch.setattr(fal_client.client, "QUEUE_URL_FORMAT", server.url + "/")``).
 
+fal's storage too (``_storage``: upload tokens, uploads single and in parts, the bytes served back), and the
+picture-input endpoints (``_edits``: edits, upscalers and background removers answer from their input).
+Set ``FALNB_STORAGE_URL=http://127.0.0.1:8765`` for falnb, or ``fal_client.client.REST_URL``/``CDN_URL``.
+
 Control endpoints (no key needed): ``GET /_emulator/ledger``; ``GET|POST /_emulator/config`` (a JSON
 object of knobs, see :class:`Faults` and ``Emulator.knobs()``); ``POST /_emulator/reset``.
 

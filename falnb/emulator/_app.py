@@ -46,6 +46,7 @@ from urllib.parse import parse_qs, urlsplit
 from .._exceptions import FalnbError
 from ..catalog._catalog import Catalog, ModelSpec, default_catalog
 from ..catalog._sizes import dims_of_input
+from ._edits import Storage, checked_plan
 from ._http import EventStream, Response, json_response
 from ._images import CONTENT_TYPES, EXTENSIONS
 from ._knobs import Faults, Settings, apply_knobs, knobs_dict
@@ -86,6 +87,7 @@ class App:
         self.ledger = Ledger(sync=lambda: self._advance())
         self.queue = Queue(settings, self.ledger, clock)
         self._files: OrderedDict[str, Plan] = OrderedDict()
+        self.storage = Storage(lambda: self.queue.clock(), self._auth)
         self._reseed()
 
     def _advance(self) -> None:
@@ -104,6 +106,7 @@ class App:
             self.queue.clear()
             self.ledger.clear()
             self._files.clear()
+            self.storage.reset()
             self._reseed()
 
     def configure(self, knobs: Mapping[str, Any]) -> None:
@@ -267,9 +270,10 @@ class App:
 
     def _make_job(self, spec: ModelSpec, inputs: dict[str, Any], request_id: str, now: float,
                   deadline: float | None) -> Job:
-        errors = validate(spec, inputs, self.settings.extra_inputs) or content_policy_error(
-            inputs.get("prompt"), self.faults.content_policy_words)
-        plan = None if errors else make_plan(spec, inputs, request_id, self.settings)
+        policy = self.faults.content_policy_words
+        errors, plan = checked_plan(spec, inputs, validate(spec, inputs, self.settings.extra_inputs),
+                                    self.storage.fetch, lambda: content_policy_error(inputs.get("prompt"), policy),
+                                    lambda: make_plan(spec, inputs, request_id, self.settings))
         outcome: Outcome = "invalid" if errors else (
             "infra_error" if self._roll(self.faults.infra_error_rate) else "ok")
         cost = None

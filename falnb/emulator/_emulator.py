@@ -15,6 +15,7 @@ from ._knobs import Faults, Settings, knobs_dict
 from ._ledger import Ledger
 from ._platform import Platform
 from ._state import Job
+from ._storage import Storage
 
 if TYPE_CHECKING:
     import httpx
@@ -99,6 +100,11 @@ class Emulator:
     # -- state --------------------------------------------------------------------------
 
     @property
+    def storage(self) -> Storage:
+        """The emulated storage: uploaded files, upload counts, :meth:`Storage.fail_next` for faults."""
+        return self._app.storage
+
+    @property
     def platform(self) -> Platform:
         """fal's platform API as emulated (model list, schemas, prices); ``.faults`` are its knobs."""
         return self._app.platform
@@ -122,7 +128,8 @@ class Emulator:
     def handle(self, method: str, url: str, headers: Mapping[str, str] | None = None,
                body: bytes = b"") -> Response:
         """Answer one HTTP request; never blocks (``Response.delay`` says how long to hold the answer)."""
-        return self._app.handle(method, url, headers, body)
+        stored = self._app.storage.route(method, url, headers, body)  # fal's storage, beside its queue
+        return stored if stored is not None else self._app.handle(method, url, headers, body)
 
     def transport(self) -> httpx.AsyncBaseTransport:
         """An httpx async transport that routes every host's requests into this emulator, no socket."""

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from .._exceptions import ConfigError, MissingKeyError
 
-__all__ = ["DEFAULT_QUEUE_URL", "OFFLINE_QUEUE_URL", "Key", "find_key", "offline_from_env", "queue_url_from_env"]
+__all__ = ["DEFAULT_QUEUE_URL", "OFFLINE_QUEUE_URL", "Key", "find_key", "offline_from_env", "queue_url_from_env",
+           "storage_url_from_env"]
 
 DEFAULT_QUEUE_URL = "https://queue.fal.run"
 #: the host the in-process emulator answers as; never resolved, no socket is opened
@@ -68,4 +69,17 @@ def queue_url_from_env(explicit: str | None = None) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"queue URL {url!r} must be http(s)://host[:port]",
                           hint="Set FALNB_QUEUE_URL, e.g. http://127.0.0.1:8765 for `falnb emulator`.")
+    return url
+
+
+def storage_url_from_env(explicit: str | None = None) -> str | None:
+    """The base URL of fal's storage for uploads (``FALNB_STORAGE_URL``; None: fal's own hosts,
+    ``rest.fal.ai`` for the token and ``v3.fal.media`` for the bytes)."""
+    url = (explicit or os.environ.get("FALNB_STORAGE_URL") or "").strip().rstrip("/")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"storage URL {url!r} must be http(s)://host[:port]",
+                          hint="Set FALNB_STORAGE_URL, e.g. http://127.0.0.1:8765 for `falnb emulator`.")
     return url

@@ -58,6 +58,7 @@ def model_options(catalog: Catalog) -> list[tuple[str, str]]:
         names = " / ".join(spec.aliases) if spec.aliases else spec.id
         options.append((f"{names} — {spec.title}", spec.alias))
         own.update(spec.aliases)
+    own.update(a for spec in catalog.image_models for a in spec.aliases)  # pictures in: not in this picker yet
     for alias, model_id in sorted(catalog.aliases().items()):
         if alias not in own:  # e.g. loaded from a LiteLLM proxy config, with its own defaults
             options.append((f"{alias} → {model_id}", alias))

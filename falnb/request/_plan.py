@@ -19,9 +19,11 @@ from ..catalog._catalog import Catalog, ModelSpec, default_catalog
 from ..catalog._sizes import dims_of_input, map_size
 from ..catalog._spec import DeprecatedModelWarning
 from ._params import ALLOW_HINT, Deliberate, check_param
+from ._picture_plan import PictureValue, check_prompt, has_pictures, output_dims, take_pictures, tokens
+from ._pictures import Picture
 from ._validate import validate_input
 
-__all__ = ["MAX_N", "FalRequest", "Plan", "build_plan", "request_key"]
+__all__ = ["MAX_N", "FalRequest", "Plan", "build_plan", "has_pictures", "request_key"]
 
 #: a guard against an accidental n=1000: batches go through generate_many
 MAX_N = 64
@@ -43,6 +45,9 @@ class FalRequest:
     canonical: Mapping[str, Any] = field(default_factory=dict)
     #: 0 for the first request with this canonical input in a plan, 1 for the next...
     replica: int = 0
+    #: the input pictures by field: ``input`` (and the cache key) holds their tokens (content hashes); the
+    #: engine uploads them and sends their URLs
+    pictures: Mapping[str, PictureValue] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -60,6 +65,8 @@ class Plan:
     requests: tuple[FalRequest, ...]
     headers: Mapping[str, str]
     response_format: str = "url"
+    #: the pictures the requests are made from, in field order (empty for text-to-image)
+    pictures: tuple[Picture, ...] = ()
 
     @property
     def cost(self) -> float | None:
@@ -88,11 +95,8 @@ def build_plan(prompt: str, *, model: str, n: int = 1, size: Any = None, seed: i
     spec = (catalog or default_catalog()).resolve(model)
     deliberate = Deliberate(allow_unknown, spec.id)
     _check_model(spec, deliberate)
-    if not isinstance(prompt, str) or (spec.takes_prompt and not prompt.strip()):
-        raise ParameterError("the prompt is empty", model=spec.id, field="prompt")
-    if not spec.takes_prompt and prompt.strip() and not deliberate("prompt"):
-        raise ParameterError(f"{spec.id} takes no prompt", model=spec.id, field="prompt",
-                             hint=f"Its inputs: {', '.join(spec.input_names())}. To send one anyway: {ALLOW_HINT}.")
+    sent_prompt = check_prompt(spec, prompt, deliberate)
+    pictures = take_pictures(spec, params)  # read and checked here: a bad picture costs nothing
     if "num_images" in params:
         n = _merge_num_images(n, params.pop("num_images"), spec)
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
@@ -122,14 +126,14 @@ def build_plan(prompt: str, *, model: str, n: int = 1, size: Any = None, seed: i
     if size is not None:
         size_fields, dims = map_size(spec, size)
     # other keywords win over the size mapping (aspect_ratio="21:9" beats size)
-    sent_prompt = {"prompt": prompt} if spec.takes_prompt or prompt.strip() else {}
-    base = {**sent_prompt, **{k: v for k, v in size_fields.items() if k not in fields}, **fields}
+    base = {**({"prompt": sent_prompt} if sent_prompt is not None else {}), **tokens(pictures),
+            **{k: v for k, v in size_fields.items() if k not in fields}, **fields}
     if dims is None or any(k in fields for k in size_fields):
-        dims = dims_of_input(spec, base)
+        dims = dims_of_input(spec, base) or output_dims(spec, pictures, base)
 
     requests: list[FalRequest] = []
     for part in _split(spec, n, base, seed_value):
-        req = _request(spec, base, part, dims, send_seed=variation is None)
+        req = replace(_request(spec, base, part, dims, send_seed=variation is None), pictures=pictures)
         # identical inputs (a model with no seed and no num_images) are distinct pictures:
         # number the replicas so each has its own cache entry
         replica = sum(1 for r in requests if r.canonical == req.canonical)
@@ -140,9 +144,10 @@ def build_plan(prompt: str, *, model: str, n: int = 1, size: Any = None, seed: i
     if spec.status == "deprecated":
         warnings.warn(DeprecatedModelWarning(f"fal lists {spec.id} as deprecated: it still runs and bills today, "
                                              "and may stop"), stacklevel=3)
-    return Plan(spec=spec, prompt=prompt, n=n,
+    return Plan(spec=spec, prompt=sent_prompt or "", n=n,
                 seed=seed_value if isinstance(seed_value, int) and variation is None else None,
-                requests=tuple(requests), headers=headers, response_format=response_format)
+                requests=tuple(requests), headers=headers, response_format=response_format,
+                pictures=tuple(p for v in pictures.values() for p in (v if isinstance(v, tuple) else (v,))))
 
 
 def _check_model(spec: ModelSpec, deliberate: Deliberate) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,10 @@ from ._image import EXTENSIONS, Image
 from ._text import NO_MATH, html_text, seed_text, usd
 
 __all__ = ["Generation", "images_from_response"]
+
+#: how ``Generation.edit`` reaches a client: set by ``falnb._client`` (a layer above) when it loads, as
+#: ``(maker, prompt, image, model, params) -> Generation`` where ``maker`` is the Client that made the generation
+EDITOR: Callable[[Any, str, Any, str | None, dict[str, Any]], Generation] | None = None
 
 
 class _Weak:
@@ -46,6 +51,12 @@ class Generation(_Weak):
     #: when fal made the oldest of these pictures (a cache hit: when it was first paid for); fal's
     #: URLs expire counting from then.  None: unknown (a Generation built by hand)
     made: float | None = None
+    #: the pictures this generation was made from (an edit's inputs), in field order; empty for text-to-image.
+    #: A URL input is an Image with no bytes (``data == b""``) and its ``url``
+    input_images: tuple[Image, ...] = ()
+    #: where it was made, set by whoever made it (the magic: "cell [5]"); labels its pictures as inputs
+    origin: str | None = None
+    _maker: Any = field(default=None, repr=False)
     #: how the pictures were had when that is not fal's queue (e.g. a LiteLLM proxy's images route); the
     #: caption says it
     route: str | None = None
@@ -74,6 +85,20 @@ class Generation(_Weak):
 
     def __getitem__(self, i: int) -> Image:
         return self.images[i]
+
+    def labelled(self, index: int) -> Image:
+        """Picture ``index`` labelled with where it came from ("picture 2 of cell [5]"), to use as an input."""
+        where = self.origin or self.model.rsplit("/", 1)[-1]
+        return dataclasses.replace(self.images[index], source=f"picture {index + 1} of {where}")
+
+    def edit(self, prompt: str, *, model: str | None = None, index: int | None = None,
+             **params: Any) -> Generation:
+        """Edit these pictures (all of them, or picture ``index``) with ``prompt``: ``falnb.edit`` on the client
+        that made this generation (``model`` defaults to falnb's edit model)."""
+        if EDITOR is None:
+            raise RuntimeError("falnb's client is not loaded")  # only for a Generation built by hand
+        image: Any = self if index is None else self.labelled(index)
+        return EDITOR(self._maker, prompt, image, model, params)
 
     def to_openai(self, response_format: str | None = None) -> dict[str, Any]:
         """An OpenAI ImagesResponse-shaped dict: ``created``, ``data[i].url`` / ``b64_json``."""

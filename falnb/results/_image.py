@@ -26,6 +26,9 @@ class Image:
     height: int | None
     url: str | None = None
     seed: int | None = None
+    #: a short label of where this picture came from, when it is an input ("picture 2 of cell [5]",
+    #: "photo.png", a URL); None for a generated picture
+    source: str | None = None
 
     def save(self, path: str | Path) -> Path:
         """Write the bytes to ``path`` (a directory gets a file name; a missing suffix is added)."""
