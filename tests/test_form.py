@@ -106,8 +106,9 @@ def test_form_builds_the_models_own_controls(spec: ModelSpec, client: Client) ->
         assert f.size_control.value == spec.default_size
         lo, hi = spec.side_range or (64, 8192)
         assert (f.size_control.width.min, f.size_control.width.max) == (lo, hi)
-    # the advanced section: one field per catalog parameter (the seed has its own box), defaults shown
-    assert list(f.fields) == [p.name for p in spec.params if p.name != "seed"]
+    # the advanced section: one field per catalog parameter (the seed has its own box, pictures their
+    # pickers: flux-ultra's image_url), defaults shown
+    assert list(f.fields) == [p.name for p in spec.params if p.name != "seed" and p.name not in f.pictures.fields]
     for name, field in f.fields.items():
         p = spec.param(name)
         assert p is not None
@@ -127,7 +128,7 @@ def test_form_builds_the_models_own_controls(spec: ModelSpec, client: Client) ->
 def test_picker_lists_every_model_with_its_aliases(client: Client) -> None:
     f = form(client=client)
     labels = dict((v, label) for label, v in f.model_picker.options)
-    assert list(labels) == [m.alias for m in SEED_MODELS]
+    assert list(labels) == [m.alias for m in (*SEED_MODELS, *client.catalog.image_models)]  # edits too
     assert "flux-ultra / ultra" in labels["flux-ultra"]
     assert "stable-diffusion / sd35" in labels["stable-diffusion"]
     assert f.model_picker.value == SEED_MODELS[0].alias

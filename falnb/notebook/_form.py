@@ -40,6 +40,7 @@ from ._form_job import FormJob
 from ._form_media import preview
 from ._form_model import ModelControls
 from ._form_outputs import FormOutputs
+from ._form_pictures import PictureControls
 from ._form_status import cancelled_text, cost_text, done_text, error_text, estimate_text, markup, plain, progress_text
 from ._magic_args import prompt_text
 
@@ -66,7 +67,7 @@ def form(model: str | None = None, *, client: Client | None = None, **defaults: 
     return FalForm(model, client=client, **defaults)
 
 
-class FalForm(ModelControls, FormOutputs, widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type information
+class FalForm(ModelControls, PictureControls, FormOutputs, widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type information
     """The form (an ipywidgets ``VBox``).  See :func:`form`; every control is an attribute."""
 
     def __init__(self, model: str | None = None, *, client: Client | None = None, **defaults: Any) -> None:
@@ -105,6 +106,7 @@ class FalForm(ModelControls, FormOutputs, widgets.VBox):  # type: ignore[misc]  
                                       placeholder='JSON sent to fal as is, e.g. {"new_param": 1}',
                                       tooltip="inputs falnb's catalog does not list, forwarded unchanged")
         self.size_row = widgets.HBox()
+        self.pictures_box = widgets.VBox()  # the model's picture pickers (see _form_pictures)
         self.params_box = widgets.VBox()
         self.advanced = widgets.Accordion(children=[widgets.VBox([self.params_box, self.extra_box])],
                                           titles=("Advanced: model parameters",), selected_index=None,
@@ -152,7 +154,7 @@ class FalForm(ModelControls, FormOutputs, widgets.VBox):  # type: ignore[misc]  
         self._build_model_widgets()
 
         self.children = [
-            self.model_picker, self.prompt_box, self.size_row,
+            self.model_picker, self.pictures_box, self.prompt_box, self.size_row,
             widgets.HBox([self.n_box, self.seed_box]), self.advanced,
             widgets.HBox([self.generate_button, self.cancel_button, self.estimate_label],
                          layout=widgets.Layout(align_items="center")),
@@ -257,13 +259,13 @@ class FalForm(ModelControls, FormOutputs, widgets.VBox):  # type: ignore[misc]  
         """What Generate would send (validated against the catalog; nothing is sent)."""
         s = settings or self.settings()
         return self.client.plan(s["prompt"], model=s["model"], n=s["n"], size=s["size"], seed=s["seed"],
-                                allow_unknown=s.get("allow_unknown", False), **s["params"])
+                                allow_unknown=s.get("allow_unknown", False), **s["params"], **self.pictures.inputs())
 
     def update_estimate(self) -> str:
         """Refresh and return the "estimated cost" text for the current settings."""
         try:
             s = self.settings()
-            if not s["prompt"].strip():
+            if not s["prompt"].strip() and not self.prompt_box.disabled:
                 s["prompt"] = "(prompt)"  # the price does not depend on the words
             text = estimate_text(self.plan(s))
         except InputError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["falimage_cell", "insert_cell_js", "param_text"]
@@ -27,8 +27,13 @@ def param_text(value: Any) -> str:
 
 
 def falimage_cell(prompt: str, *, model: str, n: int = 1, size: str | None = None, seed: int | None = None,
-                  params: Mapping[str, Any] | None = None, allow_unknown: bool = False) -> str:
-    """The text of a ``%%falimage`` cell that asks for the same pictures (and hits the same cache entry)."""
+                  params: Mapping[str, Any] | None = None, allow_unknown: bool = False,
+                  pictures: Sequence[str] = ()) -> str:
+    """The text of a ``%%falimage`` cell that asks for the same pictures (and hits the same cache entry).
+
+    ``pictures``: ``--image``/``--mask`` words, already quoted where needed (``{gen[1]}`` is written bare).
+    Without a prompt (an upscaler) it is the one-line ``%falimage``: a cell magic needs a body.
+    """
     words = ["--model", model]
     if size:
         words += ["--size", size]
@@ -40,9 +45,11 @@ def falimage_cell(prompt: str, *, model: str, n: int = 1, size: str | None = Non
         words += ["-p", f"{key}={param_text(value)}"]
     if allow_unknown:
         words.append("--allow-unknown")
-    line = "%%falimage " + " ".join(shlex.quote(w) for w in words)
+    options = " ".join([*(shlex.quote(w) for w in words), *pictures])
+    if not prompt.strip() and pictures:
+        return f"%falimage {options}"
     body = prompt.replace("{", "{{").replace("}", "}}")
-    return f"{line}\n{body}"
+    return f"%%falimage {options}\n{body}"
 
 
 def insert_cell_js(text: str, token: str) -> str:

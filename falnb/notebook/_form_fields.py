@@ -54,7 +54,7 @@ def model_options(catalog: Catalog) -> list[tuple[str, str]]:
     """``(label, name)`` for every catalogued model (by its first alias) and every extra alias."""
     options: list[tuple[str, str]] = []
     own: set[str] = set()
-    for spec in catalog.models:
+    for spec in [*catalog.models, *catalog.image_models]:  # editing, upscaling, background removal too
         names = " / ".join(spec.aliases) if spec.aliases else spec.id
         options.append((f"{names} — {spec.title}", spec.alias))
         own.update(spec.aliases)

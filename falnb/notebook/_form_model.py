@@ -17,6 +17,7 @@ from ._form_fields import ParamField, SizeControl, close_tree
 
 if TYPE_CHECKING:
     from ..catalog._catalog import Catalog, ModelSpec
+    from ._form_pictures import PicturePickers
 
 __all__ = ["ModelControls"]
 
@@ -38,6 +39,10 @@ class ModelControls:
 
     if TYPE_CHECKING:  # the form's own methods, used here
         def _on_change(self, _: Any = None) -> None: ...
+
+        def _build_pictures(self) -> None: ...
+
+        pictures: PicturePickers
 
     def _pick(self, model: str) -> str:
         """The picker's name for ``model`` (an alias, id or route), adding an option when it has none."""
@@ -64,8 +69,9 @@ class ModelControls:
         self.size_control.observe(self._on_change)
         self.size_row.children = [self.size_control.widget]
         self.fields = {}
+        self._build_pictures()  # the model's picture fields get pickers, not text boxes
         for p in spec.params:
-            if p.name == "seed":
+            if p.name == "seed" or p.name in self.pictures.fields:
                 continue
             f = ParamField(p, spec.defaults.get(p.name, p.default))
             if carry and p.name in carry:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..catalog._catalog import Catalog
     from ..results._generation import Generation
     from ..results._image import Image
+    from ._form_pictures import Choice, PicturePickers
 
 __all__ = ["FormOutputs"]
 
@@ -66,6 +67,8 @@ class FormOutputs:
     size_control: SizeControl
     fields: dict[str, ParamField]
     _script: widgets.Output
+    pictures: PicturePickers
+    _not_copied: list[str]
     _copy_token: str
     _handles: tuple[Any, Any] | None
     _lock: threading.Lock
@@ -83,6 +86,14 @@ class FormOutputs:
         def _show(self, images: list[Image]) -> None: ...
 
         def _pick(self, model: str) -> str: ...
+
+        def _picture_choices(self) -> list[Choice]: ...
+
+        def picture_words(self) -> tuple[list[str], list[str]]: ...
+
+        def _apply_pictures(self, params: dict[str, Any]) -> None: ...
+
+        def _restore_pictures(self, gen: Generation) -> None: ...
 
     def _apply(self, settings: dict[str, Any]) -> None:
         """Show ``settings`` (``model``, ``prompt``, ``size``, ``n``, ``seed``, params) in the controls."""
@@ -103,6 +114,7 @@ class FormOutputs:
             self.seed_box.value = "" if seed is None else str(seed)
         params.update(settings)
         extra: dict[str, Any] = {}
+        self._apply_pictures(params)
         for name, f in self.fields.items():
             f.set(params.pop(name, None))
         extra.update(params)
@@ -139,8 +151,9 @@ class FormOutputs:
     def cell_text(self) -> str:
         """The ``%%falimage`` cell with the current settings (it hits the same cache entry)."""
         s = self.settings()
+        pictures, self._not_copied = self.picture_words()
         return falimage_cell(s["prompt"], model=s["model"], n=s["n"], size=s["size"], seed=s["seed"],
-                             params=s["params"], allow_unknown=bool(s.get("allow_unknown")))
+                             params=s["params"], allow_unknown=bool(s.get("allow_unknown")), pictures=pictures)
 
     def insert_cell(self) -> str:
         """Insert the ``%%falimage`` cell below the running cell (call it from a cell); returns its text."""
@@ -166,7 +179,7 @@ class FormOutputs:
         script = {"application/javascript": insert_cell_js(text, token), "text/plain": ""}
         self._script.outputs = ({"output_type": "display_data", "metadata": {}, "data": script},)
         # what the page script did comes back through the hidden report box (see _on_copy_report)
-        self.status = "%%falimage cell: its text is shown below"
+        self.status = "%%falimage cell: its text is shown below" + self._not_copied_note()
         return text
 
     def _on_copy_report(self, change: dict[str, Any]) -> None:
@@ -174,7 +187,11 @@ class FormOutputs:
         token, _, how = str(change["new"]).partition(":")
         if token != self._copy_token or how not in _COPIED:
             return
-        self.status = "%%falimage cell: " + _COPIED[how]
+        self.status = "%%falimage cell: " + _COPIED[how] + self._not_copied_note()
+
+    def _not_copied_note(self) -> str:
+        missing = getattr(self, "_not_copied", [])
+        return f" · not in the cell (a cell cannot name it): {'; '.join(missing)}" if missing else ""
 
     # -- history ------------------------------------------------------------------------------
 
@@ -185,6 +202,7 @@ class FormOutputs:
             return
         with self._lock:
             self._listed = listed
+        self.pictures.set_choices(self._picture_choices())  # the pickers offer these results' pictures
         items = list(enumerate(listed))
         options = [(item.label(i + 1, self.catalog), i) for i, item in reversed(items)]
         self.history_picker.options = options
@@ -217,6 +235,7 @@ class FormOutputs:
         quiet, self._quiet = self._quiet, True
         try:
             self._apply(item.settings)
+            self._restore_pictures(item.generation)
         except FalnbError:
             pass
         finally:

@@ -12,7 +12,7 @@ from .._exceptions import FalnbError
 if TYPE_CHECKING:
     from .._client import Client
 
-__all__ = ["configure", "describe"]
+__all__ = ["configure", "describe", "in_range"]
 
 
 class Settings(Protocol):
@@ -102,3 +102,10 @@ def _cache_description(client: Client) -> str:
         if where is not None:
             return f"{where} ({client.cache_namespace} namespace)"
     return repr(cache)
+
+
+def in_range(name: str, value: int, lo: int, hi: int) -> int:
+    """A FalMagics trait's value, checked against its range (a TraitError names the trait)."""
+    if not lo <= value <= hi:
+        raise TraitError(f"{name} must be from {lo} to {hi}, not {value!r}")
+    return value

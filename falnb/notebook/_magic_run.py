@@ -53,7 +53,7 @@ def plan_jobs(client: Client, prompts: Sequence[str], models: Sequence[str], *, 
 
 
 def run_jobs(client: Client, jobs: Sequence[Job], *, refresh: bool, use_cache: bool, timeout: float | None,
-             concurrency: int, on_tick: Callable[[], None] | None = None) -> None:
+             concurrency: int, on_tick: Callable[[], None] | None = None, origin: str | None = None) -> None:
     """Run the jobs (at most ``concurrency`` at once), filling ``job.result`` with a Generation or a
     FalnbError.  An interrupt raises :class:`~falnb.Interrupted` after fal's cancels went out."""
     run = client.start([j.plan for j in jobs], refresh=refresh, cache=use_cache, timeout=timeout,
@@ -61,12 +61,15 @@ def run_jobs(client: Client, jobs: Sequence[Job], *, refresh: bool, use_cache: b
     for job, tracker in zip(jobs, run.trackers, strict=True):
         job.progress = tracker.snapshot
     for job, result in zip(jobs, run.wait(on_tick=on_tick), strict=True):
+        if origin is not None and not isinstance(result, BaseException):
+            result.origin = origin  # its pictures, given to a later cell, are "picture 2 of cell [5]"
         job.result = result
 
 
 def run_cell(client: Client, jobs: list[Job], *, refresh: bool, use_cache: bool, timeout: float | None,
              settings: DisplaySettings, batch: bool, concurrency: int, show_progress: bool,
-             live: bool, keep: Callable[[Any], None] | None = None, name: str | None = None) -> list[Any]:
+             live: bool, keep: Callable[[Any], None] | None = None, name: str | None = None,
+             origin: str | None = None) -> list[Any]:
     """Run a cell's jobs with live progress, then replace the progress with the pictures and captions.
 
     ``keep`` receives what ``--out`` stores (see :func:`shaped`) before any picture is drawn, so drawing
@@ -92,7 +95,7 @@ def run_cell(client: Client, jobs: list[Job], *, refresh: bool, use_cache: bool,
 
     try:
         run_jobs(client, jobs, refresh=refresh, use_cache=use_cache, timeout=timeout,
-                 concurrency=concurrency, on_tick=tick)
+                 concurrency=concurrency, on_tick=tick, origin=origin)
     except Interrupted:
         view.close(f"interrupted after {time.monotonic() - started:.1f} s")
         raise

@@ -32,6 +32,8 @@ from ._magic_args import (
     split_options,
     usage_help,
 )
+from ._magic_config import in_range
+from ._magic_pictures import PICTURE_HELP, cell_label, picture_params
 
 if TYPE_CHECKING:
     from .._client import Client
@@ -116,23 +118,23 @@ class FalMagics(Magics):
 
     @validate("preview_size")
     def _check_preview_size(self, proposal: Any) -> int:
-        return _in_range("preview_size", proposal["value"], 32, 4096)
+        return in_range("preview_size", proposal["value"], 32, 4096)
 
     @validate("preview_quality")
     def _check_quality(self, proposal: Any) -> int:
-        return _in_range("preview_quality", proposal["value"], 1, 95)
+        return in_range("preview_quality", proposal["value"], 1, 95)
 
     @validate("grid_columns")
     def _check_columns(self, proposal: Any) -> int:
-        return _in_range("grid_columns", proposal["value"], 0, 64)
+        return in_range("grid_columns", proposal["value"], 0, 64)
 
     @validate("page_size")
     def _check_page_size(self, proposal: Any) -> int:
-        return _in_range("page_size", proposal["value"], 1, 256)
+        return in_range("page_size", proposal["value"], 1, 256)
 
     @validate("batch_concurrency")
     def _check_concurrency(self, proposal: Any) -> int:
-        return _in_range("batch_concurrency", proposal["value"], 1, 256)
+        return in_range("batch_concurrency", proposal["value"], 1, 256)
 
     @validate("timeout")
     def _check_timeout(self, proposal: Any) -> float | None:
@@ -223,6 +225,8 @@ class FalMagics(Magics):
     @argument("--batch", metavar="VAR", help="generate every prompt of the list VAR; a non-empty cell body "
                                              "is then a template where {item} is the list element")
     @argument("--offline", action="store_true", help="run this cell on the embedded fal emulator")
+    @argument("--image", action="append", metavar="PICTURE", help=PICTURE_HELP)
+    @argument("--mask", action="append", metavar="PICTURE", help="the mask of an inpainting model, as --image")
     @argument("prompt", nargs="*", help="the prompt (line form); {name} is filled from the notebook, "
                                         "{{ and }} are literal braces")
     @no_var_expand
@@ -256,7 +260,8 @@ class FalMagics(Magics):
             raise UsageError(f"unexpected text on the %%falimage line: {rest!r}; options go on the line, "
                              "the prompt in the cell body")
         template = prompt_text(cell if cell is not None else rest)
-        prompts = prompts_of(template, args.batch, ns)
+        pictures = picture_params(args.image, args.mask, ns)  # before anything else is read: nothing sent
+        prompts = prompts_of(template, args.batch, ns) if template or args.batch or not pictures else [""]
         models = parse_models(args.model, self.default_model)
         params = parse_params(args.param)
         size = args.size if args.size is not None else self.default_size
@@ -268,7 +273,7 @@ class FalMagics(Magics):
 
         from ._magic_run import plan_jobs, run_cell
 
-        jobs = plan_jobs(client, prompts, models, n=args.n, size=size, seed=args.seed, params=params,
+        jobs = plan_jobs(client, prompts, models, n=args.n, size=size, seed=args.seed, params=params | pictures,
                          allow_unknown=args.allow_unknown)
         batch = args.batch is not None
 
@@ -280,7 +285,8 @@ class FalMagics(Magics):
         results = run_cell(client, jobs, refresh=args.refresh, use_cache=not args.no_cache, timeout=timeout,
                            settings=self.display_settings(args.embed), batch=batch,
                            concurrency=self.batch_concurrency if batch else len(jobs),
-                           show_progress=self.show_progress, live=self._live_display(), keep=keep, name=out)
+                           show_progress=self.show_progress, live=self._live_display(), keep=keep, name=out,
+                           origin=cell_label(self.shell))
         errors = [r for r in results if isinstance(r, FalnbError)]
         if errors:
             raise errors[0]
@@ -364,12 +370,6 @@ def _full_tracebacks(exc: BaseException, shell: Any) -> None:
 
 usage_help(FalMagics.falimage, cell=True)
 usage_help(FalMagics.falform, cell=False)
-
-
-def _in_range(name: str, value: int, lo: int, hi: int) -> int:
-    if not lo <= value <= hi:
-        raise TraitError(f"{name} must be from {lo} to {hi}, not {value!r}")
-    return value
 
 
 def magics_of(shell: Any) -> FalMagics:

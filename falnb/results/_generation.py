@@ -132,7 +132,10 @@ class Generation(_Weak):
             parts.append(f"cached, saved {self.money(self.saved)}")
         if self.route:
             parts.append(self.route)
-        return " · ".join(parts)
+        from ._edit_view import made_from
+
+        made = made_from(self)  # "edit of picture 2 of cell [5]"
+        return " · ".join([*parts, made] if made else parts)
 
     def money(self, amount: float) -> str:
         """``amount`` as fal's bill (``$0.06``) or as an estimate (``~$0.06``)."""

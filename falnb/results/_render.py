@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InputError
+from ._edit_view import edit_panel, made_from, panel_inputs, wants_panel
 from ._layout import Entry, Shown, Tile, layout, paginate
 from ._preview import contact_sheet, preview
 from ._text import NO_MATH, html_text, seed_text, short, usd
@@ -119,7 +120,7 @@ def caption_lines(entries: Sequence[Entry], refs: Sequence[str] | None = None, *
     lines: list[tuple[str, str]] = []
     prompts = list(dict.fromkeys(e.prompt for e in entries))
     one_prompt = len(prompts) == 1 and not batch
-    if one_prompt:
+    if one_prompt and prompts[0].strip():  # an upscaler's or a background remover's has none
         lines.append(("prompt", f"“{short(prompts[0], 300)}”"))
     for i, e in enumerate(entries):
         ref = refs[i] if refs is not None and embedded else ""
@@ -135,6 +136,7 @@ def caption_lines(entries: Sequence[Entry], refs: Sequence[str] | None = None, *
                  _cost_text(gen)]
         if gen.cached:
             parts.append(f"cached — saved {_money(gen, gen.saved)}")
+        parts.append(made_from(gen) or "")
         lines.append(("item", f"{ref} {' · '.join(p for p in parts if p)}{tail}".strip()))
     shown = {id(e) for e in entries}
     elsewhere = [(e, e.result) for e in whole if id(e) not in shown and isinstance(e.result, BaseException)]
@@ -205,11 +207,15 @@ def render_outputs(entries: Sequence[Entry], settings: DisplaySettings, *, page:
     real = [t for t in tiles if t.image is not None]
     outputs: list[Output] = []
     embedded = settings.embed != "none" and bool(real)
-    if settings.embed == "full":
+    side = min(settings.preview_size, BATCH_TILE) if len({e.group for e in entries}) > 1 else settings.preview_size
+    done = [e.result for e in shown if not isinstance(e.result, BaseException)]
+    if embedded and wants_panel(done):  # an edit beside its inputs, a transparent result on a checkerboard
+        outputs.append(edit_panel(panel_inputs(done), [(t.image, t.label) for t in tiles], side=side,
+                                  fmt=settings.preview_format, quality=settings.preview_quality,
+                                  full=settings.embed == "full"))
+    elif settings.embed == "full":
         outputs.extend(_full_output(t) for t in real)
     elif settings.embed == "preview" and real:
-        batch = len({e.group for e in entries}) > 1
-        side = min(settings.preview_size, BATCH_TILE) if batch else settings.preview_size
         outputs.extend(_preview_outputs(tiles, real, columns, settings, side))
     lines = caption_lines(shown, refs, embedded=embedded, everything=entries)
     if len(pages) > 1:

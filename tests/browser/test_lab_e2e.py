@@ -8,7 +8,7 @@ notebook runs offline on falnb's embedded emulator (``FALNB_OFFLINE=1``, a tempo
 The test picks a model, types a prompt, clicks Generate, waits for the pictures and checks that the
 browser decoded them, puts the result into the cell output and saves the notebook (the .ipynb on
 disk must hold the picture), inserts the equivalent ``%%falimage`` cell, re-opens the history,
-and cancels a slow request.  Screenshots go to ``tests/browser/artifacts/``.
+picks a picture file for an edit model, and cancels a slow request.  Screenshots go to ``tests/browser/artifacts/``.
 
 A second server runs a stock configuration (no galata, ``expose_app_in_browser`` off, as people run
 JupyterLab 4 and Notebook 7): there the notebook is driven through the menus only, "Copy as
@@ -268,10 +268,42 @@ def _drive_lab(lab: dict[str, Any], page: Any) -> None:
     assert form.locator(".falnb-prompt textarea").input_value() == PROMPT
 
     note("re-opened")
+    _pick_pictures(page, form)
     # Cancel a slow request
     _cancel_slow(page, form, "lab-06")
     shot(page, "lab-07-page")
     assert time.monotonic() - started < 120
+
+
+def _pick_pictures(page: Any, form: Any) -> None:
+    """An edit model's picture picker: a file chosen in the browser reaches the kernel (the estimate stops
+    asking for a picture), and the history's pictures are offered."""
+    from falnb.catalog._catalog import default_catalog
+
+    spec = default_catalog().resolve("seedream-edit")
+    form.locator(".falnb-model select").select_option(label=f"{' / '.join(spec.aliases)} — {spec.title}")
+    picker = form.locator(".falnb-picture-picker")
+    picker.wait_for(state="visible")
+    assert "needs a picture" in form.locator(".falnb-estimate").inner_text()
+    offered = picker.locator("select").inner_text().replace("\xa0", " ")
+    assert "picture 1 · flux-schnell" in offered, offered
+    with page.expect_file_chooser() as chooser:  # the upload button opens the browser's file dialog
+        picker.locator(".widget-upload").click()
+    chooser.value.set_files(files=[{"name": "photo.png", "mimeType": "image/png", "buffer": _png()}])
+    page.wait_for_function("(el) => !el.innerText.includes('needs a picture')",
+                           arg=form.locator(".falnb-estimate").element_handle(), timeout=10_000)
+    shot(page, "lab-06-picture-picked", form)
+    note("picture picked")
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 30, 30)).save(buf, "PNG")
+    return buf.getvalue()
 
 
 _KERNEL = """() => {
