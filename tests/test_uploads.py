@@ -64,6 +64,19 @@ def test_same_bytes_are_uploaded_once_across_calls_clients_and_kernels(emu: Emul
     assert len(set(sent)) == 1 and emu.storage.fetch(sent[0]) == data
 
 
+def test_a_remembered_file_the_storage_lost_is_uploaded_again(tmp_path: Path) -> None:
+    now = [0.0]
+    emu = Emulator(latency=0.0, clock=lambda: now[0])
+    client(emu, tmp_path / "c").generate("make it blue", model="kontext", image=png())
+    now[0] += _upload.UPLOAD_LIFETIME + 1  # the emulator's storage let the file expire as falnb asked
+    gen = client(emu, tmp_path / "c").generate("make it green", model="kontext", image=png())  # a new kernel
+    assert gen.images and emu.storage.uploads == 2
+    url = emu.requests()[-1].inputs["image_url"]
+    assert emu.storage.fetch(url) == png()
+    client(emu, tmp_path / "c").generate("make it gold", model="kontext", image=png())
+    assert emu.storage.uploads == 2  # the new URL is remembered
+
+
 def test_concurrent_requests_with_the_same_picture_share_one_upload(emu: Emulator) -> None:
     results = client(emu, False).generate_many(["a", "b", "c", "d"], model="kontext", image=png())
     assert all(isinstance(r, falnb.Generation) for r in results)

@@ -11,7 +11,8 @@ header), then ``POST .../complete`` with ``{"parts": [{"partNumber", "etag"}]}``
 
 Once per content: the URL of each upload is remembered by content hash with its expiry (falnb asks fal to
 keep the file :data:`UPLOAD_LIFETIME` through ``X-Fal-Object-Lifecycle``), per storage (the token's
-``base_url``), in a :class:`UploadMemo` (the cache directory's table: across kernels too).  Concurrent
+``base_url``), in a :class:`UploadMemo` (the cache directory's table: across kernels too).  A remembered URL
+is checked with a ``HEAD`` once per process before it is sent (a file gone early is uploaded again).  Concurrent
 requests for the same bytes share one upload.
 
 Faults: an upload is never billed, so a lost answer, a 5xx, a 408 or a 429 is retried (a lost answer may
@@ -103,6 +104,7 @@ class Uploader:
         self._clock = clock
         self._token: _Token | None = None
         self._pending: dict[str, asyncio.Future[str]] = {}
+        self._checked: set[str] = set()
         #: uploads made (not reused) by this uploader, and their bytes: for tests and bench
         self.uploads = 0
         self.bytes_sent = 0
@@ -122,7 +124,7 @@ class Uploader:
             return pic.url
         token = await self._auth(model)
         found = self.memo.get(token.base_url, pic.sha256, self._clock())
-        if found is not None:
+        if found is not None and await self._still_there(found):
             return found
         if pic.sha256 in self._pending:  # the same bytes on their way up for another request
             return await asyncio.shield(self._pending[pic.sha256])
@@ -140,6 +142,19 @@ class Uploader:
             raise
         finally:
             del self._pending[pic.sha256]
+
+    async def _still_there(self, url: str) -> bool:
+        """Whether fal still serves a remembered upload (checked once per process: a file deleted early, or a
+        storage that forgot it, would fail the paid request; uploading again is free)."""
+        if url in self._checked:
+            return True
+        try:
+            resp = await self._http.head(url)
+        except httpx.HTTPError:
+            return False
+        if resp.status_code == 200:
+            self._checked.add(url)
+        return resp.status_code == 200
 
     # -- the protocol -------------------------------------------------------------------------
 
