@@ -22,20 +22,19 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._exceptions import CacheError, ConfigError, FalError, FalnbError, FalServerError, RequestTimeoutError
+from ._exceptions import CacheError, FalError, FalnbError, FalServerError, RequestTimeoutError
 from ._fetch import Part, RequestRun, Stopping, through_cancels
 from .cache._index import CacheWarning, Reported
 from .cache._ledger import session_ledger
-from .catalog._image_models import DEFAULT_EDIT_MODEL
+from .cache._uploads import uploader_for
 from .catalog._prices import BILLABLE_UNITS
-from .fal._config import OFFLINE_QUEUE_URL, Key, storage_url_from_env
+from .fal._config import Key
 from .fal._download import fetch_image, sniff
 from .fal._images_route import ProxyRoutes
 from .fal._loop import run_sync
 from .fal._queue import QueueClient, RetryPolicy
-from .fal._upload import DEFAULT_REST_URL, MemoryMemo, Uploader
+from .fal._upload import Uploader
 from .request._plan import FalRequest, Plan
-from .results import _generation
 from .results._generation import Generation, images_from_response
 from .results._image import Image
 from .results._progress import Progress, ProgressTracker
@@ -44,15 +43,6 @@ if TYPE_CHECKING:
     from .cache._store import ResponseCache
 
 __all__ = ["Engine"]
-
-
-def _edit(maker: Any, prompt: str, image: Any, model: str | None, params: dict[str, Any]) -> Generation:
-    if maker is None:  # a Generation built by hand: no client made it
-        raise ConfigError("this Generation was not made by a falnb.Client: use falnb.edit(prompt, gen)")
-    return maker.generate(prompt, model=model or DEFAULT_EDIT_MODEL, image=image, **params)  # type: ignore[no-any-return]
-
-
-_generation.EDITOR = _edit  # Generation.edit goes back to the Client that made the generation
 
 
 class Engine:
@@ -88,17 +78,8 @@ class Engine:
         directory when there is one."""
         if self._uploader is None:
             self.queue()
-            store = self._cache()
-            if store is not None:
-                from .cache._uploads import UploadTable
-
-                memo: Any = UploadTable(store.directory)
-            else:
-                memo = MemoryMemo()
             assert self._http is not None
-            # offline: the emulator's storage; else storage_url=, FALNB_STORAGE_URL, or fal's
-            url = self._queue_url if self._queue_url == OFFLINE_QUEUE_URL else storage_url_from_env(self._storage_url)
-            self._uploader = Uploader(self._http, self._key, memo=memo, rest_url=url or DEFAULT_REST_URL)
+            self._uploader = uploader_for(self._http, self._key, self._cache(), self._queue_url, self._storage_url)
         return self._uploader
 
     def cache(self) -> ResponseCache | None:

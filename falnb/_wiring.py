@@ -10,12 +10,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import MissingKeyError
+from ._exceptions import ConfigError, MissingKeyError
 from .catalog._catalog import Catalog
+from .catalog._image_models import DEFAULT_EDIT_MODEL
 from .catalog._prices import PriceStore, billed_usd
 from .catalog._store import SchemaStore
 from .fal._config import Key
 from .fal._platform import PlatformAPI, platform_url
+from .results import _generation
+from .results._generation import Generation
 
 if TYPE_CHECKING:
     import httpx
@@ -60,3 +63,12 @@ def _sync_twin(transport: Any, emulator: Any) -> httpx.BaseTransport | None:
     from .emulator._transport import EmulatorTransport
 
     return EmulatorTransport(target)
+
+
+def _edit(maker: Any, prompt: str, image: Any, model: str | None, params: dict[str, Any]) -> Generation:
+    if maker is None:  # a Generation built by hand: no client made it
+        raise ConfigError("this Generation was not made by a falnb.Client: use falnb.edit(prompt, gen)")
+    return maker.generate(prompt, model=model or DEFAULT_EDIT_MODEL, image=image, **params)  # type: ignore[no-any-return]
+
+
+_generation.EDITOR = _edit  # Generation.edit goes back to the Client that made the generation

@@ -18,7 +18,7 @@ from falnb.notebook._form_pictures import PicturePickers
 from falnb.results._generation import Generation
 from falnb.results._image import Image
 
-from .test_form import client, emu  # noqa: F401  (the same client on the in-process emulator)
+from .test_form import emu  # noqa: F401  (the same in-process emulator; the client is conftest's)
 
 
 def png(color: tuple[int, int, int] = (10, 20, 30)) -> bytes:

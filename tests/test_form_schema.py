@@ -37,7 +37,8 @@ def test_fields_follow_the_schema(client: Client) -> None:
 def test_picture_inputs_and_named_sizes(client: Client) -> None:
     f = form(EDIT, client=client, prompt="make it night")
     assert isinstance(f.fields["sync_mode"].widget, widgets.Checkbox)
-    assert "picture URLs" in f.fields["image_urls"].widget.placeholder
+    # its picture input (x-fal-file-input, named like fal's) is a picture picker, not a box for URLs
+    assert "image_urls" not in f.fields and f.pictures.fields == ["image_urls"]
     assert f.size_control.value == "auto"  # the model's own default, not the first ratio
     assert "needs 'image_urls'" in f.estimate  # validated from the schema before anything is sent
     assert "auto" in f.size_control.choice.options and "16:9" in f.size_control.choice.options

@@ -10,8 +10,17 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["UploadTable"]
+from ..fal._config import OFFLINE_QUEUE_URL, storage_url_from_env
+from ..fal._upload import DEFAULT_REST_URL, MemoryMemo, Uploader
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ._store import ResponseCache
+
+__all__ = ["UploadTable", "uploader_for"]
 
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS uploads (storage TEXT NOT NULL, sha256 TEXT NOT NULL, url TEXT NOT NULL, "
            "expires REAL NOT NULL, PRIMARY KEY (storage, sha256))")
@@ -52,3 +61,12 @@ class UploadTable:
                 conn.close()
         except sqlite3.Error:
             pass  # not remembered: the next run uploads these bytes again, which is free
+
+
+def uploader_for(http: httpx.AsyncClient, key: Any, store: ResponseCache | None, queue_url: str,
+                 storage_url: str | None) -> Uploader:
+    """The uploader of a client's input pictures: remembering uploads in ``store``'s directory when there is
+    one; offline to the emulator's storage, else ``storage_url``, ``FALNB_STORAGE_URL``, or fal's."""
+    memo: Any = UploadTable(store.directory) if store is not None else MemoryMemo()
+    url = queue_url if queue_url == OFFLINE_QUEUE_URL else storage_url_from_env(storage_url)
+    return Uploader(http, key, memo=memo, rest_url=url or DEFAULT_REST_URL)

@@ -51,10 +51,10 @@ from ._http import EventStream, Response, json_response
 from ._images import CONTENT_TYPES, EXTENSIONS
 from ._knobs import Faults, Settings, apply_knobs, knobs_dict
 from ._ledger import Ledger
-from ._outputs import Plan, build_output, make_plan
+from ._outputs import Plan, build_output
 from ._platform import PLATFORM_PATHS, Platform
 from ._state import Job, Outcome, Queue, Snapshot
-from ._validate import content_policy_error, detail, validate
+from ._validate import detail
 
 __all__ = ["App", "app_of"]
 
@@ -84,14 +84,11 @@ class App:
         self.faults = faults
         self.platform = Platform()
         self.catalog = catalog or default_catalog().using(self.platform.store())
-        self.ledger = Ledger(sync=lambda: self._advance())
+        self.ledger = Ledger(sync=lambda: self.queue.advance())
         self.queue = Queue(settings, self.ledger, clock)
         self._files: OrderedDict[str, Plan] = OrderedDict()
         self.storage = Storage(lambda: self.queue.clock(), self._auth)
         self._reseed()
-
-    def _advance(self) -> None:
-        self.queue.advance()
 
     def _reseed(self) -> None:
         # unseeded, request ids (and so the seeds picked for requests that send none) come from os.urandom:
@@ -270,10 +267,7 @@ class App:
 
     def _make_job(self, spec: ModelSpec, inputs: dict[str, Any], request_id: str, now: float,
                   deadline: float | None) -> Job:
-        policy = self.faults.content_policy_words
-        errors, plan = checked_plan(spec, inputs, validate(spec, inputs, self.settings.extra_inputs),
-                                    self.storage.fetch, lambda: content_policy_error(inputs.get("prompt"), policy),
-                                    lambda: make_plan(spec, inputs, request_id, self.settings))
+        errors, plan = checked_plan(spec, inputs, request_id, self.settings, self.faults, self.storage.fetch)
         outcome: Outcome = "invalid" if errors else (
             "infra_error" if self._roll(self.faults.infra_error_rate) else "ok")
         cost = None

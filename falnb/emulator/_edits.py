@@ -14,15 +14,17 @@ input is required and missing: pydantic's ``missing``.  Upscalers and background
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
 from ..catalog._catalog import ModelSpec
 from ..catalog._image_models import PICTURE_INPUTS, PictureInputs, picture_inputs
 from ._images import style_of
-from ._outputs import Plan
+from ._knobs import Faults, Settings
+from ._outputs import Plan, make_plan
 from ._storage import Storage
+from ._validate import content_policy_error, validate
 
 __all__ = ["PictureError", "PicturePlan", "Storage", "checked_plan", "read_pictures", "with_pictures"]
 
@@ -169,10 +171,10 @@ def _factor(spec: ModelSpec, inputs: Mapping[str, Any]) -> float:
     return 2.0
 
 
-def checked_plan(spec: ModelSpec, inputs: Mapping[str, Any], errors: list[PictureError], fetch: Any,
-                 policy: Callable[[], list[PictureError]],
-                 make: Callable[[], Plan]) -> tuple[list[PictureError], Plan | None]:
+def checked_plan(spec: ModelSpec, inputs: dict[str, Any], request_id: str, settings: Settings, faults: Faults,
+                 fetch: Any) -> tuple[list[PictureError], Plan | None]:
     """The 422 items of a submitted input (schema, pictures, content policy), or its plan (made from its pictures)."""
-    errors, pictures = read_pictures(spec, inputs, errors, fetch)
-    errors = errors or policy()
-    return errors, None if errors else with_pictures(make(), spec, inputs, pictures)
+    errors, pictures = read_pictures(spec, inputs, validate(spec, inputs, settings.extra_inputs), fetch)
+    errors = errors or content_policy_error(inputs.get("prompt"), faults.content_policy_words)
+    return errors, None if errors else with_pictures(make_plan(spec, inputs, request_id, settings), spec, inputs,
+                                                     pictures)

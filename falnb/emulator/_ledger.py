@@ -28,7 +28,7 @@ class LedgerEntry:
 class Ledger:
     """Billed requests and submit counts.  Reading a property brings the queue up to date first."""
 
-    def __init__(self, sync: Callable[[], None] | None = None) -> None:
+    def __init__(self, sync: Callable[[], object] | None = None) -> None:
         self._sync = sync
         self._lock = threading.Lock()
         self._entries: list[LedgerEntry] = []
