@@ -159,6 +159,22 @@ def test_a_previous_result_is_picked_from_the_history_and_reopening_an_edit_pays
     assert made(f).cached and len(emu.requests()) == requests and emu.storage.uploads == uploads
 
 
+@pytest.mark.parametrize("model", ["nano-banana-edit", "nano-banana-pro-edit", "kontext"])
+def test_the_forms_default_size_is_one_the_model_takes(client: Client, model: str) -> None:
+    f = form(model, client=client, prompt="make it night")
+    f.pictures.pickers[0].upload.value = (upload("photo.png", png()),)
+    assert "⚠" not in f.estimate, f.estimate  # the estimate is the plan: it was made with the default size
+    s = f.settings()
+    plan = client.plan(s["prompt"], model=s["model"], size=s["size"], **s["params"], **f.pictures.inputs())
+    sent = plan.requests[0].input.get("aspect_ratio")
+    # fal's default, the input picture's shape ("auto" where the model names it, else nothing sent)
+    assert sent == ("auto" if "nano-banana" in model else None), sent
+    assert (plan.requests[0].width, plan.requests[0].height) == (8, 8)
+    for size in f.size_control.choice.options:  # every size offered is one the model takes
+        value = size[1] if isinstance(size, tuple) else size
+        client.plan("night", model=model, size=value or None, image=png())
+
+
 def test_an_upscaler_takes_no_prompt(client: Client, emu: Emulator) -> None:
     f = form("flux-schnell", client=client, prompt="a teapot")
     f.model_picker.value = "esrgan"

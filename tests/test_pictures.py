@@ -176,3 +176,22 @@ def test_picture_limit_constant_is_above_multipart_threshold() -> None:
 
     assert MAX_PICTURE_BYTES > MULTIPART_THRESHOLD  # pictures large enough to go up in parts are accepted
     assert os.environ.get("FALNB_STORAGE_URL") is None
+
+
+@pytest.mark.parametrize("spec", [m for m in IMAGE_MODELS if m.size_field == "aspect_ratio"], ids=lambda m: m.alias)
+def test_every_size_an_edit_model_offers_is_planned(client: falnb.Client, spec: Any) -> None:
+    # "auto" (fal's default: the input's shape) is a named size of the model's own, the others are ratios
+    assert all(":" in r for r in spec.aspect_ratios), spec.aspect_ratios
+    for size in (*spec.aspect_ratios, *spec.size_presets):
+        plan = client.plan("night", model=spec.alias, image=png(), size=size)
+        assert plan.requests[0].input["aspect_ratio"] == size
+    # a size given in pixels maps to the nearest ratio, never to "auto"
+    assert client.plan("night", model=spec.alias, image=png(), size="1920x1080").requests[0].input[
+        "aspect_ratio"] == "16:9"
+
+
+def test_auto_is_the_same_request_as_no_size(client: falnb.Client) -> None:
+    auto = client.plan("night", model="nano-banana-edit", image=png(), size="auto").requests[0]
+    none = client.plan("night", model="nano-banana-edit", image=png()).requests[0]
+    assert auto.input["aspect_ratio"] == "auto" and (auto.width, auto.height) == (64, 48)  # the input's shape
+    assert auto.key == none.key  # fal's default: one cache entry, whichever way it was asked

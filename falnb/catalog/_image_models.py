@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from ._spec import ModelSpec, Param, Price
+from ._spec import PRESETS, ModelSpec, Param, Price
 
 __all__ = ["DEFAULT_BACKGROUND_REMOVER", "DEFAULT_EDIT_MODEL", "DEFAULT_UPSCALER", "IMAGE_MODELS", "PICTURE_INPUTS",
            "PictureField", "PictureInputs", "is_picture_name", "picture_inputs"]
@@ -80,8 +80,12 @@ _RATIOS_NB = ("auto", "21:9", "16:9", "3:2", "4:3", "5:4", "1:1", "4:5", "3:4", 
 def _edit(id: str, title: str, aliases: tuple[str, ...], params: tuple[Param, ...], price: Price | None, *,
           size: Literal["image_size", "aspect_ratio"] | None = None, ratios: tuple[str, ...] = (),
           fmt: str = "jpeg", max_images: int | None = 4) -> ModelSpec:
-    # an edit's output follows its input picture unless a size is asked for: no default size
-    return ModelSpec(id=id, title=title, size_field=size, aspect_ratios=ratios, default_size=None,
+    # an edit's output follows its input picture unless a size is asked for: fal's default is "auto" where the
+    # model names it (a named size of its own, as a schema's enum gives it), else no size is sent
+    named = tuple(r for r in ratios if ":" not in r)
+    return ModelSpec(id=id, title=title, size_field=size, aspect_ratios=tuple(r for r in ratios if ":" in r),
+                     default_size="auto" if "auto" in named else None,
+                     size_presets=named if size == "aspect_ratio" else tuple(PRESETS),
                      max_images=max_images, output_format_default=fmt, params=params, price=price,
                      aliases=aliases)
 

@@ -184,8 +184,8 @@ class SizeControl:
         if spec.size_field == "aspect_ratio":
             self.kind = "ratio"
             ratios: list[Any] = [*spec.aspect_ratios, *spec.size_presets]  # ("auto": a named size of its own)
-            if spec.schema is not None and spec.default_size not in ratios:
-                ratios.insert(0, ("(model's default)", ""))
+            if spec.default_size not in ratios:  # not sent: fal picks (an edit: the input picture's shape)
+                ratios = [("(model's default)", ""), *((r, r) for r in ratios)]  # (all pairs: ipywidgets)
             self.choice: Any = widgets.Dropdown(options=ratios, description="aspect ratio", style=style,
                                                 value=spec.default_size if spec.default_size in ratios
                                                 else _first(ratios), layout=label)
