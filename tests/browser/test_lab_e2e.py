@@ -284,7 +284,9 @@ def _pick_pictures(page: Any, form: Any) -> None:
     form.locator(".falnb-model select").select_option(label=f"{' / '.join(spec.aliases)} — {spec.title}")
     picker = form.locator(".falnb-picture-picker")
     picker.wait_for(state="visible")
-    assert "needs a picture" in form.locator(".falnb-estimate").inner_text()
+    # the estimate follows the model (its widget's update may reach the page after the picker's)
+    page.wait_for_function("(el) => el.innerText.includes('needs a picture')",
+                           arg=form.locator(".falnb-estimate").element_handle(), timeout=10_000)
     offered = picker.locator("select").inner_text().replace("\xa0", " ")
     assert "picture 1 · flux-schnell" in offered, offered
     with page.expect_file_chooser() as chooser:  # the upload button opens the browser's file dialog
