@@ -40,7 +40,7 @@ def test_picture_inputs_and_named_sizes(client: Client) -> None:
     # its picture input (x-fal-file-input, named like fal's) is a picture picker, not a box for URLs
     assert "image_urls" not in f.fields and f.pictures.fields == ["image_urls"]
     assert f.size_control.value == "auto"  # the model's own default, not the first ratio
-    assert "needs 'image_urls'" in f.estimate  # validated from the schema before anything is sent
+    assert "needs a picture" in f.estimate  # its schema requires image_urls: said before anything is sent
     assert "auto" in f.size_control.choice.options and "16:9" in f.size_control.choice.options
     s = form(SEEDREAM4, client=client, prompt="a kite")
     values = [v for _, v in s.size_control.choice.options]

@@ -76,8 +76,9 @@ def test_a_model_falnb_has_no_code_for_is_validated_before_sending(client: Clien
     assert info.value.field == "steps"
     with pytest.raises(ParameterError, match="did you mean 'steps'"):
         client.generate("a kite", model=QUIRKY, stepz=5)
-    with pytest.raises(ParameterError, match="needs 'image_urls'"):
+    with pytest.raises(InputError, match=r"needs a picture \(image=\.\.\.\)") as missing:  # its required picture
         client.generate("a kite", model=EDIT)
+    assert missing.value.field == "image_urls"
     assert emu.ledger.submits == 0  # nothing was sent, nothing was paid
 
 

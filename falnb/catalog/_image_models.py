@@ -17,6 +17,10 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from ._derive import spec_from_doc
+from ._models import snapshot
+from ._openapi import read_openapi
+from ._overlays import Overlay
 from ._spec import PRESETS, ModelSpec, Param, Price
 
 __all__ = ["DEFAULT_BACKGROUND_REMOVER", "DEFAULT_EDIT_MODEL", "DEFAULT_UPSCALER", "IMAGE_MODELS", "PICTURE_INPUTS",
@@ -54,6 +58,7 @@ class PictureInputs:
     kind: Kind = "edit"
 
 
+_SEED_BOUNDS = {"seed": {"minimum": 0, "maximum": 2**32 - 1, "help": "same seed, same picture"}}
 _SEED = Param("seed", "int", None, minimum=0, maximum=2**32 - 1, help="same seed, same picture")
 _SYNC = Param("sync_mode", "bool", False, help="return the image inline as a data URI")
 _SAFETY = Param("enable_safety_checker", "bool", True)
@@ -97,11 +102,15 @@ def _single(id: str, title: str, aliases: tuple[str, ...], params: tuple[Param, 
                      output_has_seed=False, output_format_default=fmt, params=params, price=price, aliases=aliases)
 
 
+def _snap(model_id: str, overlay: Overlay) -> ModelSpec:
+    # described by its shipped schema snapshot (``schemas/``: the same code as a schema fetched from fal)
+    return spec_from_doc(read_openapi(snapshot(model_id), model_id), overlay, source="snapshot")
+
+
 IMAGE_MODELS: tuple[ModelSpec, ...] = (
     # -- edit, several pictures (image_urls)
-    _edit("fal-ai/nano-banana/edit", "Nano Banana edit", ("nano-banana-edit",),
-          (_MANY, _SEED, _SYNC, _JPW, _TOLERANCE4, _LIMIT_GEN), Price(0.039),
-          size="aspect_ratio", ratios=_RATIOS_NB, fmt="png"),
+    _snap("fal-ai/nano-banana/edit", Overlay(("nano-banana-edit",), "Nano Banana edit", Price(0.039),
+                                            params=_SEED_BOUNDS)),
     _edit("fal-ai/nano-banana-2/edit", "Nano Banana 2 edit", ("nano-banana-2-edit",),
           (_MANY, _SEED, _SYNC, _JPW, _TOLERANCE4, _LIMIT_GEN,
            Param("resolution", "str", "1K", choices=("0.5K", "1K", "2K", "4K")),
@@ -214,8 +223,8 @@ IMAGE_MODELS: tuple[ModelSpec, ...] = (
              Param("operating_resolution", "str", "1024x1024", choices=("1024x1024", "2048x2048", "2304x2304")),
              Param("output_format", "str", "png", choices=("webp", "png", "gif")),
              Param("output_mask", "bool", False), Param("refine_foreground", "bool", True)), None),
-    _single("fal-ai/bria/background/remove", "Bria background removal", ("bria-rmbg",), (_ONE, _SYNC),
-            Price(0.018)),
+    _snap("fal-ai/bria/background/remove", Overlay(("bria-rmbg",), "Bria background removal", Price(0.018),
+                                                  output_format="png")),
     _single("fal-ai/imageutils/rembg", "rembg background removal", ("rembg",),
             (_ONE, _SYNC, Param("crop_to_bbox", "bool", False)), None),
 )
@@ -258,6 +267,8 @@ PICTURE_INPUTS: dict[str, PictureInputs] = {
 #: ``mask_url``, ``*_image_url``)
 _PICTURE_NAME = re.compile(r"^(?:.+_)?(?:image|mask)_urls?$")
 _TEXT = PictureInputs(())
+_PICTURE_WORD = re.compile(r"image|mask")
+_REMOVER = re.compile(r"background|rembg|birefnet")
 
 
 def is_picture_name(name: str) -> bool:
@@ -266,11 +277,18 @@ def is_picture_name(name: str) -> bool:
 
 
 def picture_inputs(spec: ModelSpec) -> PictureInputs:
-    """How ``spec`` takes pictures: from :data:`PICTURE_INPUTS`, else its inputs named like pictures
-    (``image_url`` of FLUX1.1 ultra, ``image_urls`` of Ideogram: optional), else none."""
+    """How ``spec`` takes pictures: from :data:`PICTURE_INPUTS`, else from its inputs (fal's schema): those named
+    like pictures or marked ``x-fal-file-input`` with "image" or "mask" in their name, required when the schema
+    requires them (FLUX1.1 ultra's optional ``image_url``; an image-to-image endpoint's ``image_urls``), else none."""
     known = PICTURE_INPUTS.get(spec.id) or PICTURE_INPUTS.get(spec.variant_of or "")
     if known is not None:
         return known
-    fields = tuple(PictureField(p.name, many=p.type == "list", required=False)
-                   for p in spec.params if is_picture_name(p.name))
-    return PictureInputs(fields) if fields else _TEXT
+    fields = tuple(PictureField(p.name, many=p.type == "list", required=p.name in spec.required)
+                   for p in spec.params if is_picture_name(p.name) or (p.file_input and _PICTURE_WORD.search(p.name)))
+    if not fields:
+        return _TEXT
+    # a prompt as the schema says; the kind from fal's usual ids (for captions and the output's size)
+    prompt: Literal["required", "optional", "none"] = (
+        "none" if not spec.takes_prompt else "required" if "prompt" in spec.required else "optional")
+    kind: Kind = "upscale" if "upscal" in spec.id else "remove_background" if _REMOVER.search(spec.id) else "edit"
+    return PictureInputs(tuple(sorted(fields, key=lambda f: f.is_mask)), prompt=prompt, kind=kind)

@@ -37,9 +37,10 @@ def read_pictures(spec: ModelSpec, inputs: Mapping[str, Any], errors: list[Pictu
                   fetch: Any) -> tuple[list[PictureError], tuple[bytes, ...]]:
     """The 422 items (``errors`` adjusted for a model that takes no prompt) and the input pictures' bytes."""
     how = picture_inputs(spec)
-    if not how.fields or not {spec.id, spec.variant_of} & PICTURE_INPUTS.keys():
+    if not {spec.id, spec.variant_of} & PICTURE_INPUTS.keys() and not any(f.required for f in how.fields):
         # a text-to-image model's optional picture (FLUX1.1 ultra's image prompt) shapes nothing the emulator
-        # draws: it is not read (fal would fetch it from anywhere; the emulator has no internet to fetch from)
+        # draws: it is not read (fal would fetch it from anywhere; the emulator has no internet to fetch from).
+        # An endpoint whose schema requires a picture (image-to-image) is an edit: its pictures are read.
         return errors, ()
     if how.prompt != "required":  # pydantic has no prompt field to require
         errors = [e for e in errors if e.get("loc") != ["body", "prompt"]]
