@@ -276,14 +276,22 @@ def interrupt_text(trackers: Sequence[ProgressTracker], notes: Sequence[dict[int
     """What stopping did, request by request: what was sent, what fal was asked to cancel, what fal may bill.
 
     ``notes`` (per tracker, per request index) is what the stop found out (see ``_fetch``): a submit that
-    never left, one whose answer never came, fal's answer to the cancel."""
+    never left, one whose answer never came, fal's answer to the cancel.
+
+    A request done (not from the cache) is named as finished and billed, never as stopped: its pictures
+    are kept but not returned by the stopped call.  The stop may be handled only after its download ended
+    (the loop goes on while the caller's thread wakes up), so "done" is no proof it ended before the stop,
+    and leaving it out said "nothing was running" of a billed request (simulation finding S1)."""
     unsent = 0
     lost = 0
-    said: dict[str, list[str]] = {k: [] for k in ("queued", "running", "finished", "unanswered", "gone")}
+    said: dict[str, list[str]] = {k: [] for k in ("queued", "running", "finished", "unanswered", "gone", "kept")}
     for t, plan_notes in zip(trackers, notes if notes is not None else [{} for _ in trackers], strict=True):
         for i, (state, rid) in enumerate(t.requests()):
             note = plan_notes.get(i)
-            if state in ("done", "cached"):
+            if state == "done":
+                said["kept"].append(rid or "(through the LiteLLM proxy)")
+                continue
+            if state == "cached":
                 continue
             if rid is None:
                 if note == "lost" or (state == "submitting" and note != "unsent"):
@@ -308,6 +316,10 @@ def interrupt_text(trackers: Sequence[ProgressTracker], notes: Sequence[dict[int
     if said["finished"]:
         parts.append(f"{_ids(said['finished'])} had finished on fal (billed): re-run to fetch the pictures "
                      "without paying again")
+    if said["kept"]:
+        n = len(said["kept"])
+        parts.append(f"{_ids(said['kept'])} finished on fal (billed): {'its' if n == 1 else 'their'} pictures are "
+                     "kept in client.history (and in the cache when it is on), not returned by this call")
     if said["unanswered"]:
         parts.append(f"fal did not answer the cancel of {_ids(said['unanswered'])} (it may run on and be billed; "
                      "a re-run takes its pictures)")

@@ -158,6 +158,9 @@ def _tracker(*states: tuple[str, str | None]) -> ProgressTracker:
     ("submitting", None, None, "1 submit was sent to fal with no answer yet"),
     ("checking", None, "unsent", "1 request not sent (nothing billed)"),
     ("checking", None, None, "1 request not sent (nothing billed)"),
+    # finished (its download ended as the stop was handled): billed and kept, never "nothing was running" (S1)
+    ("done", "r1", None, "request r1 finished on fal (billed): its pictures are kept in client.history"),
+    ("cached", "r1", None, "nothing was running"),
 ])
 def test_interrupt_words_say_what_happened(state: str, rid: str | None, note: str | None, said: str) -> None:
     text = interrupt_text([_tracker((state, rid))], [{0: note} if note else {}])
