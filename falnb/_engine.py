@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._exceptions import CacheError, FalError, FalnbError, FalServerError, RequestTimeoutError
+from ._exceptions import (
+    CacheError,
+    FalError,
+    FalnbError,
+    FalServerError,
+    RequestTimeoutError,
+    SubmitUncertainError,
+)
 from ._fetch import Part, RequestRun, Stopping, through_cancels
 from .cache._index import CacheWarning, Reported
 from .cache._ledger import session_ledger
@@ -294,8 +301,8 @@ class Engine:
         try:
             answer = await routes.generate(self._http, req.model, life.plan.spec.alias, req.input, timeout=timeout,
                                            on_sending=slot.record_sending if slot is not None else None)
-        except asyncio.CancelledError:
-            life.notes[life.index] = "lost"  # sent, and synchronous: the proxy and fal go on, and bill it
+        except (asyncio.CancelledError, SubmitUncertainError):
+            life.may_be_billed()  # sent, and synchronous: the proxy and fal go on, and bill it
             raise
         if life.reservation is not None:
             life.reservation.pay(answer.call_id)

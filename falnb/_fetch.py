@@ -144,8 +144,19 @@ class RequestRun:
         except asyncio.CancelledError:
             await through_cancels(self._stopped_while_submitting(task, trace))
             raise
+        except SubmitUncertainError:  # sent, answer lost (or no usable id): fal may have queued it
+            self.may_be_billed()
+            raise
         self._accepted(sub)
         return sub
+
+    def may_be_billed(self) -> None:
+        """This request's submit may have reached fal without falnb learning its id (its answer lost, or the
+        call stopped while it was on its way): fal may bill it, and nobody can tell falnb later whether it
+        did, so its estimate counts as spent, never handed back to the budgets (simulation finding S4)."""
+        self.notes[self.index] = "lost"
+        if self.reservation is not None:
+            self.reservation.pay(None)
 
     def _accepted(self, sub: Submitted) -> None:
         if self.slot is not None:
@@ -157,19 +168,23 @@ class RequestRun:
     async def _stopped_while_submitting(self, task: asyncio.Future[Submitted], trace: SendTrace) -> None:
         """The call stopped while its submit was under way: abandon a submit that never left; let one that
         may have reached fal answer, then cancel the request it names."""
+        trace.stopped = True  # a submit answered 429 meanwhile ends instead of retrying (finding S3)
         if not task.done() and not trace.may_have_left:
             task.cancel()  # still connecting, or not yet handed over: stop it before it sends
+            # and let it end (at its next step), also under a stop with no grace (the call's timeout), which
+            # would otherwise report it as lost, and leave it journaled uncertain, while nothing left
+            await asyncio.wait({task}, timeout=CANCEL_TIMEOUT)
         if self.stopping.grace > 0 and not task.done():
             await asyncio.wait({task}, timeout=self.stopping.grace)
         if not task.done():
             task.cancel()
             task.add_done_callback(_retrieve)
-            self.notes[self.index] = "lost"  # the journal keeps "sending": uncertain
+            self.may_be_billed()  # the journal keeps "sending": uncertain
             return
         if task.cancelled() or task.exception() is not None:
             exc = None if task.cancelled() else task.exception()
             if isinstance(exc, SubmitUncertainError) or (exc is None and trace.may_have_left):
-                self.notes[self.index] = "lost"
+                self.may_be_billed()
             else:  # never left, or fal answered with an error: fal holds nothing
                 self.notes[self.index] = "unsent"
                 if self.slot is not None:

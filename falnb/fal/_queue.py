@@ -162,7 +162,13 @@ class QueueClient:
             if resp.status_code in (200, 201, 202):
                 return self._submitted(model, resp)
             if (resp.status_code == 429 or is_ingress_error(resp)) and attempt < self._retry.submit_attempts:
-                # fal queued nothing: a 429, or the gateway failed before the app
+                # fal queued nothing: a 429, or the gateway failed before the app.  A stopped call never
+                # sends the retry (simulation finding S3): the trace is cleared, so a stop during the back-off
+                # finds nothing on its way to fal and cancels this call, and a stop that came while this
+                # attempt was on its way (and awaits its answer) ends it here
+                trace.reset()
+                if trace.stopped:
+                    raise asyncio.CancelledError
                 await asyncio.sleep(self._retry.delay(attempt, resp.headers.get("retry-after")))
                 continue
             raise error_from_response(resp, model=model, during="submit")

@@ -30,9 +30,12 @@ class SendTrace:
     """The ``trace`` extension of one submit, plus the mark :class:`_KeyAuth` sets as the request
     is handed to the transport: what happened to the request's bytes."""
 
-    __slots__ = ("handed", "refused", "traced", "writing")
+    __slots__ = ("handed", "refused", "stopped", "traced", "writing")
 
     def __init__(self) -> None:
+        #: the call that made this submit stopped (set by the stopper, kept across attempts): the submit
+        #: must not send another attempt (a retry after a 429) once fal has answered the current one
+        self.stopped = False
         self.reset()
 
     def reset(self) -> None:
