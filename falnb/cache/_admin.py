@@ -7,6 +7,7 @@ namespace.  The hot path (get, has, put, healing) is in :mod:`falnb.cache._store
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import sqlite3
@@ -99,11 +100,22 @@ class CacheAdmin:
     def journal(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """The journal's rows that are not done: requests in flight, re-attachable or uncertain."""
         where, args = self._ns_where(namespace)
-        rows = self._index.conn().execute(
-            "SELECT ns, key, model, state, request_id, pid, host, started, sent, updated FROM journal "
-            f"{where} {'AND' if where else 'WHERE'} state != 'done' ORDER BY started", args).fetchall()
+        with self._reading():
+            rows = self._index.conn().execute(
+                "SELECT ns, key, model, state, request_id, pid, host, started, sent, updated FROM journal "
+                f"{where} {'AND' if where else 'WHERE'} state != 'done' ORDER BY started", args).fetchall()
         names = ("namespace", "key", "model", "state", "request_id", "pid", "host", "started", "sent", "updated")
         return [dict(zip(names, r, strict=True)) for r in rows]
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """A listing's SQLite failure as falnb's CacheError (a damaged index set aside once, and reported),
+        never a raw sqlite3 error (simulation finding S2)."""
+        self._index.check_moved()
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._index.failed(exc) from None
 
     def _ns_where(self, namespace: str | None, prefix: str = "WHERE") -> tuple[str, tuple[str, ...]]:
         ns = self.namespace if namespace is None else namespace
@@ -123,15 +135,17 @@ class CacheAdmin:
                f"{clauses} ORDER BY created DESC")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        for ns, key, mdl, canonical, images, size, cost, rid, created, used in self._index.conn().execute(sql, args):
-            try:
-                canon = json.loads(canonical)
-                count = len(json.loads(images))
-            except (ValueError, TypeError):
-                canon, count = {}, 0
-            canon = canon if isinstance(canon, dict) else {}
-            yield EntryInfo(ns, key, mdl, str(canon.get("prompt", "")), count, int(size or 0), cost, rid, created,
-                            used, canon)
+        with self._reading():  # (around the whole read: a file damaged mid-listing too)
+            for ns, key, mdl, canonical, images, size, cost, rid, created, used in self._index.conn().execute(sql,
+                                                                                                           args):
+                try:
+                    canon = json.loads(canonical)
+                    count = len(json.loads(images))
+                except (ValueError, TypeError):
+                    canon, count = {}, 0
+                canon = canon if isinstance(canon, dict) else {}
+                yield EntryInfo(ns, key, mdl, str(canon.get("prompt", "")), count, int(size or 0), cost, rid,
+                                created, used, canon)
 
     def stats(self, namespace: str | None = None) -> CacheStats:
         """Entries, images and bytes, requests in flight, and the ledger's totals (counted by SQLite and
@@ -139,6 +153,10 @@ class CacheAdmin:
         self._index.flush()
         ns = self.namespace if namespace is None else namespace
         where, args = self._ns_where(namespace)
+        with self._reading():
+            return self._stats(ns, where, args)
+
+    def _stats(self, ns: str, where: str, args: tuple[str, ...]) -> CacheStats:
         c = self._index.conn()
         try:
             n_entries, n_images = c.execute(
