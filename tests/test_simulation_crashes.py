@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ._procs.runner import finish_child, run_child, start_child
-from .test_simulation_fal import Trap, defect_open, open_findings
+from .test_simulation_fal import Trap, open_findings
 from .test_simulation_steps import generate
 from .test_simulation_world import KEY, Ask, World, quiet
 
@@ -124,18 +124,16 @@ def damage(world: World, what: str) -> None:
     elif what == "the index":
         index = folder / "index.sqlite3"
         if not index.exists() or "S2" in open_findings():
-            return  # simulation finding S2: an index damaged while open is set aside twice (paid again)
+            return  # simulation finding S2: an index damaged while open loses what was paid after the damage
         with open(index, "r+b") as f:
             f.write(b"\0garbage, not SQLite\0" * 8)
         world.damaged(everything=True, ledger_lost=True)
     elif what == "the whole folder":
-        if defect_open("test_defect_16_a_deleted_cache_folder_is_recreated_for_everyone"):
-            return  # issue 11 defect 16: a kernel keeps writing into the deleted folder's unlinked index
         shutil.rmtree(folder, ignore_errors=True)
         world.damaged(everything=True, ledger_lost=True)
     elif what == "read-only":
-        if defect_open("test_defect_17_read_only_cache_serves_hits_and_warns_once") or os.geteuid() == 0:
-            return  # issue 11 defect 17; and root ignores file modes (tests/defects drops to another uid)
+        if os.geteuid() == 0:
+            return  # root ignores file modes (tests/defects drops to another uid for defect 17's test)
         for p in [folder, *folder.rglob("*")] if folder.exists() else []:
             p.chmod(0o555 if p.is_dir() else 0o444)
         world.stats["read-only folders"] += 1

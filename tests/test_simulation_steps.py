@@ -20,7 +20,7 @@ from falnb.notebook._form_status import plain
 
 from ._cells import run as run_cell
 from .defects._helpers import interrupt_main
-from .test_simulation_fal import Trap, defect_open
+from .test_simulation_fal import Trap
 from .test_simulation_world import Ask, World, quiet
 
 __all__ = ["ASKS", "FAULTS", "PHASES", "agenerate", "arm_fault", "cell", "click_form", "generate",
@@ -297,10 +297,7 @@ def _form_for(world: World, ask: Ask) -> Any:
 
     f = world.form
     alias = world.client.catalog.resolve(ask.model).alias
-    if f is not None and (f.client is not world.client or (
-            f.model_picker.value != alias
-            and defect_open("test_defect_24_switching_models_does_not_leak_widgets"))):
-        # a new form instead of a model switch while issue 11 defect 24 (~20 widgets leak per switch) is open
+    if f is not None and f.client is not world.client:
         world.drop_form()
         f = None
     if f is None:
