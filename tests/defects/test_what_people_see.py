@@ -161,20 +161,25 @@ def test_defect_24_form_history_does_not_keep_every_images_bytes(standin: FalSta
 # -- 25. what the form keeps on screen ---------------------------------------------------------------------------
 
 
+#: how long to wait for an event that will happen (a request the stand-in answers, a cancel it takes): generous,
+#: since two suites at once on two cores took longer than 15 s; it bounds a hang, never how fast falnb is
+EVENT = 120.0
+
+
 def test_defect_25_previous_pictures_and_cost_are_not_shown_as_current(client: Any, standin: FalStandIn) -> None:
     f = falnb.form("schnell", client=client, prompt="a lighthouse", seed=1)
     f.generate_button.click()
-    f.wait(15)
+    f.wait(EVENT)
     old_cost, old_caption = f.cost_label.value, f.caption_label.value
     assert f.gallery.children and old_cost and old_caption
     standin.hold_at = "IN_QUEUE"
     f.prompt_box.value = "a snowy owl"
     f.generate_button.click()
     standin.wait_until(lambda: any(r.polls for r in standin.by_prompt("a snowy owl")),
-                       what="the new request waiting in fal's queue")
+                       what="the new request waiting in fal's queue", timeout=EVENT)
     running = (len(f.gallery.children), f.cost_label.value, f.caption_label.value)
     f.cancel_button.click()
-    f.wait(15)
+    f.wait(EVENT)
     cancelled = (len(f.gallery.children), f.cost_label.value, f.caption_label.value)
     for when, (pictures, cost, caption) in (("while the new request runs", running), ("after the cancel", cancelled)):
         assert pictures == 0 and cost != old_cost and caption != old_caption, (when, pictures, cost, caption)
