@@ -36,8 +36,10 @@ def _schedule(emu: Emu, jobs: int, limit: int) -> dict[str, Any]:
 
 
 def run(quick: bool = False, jobs: int | None = None, limit: int | None = None, gen: float | None = None,
-        rounds: int | None = None, target: float = 1.1, variants: list[tuple[str, int]] | None = None) -> list[Row]:
-    """The batch row; ``python -m bench scale`` passes 5,000 jobs, one round and issue 15's 1.05x target."""
+        rounds: int | None = None, target: float = 1.1, variants: list[tuple[str, int]] | None = None,
+        peer_semaphore: int = 0) -> list[Row]:
+    """The batch row; ``python -m bench scale`` passes 5,000 jobs, one round and issue 15's 1.05x target, and
+    ``peer_semaphore=16``: fal-client's subscribes bounded by an ``asyncio.Semaphore`` (16 at a time)."""
     d_jobs, d_limit, d_gen, d_rounds = (8, 4, 0.1, 1) if quick else (64, 16, 0.5, 3)
     jobs, limit, gen, rounds = jobs or d_jobs, limit or d_limit, gen or d_gen, rounds or d_rounds
     ideal = math.ceil(jobs / limit) * gen
@@ -56,6 +58,8 @@ def run(quick: bool = False, jobs: int | None = None, limit: int | None = None, 
                         "--jobs", str(jobs), "--warmup", "1", "--concurrency", str(conc), "--tag", str(r)]
                 if sync:
                     args += ["--sync-url", emu["sync_url"]]
+                if client == "fal-client" and peer_semaphore:
+                    args += ["--semaphore", str(peer_semaphore)]
                 emu.reset()
                 out = run_json(args, timeout=max(300.0, 20 * ideal))
                 walls.setdefault(key, []).append(out["wall"])
@@ -78,6 +82,10 @@ def run(quick: bool = False, jobs: int | None = None, limit: int | None = None, 
     first = sched.get("falnb", [{}])[0]
     if first.get("wave_starts_s"):
         row.notes.append(f"falnb's waves started at {first['wave_starts_s']} s (ideal every {gen:g} s)")
+    if peer_semaphore and "fal-client" in med:
+        row.notes.append(f"fal-client: its async subscribe inside an asyncio.Semaphore({peer_semaphore}) (at most "
+                         f"{peer_semaphore} at once, as a user bounds a large batch), gathered: "
+                         f"{med['fal-client']:.4g} s = {med['fal-client'] / ideal:.3g}x ideal")
     if not sync:
         row.notes.append("LiteLLM: the emulator has no synchronous endpoint")
     return [row]

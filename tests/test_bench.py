@@ -51,3 +51,5 @@ def test_bench_scale_quick_runs() -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "3. batch 32 prompts, limit 16" in proc.stdout and "<=1.05x ideal" in proc.stdout, proc.stdout
     assert "emulator status GET" in proc.stdout, proc.stdout
+    # fal-client bounded as its users bound a large batch (issue 15: 5,000 unbounded subscribes never finished)
+    assert "fal-client: its async subscribe inside an asyncio.Semaphore(16)" in proc.stdout, proc.stdout
