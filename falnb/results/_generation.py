@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._compact import compact
+from ._compact import Packed, compact, pack, unpack
 from ._image import EXTENSIONS, Image
 from ._text import NO_MATH, html_text, seed_text, usd
 
@@ -65,10 +66,14 @@ class Generation(_Weak):
     billed: bool = False
 
     def __post_init__(self) -> None:
-        # a batch keeps per request only what differs (issue 15 item 5): slots, fal's JSON with its keys
-        # and repeated values shared, lists of their exact length (a slice: list() and comprehensions
-        # leave 8-24 B of spare room each)
-        self.responses = [compact(r, (self.prompt,)) if isinstance(r, dict) else r for r in self.responses][:]
+        # a batch keeps per request only what differs (issue 15 item 5): slots, fal's JSON packed until read
+        # (``_Responses``; else with its keys and repeated values shared), lists of their exact length (a
+        # slice: list() and comprehensions leave 8-24 B of spare room each)
+        packed = pack(self.responses)
+        if packed is not None:
+            _RESPONSES_SLOT.__set__(self, packed)
+        else:
+            self.responses = [compact(r, (self.prompt,)) if isinstance(r, dict) else r for r in self.responses][:]
         self.images, self.inputs, self.request_ids = self.images[:], self.inputs[:], self.request_ids[:]
         if self.saved == 0:
             self.saved = 0.0  # one shared float, not one per generation
@@ -161,6 +166,34 @@ class Generation(_Weak):
         from ._render import show_generation
 
         show_generation(self)
+
+
+class _Responses:
+    """``Generation.responses``: kept packed (:func:`~falnb.results._compact.pack`) and decoded on first
+    read, then kept decoded, so reading it twice gives the same list and changes to it stay."""
+
+    def __init__(self, slot: Any) -> None:
+        self._slot = slot  # the dataclass's own slot descriptor: where the value lives
+
+    def __get__(self, gen: Generation | None, owner: type | None = None) -> Any:
+        if gen is None:
+            return self
+        value = self._slot.__get__(gen, owner)
+        if isinstance(value, Packed):
+            with _DECODING:  # two threads reading it first get the same list
+                value = self._slot.__get__(gen, owner)
+                if isinstance(value, Packed):
+                    value = unpack(value, (gen.prompt,))
+                    self._slot.__set__(gen, value)
+        return value
+
+    def __set__(self, gen: Generation, value: Any) -> None:
+        self._slot.__set__(gen, value)
+
+
+_DECODING = threading.Lock()
+_RESPONSES_SLOT: Any = Generation.__dict__["responses"]
+setattr(Generation, "responses", _Responses(_RESPONSES_SLOT))  # noqa: B010 (the slot's descriptor, replaced)
 
 
 def images_from_response(response: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
