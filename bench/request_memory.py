@@ -47,6 +47,9 @@ def _falnb(url: str) -> tuple[Any, Any]:
 
     def many(prompts: list[str]) -> list[Any]:
         out = client.generate_many(prompts, model=MODEL, size=SIZE, seed=1)
+        # its connection pool closed after each batch, as fal-client's AsyncClient (one per batch, as its docs
+        # show) is gone after it: a pool holds as many connections as the batch's peak needed, not per request
+        client.close()
         bad = [r for r in out if isinstance(r, Exception)]
         if bad:
             raise RuntimeError(f"falnb: {len(bad)} failed: {bad[0]!r}")
@@ -87,7 +90,6 @@ def child(client: str, url: str, n: int, warm: int) -> dict[str, Any]:
         results = many([f"prompt {half}-{i}: a lighthouse" for i in range(n)])
         wall = time.perf_counter() - t
         peak = tracemalloc.get_traced_memory()[1]
-        time.sleep(0.5)  # let the client's loop thread drop what the last requests held
         gc.collect()
         kept, images = tracemalloc.get_traced_memory()[0], held(results)
         if half == 0:
