@@ -80,8 +80,16 @@ def run(quick: bool = False, jobs: int | None = None, limit: int | None = None, 
         row.notes.append(f"falnb with max_concurrency={limit} (no more on fal than the account runs): "
                          f"{med[alt]:.3g} s = {med[alt] / ideal:.3g}x ideal")
     first = sched.get("falnb", [{}])[0]
-    if first.get("wave_starts_s"):
-        row.notes.append(f"falnb's waves started at {first['wave_starts_s']} s (ideal every {gen:g} s)")
+    waves = first.get("wave_starts_s") or []
+    if 0 < len(waves) <= 8:
+        row.notes.append(f"falnb's waves started at {waves} s (ideal every {gen:g} s)")
+    elif waves:  # thousands of prompts: hundreds of waves, said in one line
+        late = next((i for i, t in enumerate(waves) if t > i * gen + 0.1), None)
+        on_time = ("each on time (within 0.1 s)" if late is None else
+                   f"on time (within 0.1 s) up to wave {late} of {len(waves)}")
+        row.notes.append(f"falnb's {len(waves)} waves: {on_time}; the last started at {waves[-1]:.4g} s (ideal "
+                         f"{(len(waves) - 1) * gen:g} s); its last submit reached the emulator at "
+                         f"{first.get('submit_spread_s', 0):.4g} s")
     if peer_semaphore and "fal-client" in med:
         row.notes.append(f"fal-client: its async subscribe inside an asyncio.Semaphore({peer_semaphore}) (at most "
                          f"{peer_semaphore} at once, as a user bounds a large batch), gathered: "
