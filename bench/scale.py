@@ -15,8 +15,9 @@
 * **cache**: hit, budget check, ``cache list`` first line and RSS, ``export`` RSS, a writer's wait during
   ``prune``, from 1,000 to ``--max`` entries (``bench/cache_scale.py``; ``--max 10000`` for a quick run).
 
-It takes long (the 5,000-prompt batch alone is 2 x 157 s of ideal time, the 100,000-entry cache minutes to
-fill): that is why it is not part of ``python -m bench``.  The figures go to ``bench/SCALE.md``.
+It takes long: 27 minutes on 2 shared CPUs (the 5,000-prompt batch alone is 2 x 157 s of ideal time, the
+100,000-entry cache minutes to fill; ``--only`` picks parts, ``--quick`` only checks that it runs): that is why
+it is not part of ``python -m bench``.  The figures go to ``bench/SCALE.md``.
 """
 
 from __future__ import annotations
