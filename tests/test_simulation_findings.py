@@ -59,10 +59,6 @@ def test_s1_an_interrupt_after_the_download_names_what_fal_billed(tmp_path: Path
     assert rid in text and "billed" in text, text
 
 
-@pytest.mark.xfail(strict=True, reason="simulation finding S2: an index damaged while open keeps taking writes "
-                                       "through connections opened before the damage (SQLite re-reads page 1 only "
-                                       "later): a picture paid after the damage is stored there and lost when the "
-                                       "file is set aside, then paid again")
 def test_s2_an_index_damaged_while_open_is_set_aside_once(tmp_path: Path) -> None:
     """The disk (or a user) damages index.sqlite3 while this process has it open in two threads (the caller's
     and falnb's loop).  The loop's connection sees the damage first and starts a new index; then the caller's

@@ -28,6 +28,7 @@ __all__ = [
     "IndexUnavailable",
     "Reported",
     "classify",
+    "damage_on_disk",
     "forget_warnings",
     "no_folder",
     "proven_damage",
@@ -100,6 +101,23 @@ def proven_damage(path: Path, exc: BaseException) -> bool:
     except sqlite3.Error as again:
         return classify(again) in ("damaged", "suspect")
     return rows != [("ok",)]
+
+
+def damage_on_disk(path: Path) -> sqlite3.Error | None:
+    """The error proving the index file at ``path`` damaged as a fresh connection reads it, else None
+    (readable, absent, or a transient error: a miss, never damage).  A connection opened before the damage
+    keeps the file's first page cached and would commit into the damaged file, lost when it is set aside
+    (simulation finding S2); a fresh SQLite connection reads it again.  Never open()/close() the file from
+    Python instead: closing any descriptor of it drops SQLite's POSIX locks for the whole process."""
+    try:
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return exc if proven_damage(path, exc) else None
+    return None
 
 
 _WARNED: set[tuple[str, str]] = set()

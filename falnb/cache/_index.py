@@ -39,6 +39,7 @@ from ._faults import (
     IndexUnavailable,
     Reported,
     classify,
+    damage_on_disk,
     no_folder,
     proven_damage,
     read_only,
@@ -278,6 +279,8 @@ class Index(HitBuffer):
             self._refuse_write()
         self.check_moved()
         try:
+            if (damage := damage_on_disk(self.path)) is not None:
+                raise damage  # damaged under this thread's connection, which would not see it (finding S2)
             c = self.conn()
             _begin(c)
         except sqlite3.Error as exc:
