@@ -189,8 +189,8 @@ class Engine:
             responses=[p.response for p in parts], made=min((p.made for p in parts), default=time.time()),
             route=ProxyRoutes.CAPTION if any("litellm_proxy" in p.response and not p.cached for p in parts) else None,
             input_images=tuple(Image(data=p.data, content_type=p.content_type, width=p.width, height=p.height,
-                                     url=p.url, source=p.source) for p in plan.pictures))
-        gen._maker = self.owner
+                                     url=p.url, source=p.source) for p in plan.pictures),
+            _maker=self.owner)
         if gen.seed is None:
             seeds = [p.response.get("seed") for p in parts]
             gen.seed = seeds[0] if seeds and isinstance(seeds[0], int) else None

@@ -65,21 +65,20 @@ def offline_from_env() -> bool:
 
 def queue_url_from_env(explicit: str | None = None) -> str:
     url = (explicit or os.environ.get("FALNB_QUEUE_URL") or DEFAULT_QUEUE_URL).strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"queue URL {url!r} must be http(s)://host[:port]",
-                          hint="Set FALNB_QUEUE_URL, e.g. http://127.0.0.1:8765 for `falnb emulator`.")
-    return url
+    return _http_url(url, "queue", "FALNB_QUEUE_URL")
 
 
 def storage_url_from_env(explicit: str | None = None) -> str | None:
     """The base URL of fal's storage for uploads (``FALNB_STORAGE_URL``; None: fal's own hosts,
     ``rest.fal.ai`` for the token and ``v3.fal.media`` for the bytes)."""
     url = (explicit or os.environ.get("FALNB_STORAGE_URL") or "").strip().rstrip("/")
-    if not url:
-        return None
+    return _http_url(url, "storage", "FALNB_STORAGE_URL") if url else None
+
+
+def _http_url(url: str, what: str, variable: str) -> str:
+    """``url`` when it is http(s)://host[:port]..., else a ConfigError naming the variable that sets it."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"storage URL {url!r} must be http(s)://host[:port]",
-                          hint="Set FALNB_STORAGE_URL, e.g. http://127.0.0.1:8765 for `falnb emulator`.")
+        raise ConfigError(f"{what} URL {url!r} must be http(s)://host[:port]",
+                          hint=f"Set {variable}, e.g. http://127.0.0.1:8765 for `falnb emulator`.")
     return url

@@ -132,6 +132,8 @@ class Uploader:
         self._pending[pic.sha256] = fut
         try:
             url = await self._upload(pic, token, model)
+            self.uploads += 1
+            self.bytes_sent += len(pic.data)
             now = self._clock()
             self.memo.put(token.base_url, pic.sha256, url, now + UPLOAD_LIFETIME - _REUSE_MARGIN, now)
             fut.set_result(url)
@@ -178,8 +180,6 @@ class Uploader:
             return await self._multipart(pic, token, model)
         resp = await self._send("POST", f"{self.cdn_url}/files/upload", model, headers=self._headers(token, pic),
                                 content=pic.data)
-        self.uploads += 1
-        self.bytes_sent += len(pic.data)
         return _field(resp, "access_url", model)
 
     async def _multipart(self, pic: Picture, token: _Token, model: str) -> str:
@@ -197,8 +197,6 @@ class Uploader:
             parts.append({"partNumber": n, "etag": etag})
         await self._send("POST", f"{access}/multipart/{upload_id}/complete", model,
                          headers={"Authorization": token.header}, json_body={"parts": parts})
-        self.uploads += 1
-        self.bytes_sent += len(pic.data)
         return access
 
     async def _send(self, method: str, url: str, model: str, *, headers: Mapping[str, str],

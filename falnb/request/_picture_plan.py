@@ -31,7 +31,8 @@ def has_pictures(params: Mapping[str, Any]) -> bool:
 def check_prompt(spec: ModelSpec, prompt: Any, deliberate: Deliberate) -> str | None:
     """The prompt to send, or None when the model takes none (an upscaler) or it is optional and empty; a
     prompt for a model that takes none is sent only when meant (``allow_unknown``)."""
-    rule = picture_inputs(spec).prompt
+    how = picture_inputs(spec)
+    rule = how.prompt
     if rule == "required" and not spec.takes_prompt:  # described by its schema: no ``prompt`` input
         rule = "none"
     empty = prompt is None or (isinstance(prompt, str) and not prompt.strip())
@@ -40,7 +41,7 @@ def check_prompt(spec: ModelSpec, prompt: Any, deliberate: Deliberate) -> str | 
     if rule == "none":
         if not empty and not deliberate("prompt"):
             hint = ("Leave the prompt out (an upscaler or a background remover works from the picture alone)."
-                    if picture_inputs(spec).fields else f"Its inputs: {', '.join(spec.input_names())}.")
+                    if how.fields else f"Its inputs: {', '.join(spec.input_names())}.")
             raise ParameterError(f"{spec.id} takes no prompt", model=spec.id, field="prompt",
                                  hint=f"{hint} To send one anyway: {ALLOW_HINT}.")
         return None if empty else prompt
