@@ -102,8 +102,8 @@ def _report(a: Any, ran: int, stats: collections.Counter[str], faults: collectio
           f"billed by fal: {stats['requests billed']}")
     print("errors users saw: " + ", ".join(f"{k[6:]} {n}" for k, n in sorted(stats.items())
                                             if k.startswith("error ")))
-    print(f"known failures excused (open issue-11 defects, open simulation findings): "
-          f"{stats['known failures excused']}")
+    print(f"requests given up by the user (interrupted with cache=False, so no journal): "
+          f"{stats['given up by the user (cache=False, interrupted)']}")
     print(f"resources over the soak: open files +{growth[0]}, threads +{growth[1]}, RSS +{growth[2]:.0f} MB")
     print(f"violations: {len(violations)}")
     for v in violations:

@@ -217,10 +217,11 @@ class World:
         self.forgiven.update(rid for rid, _, _ in self.emu.billed())
 
     def excuse(self, idents: Sequence[str]) -> None:
-        """A known, reported failure (an open defect or finding) took these requests' pictures: not counted again."""
+        """These requests' pictures are the user's to lose (an interrupt with ``cache=False``, which keeps no
+        journal): paid, and not counted against promise (b)."""
         idents = set(idents)
         self.forgiven.update(s.request_id for s in self.emu.record.submits if s.identity in idents)
-        self.stats["known failures excused"] += 1
+        self.stats["given up by the user (cache=False, interrupted)"] += 1
 
     # -- what the user saw -------------------------------------------------------------------------------
 

@@ -100,8 +100,8 @@ class CacheAdmin:
     def journal(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """The journal's rows that are not done: requests in flight, re-attachable or uncertain."""
         where, args = self._ns_where(namespace)
-        with self._reading():
-            rows = self._index.conn().execute(
+        with self._reading(), self._index.using() as c:
+            rows = c.execute(
                 "SELECT ns, key, model, state, request_id, pid, host, started, sent, updated FROM journal "
                 f"{where} {'AND' if where else 'WHERE'} state != 'done' ORDER BY started", args).fetchall()
         names = ("namespace", "key", "model", "state", "request_id", "pid", "host", "started", "sent", "updated")
@@ -135,9 +135,8 @@ class CacheAdmin:
                f"{clauses} ORDER BY created DESC")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        with self._reading():  # (around the whole read: a file damaged mid-listing too)
-            for ns, key, mdl, canonical, images, size, cost, rid, created, used in self._index.conn().execute(sql,
-                                                                                                           args):
+        with self._reading(), self._index.using() as c:  # (around the whole read: a file damaged mid-listing too)
+            for ns, key, mdl, canonical, images, size, cost, rid, created, used in c.execute(sql, args):
                 try:
                     canon = json.loads(canonical)
                     count = len(json.loads(images))
@@ -153,11 +152,10 @@ class CacheAdmin:
         self._index.flush()
         ns = self.namespace if namespace is None else namespace
         where, args = self._ns_where(namespace)
-        with self._reading():
-            return self._stats(ns, where, args)
+        with self._reading(), self._index.using() as c:
+            return self._stats(c, ns, where, args)
 
-    def _stats(self, ns: str, where: str, args: tuple[str, ...]) -> CacheStats:
-        c = self._index.conn()
+    def _stats(self, c: sqlite3.Connection, ns: str, where: str, args: tuple[str, ...]) -> CacheStats:
         try:
             n_entries, n_images = c.execute(
                 "SELECT COUNT(*), SUM(CASE WHEN json_valid(images) AND json_type(images)='array' "
@@ -182,7 +180,8 @@ class CacheAdmin:
         age = parse_age(older_than) if older_than is not None else None
         limit = parse_bytes(max_bytes) if max_bytes is not None else None
         index, root = self._index, Path(self._objects)
-        doomed, freed = plan_prune(index.conn(), root, self.namespace if namespace is None else namespace, age, limit)
+        with index.using() as c:
+            doomed, freed = plan_prune(c, root, self.namespace if namespace is None else namespace, age, limit)
         if not dry_run:
             delete_entries(index, doomed)
             clear_done(index, self._ns_where(namespace)[1])
@@ -213,10 +212,11 @@ class CacheAdmin:
         """Write entries (and their image files) to a zip file another clone can :meth:`import_`."""
         self._index.flush()
         clauses, args = _filters(self.namespace if namespace is None else namespace, model, since)
-        rows = self._index.conn().execute(
-            "SELECT ns, key, model, canonical, request_id, response, images, cost, created FROM entries"
-            f"{clauses} ORDER BY created", args)
-        return export_rows(rows, self._objects, path)
+        with self._index.using() as c:
+            rows = c.execute(
+                "SELECT ns, key, model, canonical, request_id, response, images, cost, created FROM entries"
+                f"{clauses} ORDER BY created", args)
+            return export_rows(rows, self._objects, path)
 
     def import_(self, path: str | Path, *, replace: bool = False) -> ImportResult:
         """Add the entries of an :meth:`export` file (every namespace in it); existing entries are kept

@@ -66,7 +66,7 @@ def sweep_thread() -> None:
         c = getattr(local, "conn", None)
         if c is None or local.pid != pid:
             mine.discard(idx)
-        elif local.epoch != idx._epoch and not c.in_transaction:
+        elif local.epoch != idx._epoch and not getattr(c, "uses", 0) and not c.in_transaction:
             with contextlib.suppress(sqlite3.Error):
                 c.close()
             local.conn = None

@@ -71,8 +71,8 @@ def hold_total(index: Index, ns: str, amount: float, budget: float, into: str | 
 def total_in_index(index: Index, ns: str) -> tuple[float, float]:
     """(spent, held by every process's requests in flight) in ``ns``: two rows read."""
     try:
-        c = index.conn()
-        return _spent(c, ns), _held(c, ns)
+        with index.using() as c:
+            return _spent(c, ns), _held(c, ns)
     except sqlite3.Error as exc:
         raise cannot_check(index.failed(exc)) from None
     except CacheError as exc:

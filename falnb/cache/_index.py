@@ -50,6 +50,7 @@ from ._files import private_dir, private_file
 from ._hits import HitBuffer
 from ._salvage import salvage_journal
 from ._schema import JOURNAL_COLUMNS, RESERVATION_COLUMNS, SCHEMA_VERSION, ensure_schema
+from ._walfiles import Companions, Tracked
 
 __all__ = ["SCHEMA_VERSION", "CacheWarning", "Index", "IndexSetAside", "Reported", "index_for", "open_connections"]
 
@@ -76,6 +77,8 @@ class Index(HitBuffer):
         self._salvaged: dict[str, list[tuple[object, ...]]] = {}
         #: the folder or the file cannot be written: connections are read-only and writes are refused
         self.readonly = False
+        #: the -wal and -shm this process's connections use (deleted under them: see _walfiles)
+        self._companions = Companions(path)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -102,9 +105,12 @@ class Index(HitBuffer):
                 old.close()  # set aside or closed as least recently used: this thread's own, closed here
         local.conn = None
         sweep_thread()
+        epoch = self._epoch
         c = self._connect()
-        # (set aside by another thread meanwhile, so c reads the old file: failed() sees the file changed)
-        local.conn, local.pid, local.epoch, local.ino = c, os.getpid(), self._epoch, _inode(self.path)
+        # (set aside by another thread meanwhile, so c reads the old file: failed() sees the file changed;
+        # the epoch is the one c was registered with, so a reset that closed it is seen at the next use)
+        epoch = c.epoch if isinstance(c, Tracked) and c.pid else epoch
+        local.conn, local.pid, local.epoch, local.ino = c, os.getpid(), epoch, _inode(self.path)
         held().add(self)
         register_open(self)
         return c
@@ -135,7 +141,7 @@ class Index(HitBuffer):
 
     def _open(self, uri: str | None = None) -> sqlite3.Connection:
         c = sqlite3.connect(uri or str(self.path), uri=uri is not None, timeout=BUSY_TIMEOUT_MS / 1000,
-                            isolation_level=None, check_same_thread=False)
+                            isolation_level=None, check_same_thread=False, factory=Tracked)
         try:
             c.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             mode = c.execute("PRAGMA journal_mode").fetchone()[0].lower()
@@ -149,6 +155,7 @@ class Index(HitBuffer):
                             ensure_schema(c, self._salvaged)
                             self._salvaged = {}
                             self._ready = True
+                self._companions.opened(c, self._epoch)  # (after the schema: a new file has its WAL by then)
         except BaseException:
             c.close()
             raise
@@ -205,27 +212,40 @@ class Index(HitBuffer):
                       CacheWarning, stacklevel=5)
 
     def check_moved(self) -> None:
-        """The index file deleted (its folder removed) or replaced since this thread opened it: every
-        thread reconnects, creating it again if need be, and the requests in flight recorded in the
-        old file are carried into the new one.  One ``stat`` per call."""
+        """The index file deleted (its folder removed) or replaced since this thread opened it, or its
+        ``-wal`` or ``-shm`` since this process mapped them: every connection of this process is closed and
+        every thread reconnects, creating the file again if need be, and the requests in flight recorded in
+        the old file are carried into the new one.  Three ``stat`` calls per call."""
         local = self._local
         c: sqlite3.Connection | None = getattr(local, "conn", None)
-        if c is None or self.readonly or local.pid != os.getpid() or local.epoch != self._epoch:
+        if self.readonly:
             return
+        if c is None or local.pid != os.getpid() or local.epoch != self._epoch:
+            if not self._companions.changed():
+                return  # (this thread connects next, to the file on disk)
+            # another thread's connection maps deleted companions, and this thread's new one would share it:
+            # it reads what the old files held, to carry the requests in flight over
+            c = self.conn()
         try:
             ino: int | None = os.stat(self.path).st_ino
         except FileNotFoundError:
             ino = None
         except OSError:  # cannot tell: the next call looks again
             return
-        if ino == local.ino:
+        if ino == local.ino and not self._companions.changed():
             return
         with self._aside_lock:
             if local.epoch != self._epoch:
                 return  # another thread reacted already
-            self._salvaged = _in_flight(c)
+            if self._companions.use(c):  # (marked: no other thread's reset closes it while it is read)
+                try:
+                    self._salvaged = _in_flight(c)
+                finally:
+                    self._companions.done(c)
             self._ready = False
             self._bump()
+            epoch = self._epoch
+        self._companions.reset(epoch)  # (outside the lock: it may wait for another thread's transaction)
 
     # -- what went wrong ----------------------------------------------------------------------
 
@@ -234,6 +254,9 @@ class Index(HitBuffer):
 
         Proven damage sets the file aside (:class:`IndexSetAside`: the caller retries on the new one);
         a folder that cannot be written makes the index read-only; anything else is transient."""
+        if isinstance(exc, sqlite3.ProgrammingError) and getattr(self._local, "epoch", self._epoch) != self._epoch:
+            self._local.conn = None  # closed by another thread's reset (see check_moved): use the new file
+            return IndexSetAside(f"the cache index {self.path} was replaced: {exc}")
         kind = classify(exc)
         if kind == "readonly" and getattr(exc, "sqlite_errorcode", 0) == _READONLY_DBMOVED:
             kind = "moved"
@@ -270,6 +293,25 @@ class Index(HitBuffer):
 
     # -- transactions -----------------------------------------------------------------------
 
+    def _take(self) -> sqlite3.Connection:
+        """This thread's connection, marked in use (another thread's reset waits for it, see _walfiles)."""
+        for _ in range(1000):
+            c = self.conn()
+            if self._companions.use(c):
+                return c
+            # (closed by another thread's reset since conn() returned it: its epoch moved on, conn() reconnects)
+        raise sqlite3.OperationalError(f"the cache index {self.path} keeps being replaced")
+
+    @contextmanager
+    def using(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection for a block of reads: every read goes through here (or :meth:`write`),
+        so that no other thread closes the connection while the block reads with it."""
+        c = self._take()
+        try:
+            yield c
+        finally:
+            self._companions.done(c)
+
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``: the write lock for the whole block.
@@ -281,7 +323,16 @@ class Index(HitBuffer):
         try:
             if (damage := damage_on_disk(self.path)) is not None:
                 raise damage  # damaged under this thread's connection, which would not see it (finding S2)
-            c = self.conn()
+            c = self._take()
+        except sqlite3.Error as exc:
+            raise self.failed(exc) from None
+        try:
+            yield from self._transaction(c)
+        finally:
+            self._companions.done(c)
+
+    def _transaction(self, c: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        try:
             _begin(c)
         except sqlite3.Error as exc:
             raise self.failed(exc) from None
@@ -314,8 +365,8 @@ class Index(HitBuffer):
     def checkpoint(self) -> None:
         """Copy the WAL into the database file, so ``index.sqlite3`` alone is complete (a cache folder
         committed to a repository, a copy) even while kernels keep it open.  Best effort."""
-        with contextlib.suppress(sqlite3.Error, CacheError):
-            self.conn().execute("PRAGMA wal_checkpoint(PASSIVE)")
+        with contextlib.suppress(sqlite3.Error, CacheError), self.using() as c:
+            c.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def _begin(c: sqlite3.Connection) -> None:

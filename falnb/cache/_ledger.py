@@ -332,12 +332,13 @@ def totals(index: Index, namespace: str | None, kind: str = "paid") -> Spend:
     where, args = ("WHERE ns=?", (namespace,)) if namespace is not None else ("", ())
     sql = "SELECT kind, SUM(cost), SUM(count), SUM(unknown) FROM {} " + where + " GROUP BY kind"
     try:
-        try:
-            rows = index.conn().execute(sql.format("totals"), args).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" not in str(exc):
-                raise
-            rows = index.conn().execute(sql.format("ledger"), args).fetchall()  # a version-1 index, read-only
+        with index.using() as c:
+            try:
+                rows = c.execute(sql.format("totals"), args).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):
+                    raise
+                rows = c.execute(sql.format("ledger"), args).fetchall()  # a version-1 index, read-only
     except sqlite3.Error as exc:
         raise index.failed(exc) from None
     sums = {r[0]: r[1:] for r in rows}

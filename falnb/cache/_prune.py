@@ -123,13 +123,13 @@ def collect(index: Index, root: Path) -> None:
     """Delete the image files no entry refers to (and orphaned temporary files): see the module docstring."""
     if not root.is_dir():
         return
-    c = index.conn()
-    c.execute("BEGIN")  # one snapshot: the references and the last stamp agree
-    try:
-        stamp = stamp_now(c)
-        refs = _refs(c.execute("SELECT images FROM entries"))
-    finally:
-        c.execute("COMMIT")
+    with index.using() as c:
+        c.execute("BEGIN")  # one snapshot: the references and the last stamp agree
+        try:
+            stamp = stamp_now(c)
+            refs = _refs(c.execute("SELECT images FROM entries"))
+        finally:
+            c.execute("COMMIT")
     victims = [f.path for shard in _dirs(root) for f in os.scandir(shard)
                if f.name.startswith(".tmp-") or f.name not in refs]
     i = 0

@@ -128,9 +128,10 @@ class ResponseCache(CacheAdmin):
         ns, index = self.namespace, self._index
         try:
             index.check_moved()
-            row = index.conn().execute(
-                "SELECT request_id, response, images, model, created, used FROM entries WHERE ns=? AND key=?",
-                (ns, key)).fetchone()
+            with index.using() as c:
+                row = c.execute(
+                    "SELECT request_id, response, images, model, created, used FROM entries WHERE ns=? AND key=?",
+                    (ns, key)).fetchone()
         except CacheError:  # (reported by a CacheWarning)
             return None
         except sqlite3.Error as exc:
@@ -207,8 +208,9 @@ class ResponseCache(CacheAdmin):
         cannot be read right now."""
         try:
             self._index.check_moved()
-            return self._index.conn().execute("SELECT 1 FROM entries WHERE ns=? AND key=?",
-                                              (self.namespace, key)).fetchone() is not None
+            with self._index.using() as c:
+                row = c.execute("SELECT 1 FROM entries WHERE ns=? AND key=?", (self.namespace, key)).fetchone()
+            return row is not None
         except CacheError:
             return False
         except sqlite3.Error as exc:
