@@ -7,8 +7,10 @@ journal row or an entry lost: the request is submitted again).  See ``falnb/cach
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from falnb import Client
 from falnb.cache._index import index_for
 from falnb.cache._store import ResponseCache
 from falnb.emulator import EmulatorServer
+from falnb.results._image import Image
 
 from .test_cache_processes import _env, finish, start
 
@@ -148,3 +151,47 @@ def test_a_reset_waits_for_a_connection_another_thread_is_reading_with(tmp_path:
     writer.join(60)
     assert rows == [[(1,)], [(1,)]]
     assert reader_conn[0].closed  # closed once the reader was done
+
+
+def test_two_processes_writing_while_shm_is_deleted_again_and_again_lose_nothing(tmp_path: Path) -> None:
+    """Without falnb's own write lock (``WriterLock``), a process that had not noticed the deletion yet
+    committed through the old ``-shm`` while the other rebuilt its view from a new one: "file is not a
+    database" within seconds, the index set aside, everything in it lost."""
+    proc = subprocess.run([sys.executable, str(Path(__file__).parent / "_procs" / "shm_stress.py"),
+                           str(tmp_path / "cache"), "main", "40"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert line is not None, proc.stderr[-3000:]
+    out = json.loads(line[7:])
+    assert out["deletions"] == 40
+    assert out["errors"] == {}, out["errors"]
+    assert out["held"] == out["committed"], "commits were lost"
+    assert sum(out["committed"].values()) > 0
+
+
+def test_a_thread_whose_connection_a_reset_closed_goes_on_with_other_indexes(tmp_path: Path) -> None:
+    """falnb's event-loop thread lives as long as the kernel and keeps its connections to every cache it used:
+    one closed by another thread's reset must not make its next index fail ("closed database")."""
+    first, second = ResponseCache(tmp_path / "a"), ResponseCache(tmp_path / "b")
+    for cache in (first, second):
+        cache.put("1" * 64, model="m", canonical={"prompt": "p"}, response={}, request_id="r", cost=0.0,
+                  images=[Image(data=b"not really a png", content_type="image/png", width=1, height=1)])
+    step, done, seen = threading.Event(), threading.Event(), []
+
+    def loop_thread() -> None:
+        seen.append(first.has("1" * 64))  # a connection to a, kept
+        step.set()
+        assert done.wait(60)
+        seen.append(second.has("1" * 64))  # then another cache
+        seen.append(first.has("1" * 64))
+
+    t = threading.Thread(target=loop_thread)
+    t.start()
+    assert step.wait(60)
+    index = index_for(tmp_path / "a" / "index.sqlite3")
+    os.unlink(tmp_path / "a" / "index.sqlite3-shm")
+    with index.write() as c:  # the reset: the loop thread's connection to a is closed here
+        c.execute("SELECT 1")
+    done.set()
+    t.join(60)
+    assert seen == [True, True, True]

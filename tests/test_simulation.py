@@ -82,7 +82,7 @@ STEPS: dict[str, Callable[[World, Draw[Any]], None]] = {
     "form": lambda w, d: steps.click_form(w, d(steps.ASKS), d(steps.FAULTS), d(steps.PHASES)),
     "restart": lambda w, d: w.restart(),
     "second client": lambda w, d: crashes.second_client(w, d(steps.ASKS)),
-    "damage": lambda w, d: crashes.damage(w, d(crashes.DAMAGE)),
+    "damage": lambda w, d: crashes.damage(w, d(crashes.DAMAGE), d),
     "crash a process": lambda w, d: crashes.crash_child(w, d(steps.ASKS), d(crashes.KILLS)),
     "second process": lambda w, d: crashes.second_process(w, d(steps.ASKS)),
 }

@@ -4,6 +4,7 @@ read-only).  Each one leaves the world at rest, like the steps of ``test_simulat
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import threading
@@ -12,7 +13,7 @@ from typing import Any
 
 from ._procs.runner import finish_child, run_child, start_child
 from .test_simulation_fal import Trap, open_findings
-from .test_simulation_steps import generate
+from .test_simulation_steps import ASKS, generate
 from .test_simulation_world import KEY, Ask, World, quiet
 
 __all__ = ["DAMAGE", "KILLS", "crash_child", "damage", "second_client", "second_process"]
@@ -111,8 +112,9 @@ def second_client(world: World, ask: Ask) -> None:
         world.stats["second clients"] += 1
 
 
-def damage(world: World, what: str) -> None:
-    """The user (or the disk) damages the cache folder; what falnb then pays again is the user's doing."""
+def damage(world: World, what: str, draw: Any = None) -> None:
+    """The user (or the disk) damages the cache folder; what falnb then pays again is the user's doing.
+    ``draw`` picks what a kernel asks for in a read-only folder (as root: see :func:`read_only_child`)."""
     folder = world.cache_dir
     if what == "an image file":
         files = sorted(p for p in (folder / "objects").rglob("*") if p.is_file()) if folder.exists() else []
@@ -132,13 +134,49 @@ def damage(world: World, what: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
         world.damaged(everything=True, ledger_lost=True)
     elif what == "read-only":
-        if os.geteuid() == 0:
-            return  # root ignores file modes (tests/defects drops to another uid for defect 17's test)
+        if os.geteuid() == 0:  # root ignores file modes: another kernel, run as nobody, meets the folder read-only
+            if draw is not None:
+                read_only_child(world, [draw(ASKS), draw(ASKS)])
+            return
         for p in [folder, *folder.rglob("*")] if folder.exists() else []:
             p.chmod(0o555 if p.is_dir() else 0o444)
         world.stats["read-only folders"] += 1
         return
     world.stats[f"damage: {what}"] += 1
+
+
+def read_only_child(world: World, asks: list[Ask]) -> None:
+    """A kernel run as ``nobody`` asks for two requests in the folder, made read-only: what is cached is
+    served (not paid), what is new is paid once and returned (it cannot be stored: asked again here, it may
+    be paid again: the user's doing)."""
+    folder = world.cache_dir
+    if not folder.is_dir():
+        return
+    first = _child_ask(asks[0])
+    asks = [Ask(a.prompt, _MODEL, 1, first.seed, first.size) for a in asks]  # (one child: one seed and size)
+    idents = world.asked(asks)
+    n = world.stats["read-only kernels"]  # (each warm-up is a new request: its cache is a scratch one)
+    warm = Ask(f"warming up read-only kernel {n}", _MODEL, 1, asks[0].seed, asks[0].size)
+    world.asked([warm])  # (on a scratch cache: paid, delivered, and never asked again)
+    modes = {p: p.stat().st_mode for p in [*folder.parents[:2], folder, *folder.rglob("*")]}
+    try:
+        for p in folder.parents[:2]:
+            p.chmod(0o755)  # (mkdtemp's 0700: nobody may not even look inside)
+        for p in [folder, *folder.rglob("*")]:
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        cfg = _child_cfg(world, asks[0], prompts=[a.prompt for a in asks], as_nobody=True, warm=warm.prompt)
+        code, _, result = run_child(cfg, folder, timeout=120)
+    finally:
+        for p, mode in modes.items():
+            with contextlib.suppress(OSError):
+                p.chmod(mode)
+    world.stats["read-only kernels"] += 1
+    assert code == 0 and result is not None, "the read-only kernel did not finish"
+    for item in result:
+        if item.get("error") and item["error"] != "ContentPolicyError":  # (the forbidden prompt's own answer)
+            world.violate("b", f"a kernel in a read-only folder got {item['error']}: {item.get('message', '')[:300]}")
+    _child_result(world, result, [i for ids in idents for i in ids])
+    world.damaged(idents=[i for ids in idents for i in ids])  # not stored: may be paid again
 
 
 def restore_modes(folder: Path) -> None:

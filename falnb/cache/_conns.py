@@ -64,7 +64,7 @@ def sweep_thread() -> None:
     for idx in list(mine):
         local = idx._local
         c = getattr(local, "conn", None)
-        if c is None or local.pid != pid:
+        if c is None or local.pid != pid or getattr(c, "closed", False):  # (closed: by another thread's reset)
             mine.discard(idx)
         elif local.epoch != idx._epoch and not getattr(c, "uses", 0) and not c.in_transaction:
             with contextlib.suppress(sqlite3.Error):

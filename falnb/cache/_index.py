@@ -50,7 +50,7 @@ from ._files import private_dir, private_file
 from ._hits import HitBuffer
 from ._salvage import salvage_journal
 from ._schema import JOURNAL_COLUMNS, RESERVATION_COLUMNS, SCHEMA_VERSION, ensure_schema
-from ._walfiles import Companions, Tracked
+from ._walfiles import Companions, Tracked, WriterLock
 
 __all__ = ["SCHEMA_VERSION", "CacheWarning", "Index", "IndexSetAside", "Reported", "index_for", "open_connections"]
 
@@ -79,6 +79,8 @@ class Index(HitBuffer):
         self.readonly = False
         #: the -wal and -shm this process's connections use (deleted under them: see _walfiles)
         self._companions = Companions(path)
+        #: falnb's own write lock, across processes: held to open a connection and for every write (see _walfiles)
+        self._writer = WriterLock(path)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -140,6 +142,17 @@ class Index(HitBuffer):
         return self._open_readonly()
 
     def _open(self, uri: str | None = None) -> sqlite3.Connection:
+        if uri is not None:
+            return self._open_now(uri)
+        # (under the write lock: opening is when SQLite may rebuild its view of the WAL from a new -shm)
+        if not self._writer.acquire(BUSY_TIMEOUT_MS / 1000):
+            raise sqlite3.OperationalError("database is locked (falnb's write lock, held by another process)")
+        try:
+            return self._open_now(None)
+        finally:
+            self._writer.release()
+
+    def _open_now(self, uri: str | None) -> sqlite3.Connection:
         c = sqlite3.connect(uri or str(self.path), uri=uri is not None, timeout=BUSY_TIMEOUT_MS / 1000,
                             isolation_level=None, check_same_thread=False, factory=Tracked)
         try:
@@ -215,28 +228,40 @@ class Index(HitBuffer):
         """The index file deleted (its folder removed) or replaced since this thread opened it, or its
         ``-wal`` or ``-shm`` since this process mapped them: every connection of this process is closed and
         every thread reconnects, creating the file again if need be, and the requests in flight recorded in
-        the old file are carried into the new one.  Three ``stat`` calls per call."""
-        local = self._local
-        c: sqlite3.Connection | None = getattr(local, "conn", None)
-        if self.readonly:
+        the old file are carried into the new one.  Three ``stat`` calls when nothing changed."""
+        if self.readonly or not self._moved():
             return
-        if c is None or local.pid != os.getpid() or local.epoch != self._epoch:
-            if not self._companions.changed():
-                return  # (this thread connects next, to the file on disk)
-            # another thread's connection maps deleted companions, and this thread's new one would share it:
-            # it reads what the old files held, to carry the requests in flight over
-            c = self.conn()
+        # (under the write lock: no thread of this process opens a connection meanwhile, which would share
+        # the old mapping, and no other process writes while this one reads what the old files held)
+        if not self._writer.acquire(BUSY_TIMEOUT_MS / 1000):
+            raise self._unavailable(None, "another process has held falnb's write lock for 30 s")
+        try:
+            self._react()
+        finally:
+            self._writer.release()
+
+    def _moved(self) -> bool:
+        local = self._local
+        if getattr(local, "conn", None) is None or local.pid != os.getpid() or local.epoch != self._epoch:
+            return self._companions.changed()  # (this thread connects next: to the files on disk, unless
+            # another thread's connection keeps deleted companions mapped, which a new one would share)
         try:
             ino: int | None = os.stat(self.path).st_ino
         except FileNotFoundError:
             ino = None
         except OSError:  # cannot tell: the next call looks again
-            return
-        if ino == local.ino and not self._companions.changed():
-            return
+            return False
+        return ino != local.ino or self._companions.changed()
+
+    def _react(self) -> None:
+        local = self._local
+        if not self._moved():
+            return  # another thread reacted already
+        c: sqlite3.Connection | None = getattr(local, "conn", None)
+        if c is None or local.pid != os.getpid() or local.epoch != self._epoch:
+            c = self.conn()  # (shares the old mapping: it reads what the old files held)
+        guard = self._companions.changed()  # (not for a file deleted: SQLite does not checkpoint one on close)
         with self._aside_lock:
-            if local.epoch != self._epoch:
-                return  # another thread reacted already
             if self._companions.use(c):  # (marked: no other thread's reset closes it while it is read)
                 try:
                     self._salvaged = _in_flight(c)
@@ -245,7 +270,8 @@ class Index(HitBuffer):
             self._ready = False
             self._bump()
             epoch = self._epoch
-        self._companions.reset(epoch)  # (outside the lock: it may wait for another thread's transaction)
+        if not self._companions.reset(epoch, guard=guard):
+            raise self._unavailable(None, "another thread is still reading it through its deleted -shm or -wal")
 
     # -- what went wrong ----------------------------------------------------------------------
 
@@ -305,7 +331,9 @@ class Index(HitBuffer):
     @contextmanager
     def using(self) -> Iterator[sqlite3.Connection]:
         """This thread's connection for a block of reads: every read goes through here (or :meth:`write`),
-        so that no other thread closes the connection while the block reads with it."""
+        so that no other thread closes the connection while the block reads with it, and none reads through
+        deleted files (:meth:`check_moved` first)."""
+        self.check_moved()
         c = self._take()
         try:
             yield c
@@ -319,17 +347,23 @@ class Index(HitBuffer):
         SQLite failures come out as :class:`CacheError` (see :meth:`failed`)."""
         if self.readonly:
             self._refuse_write()
-        self.check_moved()
+        if not self._writer.acquire(BUSY_TIMEOUT_MS / 1000):
+            raise self.failed(sqlite3.OperationalError("database is locked (falnb's write lock, held by another "
+                                                       "process for 30 s)"))
         try:
-            if (damage := damage_on_disk(self.path)) is not None:
-                raise damage  # damaged under this thread's connection, which would not see it (finding S2)
-            c = self._take()
-        except sqlite3.Error as exc:
-            raise self.failed(exc) from None
-        try:
-            yield from self._transaction(c)
+            self.check_moved()  # (under the lock: no other process writes while this one looks, see _walfiles)
+            try:
+                if (damage := damage_on_disk(self.path)) is not None:
+                    raise damage  # damaged under this thread's connection, which would not see it (finding S2)
+                c = self._take()
+            except sqlite3.Error as exc:
+                raise self.failed(exc) from None
+            try:
+                yield from self._transaction(c)
+            finally:
+                self._companions.done(c)
         finally:
-            self._companions.done(c)
+            self._writer.release()
 
     def _transaction(self, c: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         try:
@@ -365,8 +399,16 @@ class Index(HitBuffer):
     def checkpoint(self) -> None:
         """Copy the WAL into the database file, so ``index.sqlite3`` alone is complete (a cache folder
         committed to a repository, a copy) even while kernels keep it open.  Best effort."""
-        with contextlib.suppress(sqlite3.Error, CacheError), self.using() as c:
-            c.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        if not self._writer.acquire(1.0):  # (a checkpoint through stale companions would copy a stale WAL)
+            return
+        try:
+            self.check_moved()
+            with contextlib.suppress(sqlite3.Error, CacheError), self.using() as c:
+                c.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except CacheError:
+            pass
+        finally:
+            self._writer.release()
 
 
 def _begin(c: sqlite3.Connection) -> None:
@@ -428,4 +470,6 @@ def index_for(path: Path) -> Index:
 @atexit.register
 def _flush_all() -> None:  # pragma: no cover - runs at interpreter exit
     for idx in list(_INDEXES.values()):
+        with contextlib.suppress(Exception):  # (a process ending still mapping a deleted -shm: see _walfiles)
+            idx.check_moved()
         idx.flush()

@@ -127,7 +127,6 @@ class ResponseCache(CacheAdmin):
         index or file that cannot be read right now is a miss for this call, left in place)."""
         ns, index = self.namespace, self._index
         try:
-            index.check_moved()
             with index.using() as c:
                 row = c.execute(
                     "SELECT request_id, response, images, model, created, used FROM entries WHERE ns=? AND key=?",
@@ -207,7 +206,6 @@ class ResponseCache(CacheAdmin):
         """Whether an entry is indexed for ``key`` (its files are not checked); False when the index
         cannot be read right now."""
         try:
-            self._index.check_moved()
             with self._index.using() as c:
                 row = c.execute("SELECT 1 FROM entries WHERE ns=? AND key=?", (self.namespace, key)).fetchone()
             return row is not None

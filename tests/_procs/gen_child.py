@@ -8,7 +8,10 @@ Usage: ``python gen_child.py '<json config>'`` with keys
   ``queued``, ``running``, ``downloading``), ``delay``: seconds after entering it (a timer thread,
   so the signal lands at an arbitrary point of whatever the process is doing then);
 * ``refresh``: pass ``refresh=True``; ``start_at``: a ``time.time()`` to start at (races);
-* ``many``: one ``generate_many`` of all prompts (``concurrency``) instead of one call each.
+* ``many``: one ``generate_many`` of all prompts (``concurrency``) instead of one call each;
+* ``as_nobody``: (started as root) generate ``warm`` once on a scratch cache, so every lazy import is done,
+  then become the user ``nobody``, who may read the cache folder but not write it (a read-only folder, which
+  root's file modes cannot give).
 
 Prints ``PHASE <name>`` at each step of a request's life (flushed, so the parent knows the last
 phase reached before a kill) and ``RESULT <json>`` at the end.
@@ -101,9 +104,17 @@ def main() -> None:
     from falnb import Client
     from falnb._exceptions import FalnbError
 
-    client = Client(key=cfg["key"], queue_url=cfg["url"], cache=True, timeout=cfg.get("timeout", 60.0))
     kw: dict[str, Any] = dict(model=cfg.get("model", "fal-ai/flux/schnell"), size=cfg.get("size", "256x256"),
                               seed=cfg.get("seed", 1), refresh=bool(cfg.get("refresh")))
+    if cfg.get("as_nobody"):
+        import tempfile
+
+        warm = Client(key=cfg["key"], queue_url=cfg["url"], cache=tempfile.mkdtemp())
+        warm.generate(cfg["warm"], **kw)
+        warm.close()
+        os.setgid(65534)
+        os.setuid(65534)
+    client = Client(key=cfg["key"], queue_url=cfg["url"], cache=True, timeout=cfg.get("timeout", 60.0))
     if cfg.get("start_at"):
         time.sleep(max(0.0, float(cfg["start_at"]) - time.time()))
     mark("start")
