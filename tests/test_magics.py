@@ -484,8 +484,9 @@ def test_compare_runs_concurrently(shell: InteractiveShell, magics: FalMagics, t
 
 def test_compare_with_one_failure_shows_the_rest(shell: InteractiveShell, magics: FalMagics,
                                                  emu: Emulator) -> None:
-    emu.configure(latency=0.0, model_latency={"fal-ai/imagen4/preview": 5.0})
-    cell = run(shell, "%falimage -m schnell,imagen4 --timeout 0.5 --out cmp a mill")
+    # (imagen4 never finishes; schnell has the whole timeout, 3 s, to finish: it failed at 0.5 s under double load)
+    emu.configure(latency=0.0, model_latency={"fal-ai/imagen4/preview": 600.0})
+    cell = run(shell, "%falimage -m schnell,imagen4 --timeout 3 --out cmp a mill")
     assert not cell.ok and isinstance(cell.error, falnb.RequestTimeoutError)
     assert isinstance(shell.user_ns["cmp"]["schnell"], falnb.Generation)
     assert len(cell.images()) == 1

@@ -25,7 +25,6 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,33 +33,28 @@ from .._exceptions import CacheError
 from ._conns import LAST, held, open_connections, register_open, sweep_thread, touch_open
 from ._faults import (
     CacheWarning,
-    IndexReadOnly,
     IndexSetAside,
-    IndexUnavailable,
     Reported,
     classify,
     damage_on_disk,
     no_folder,
     proven_damage,
-    read_only,
-    unavailable,
     writable,
 )
 from ._files import private_dir, private_file
 from ._hits import HitBuffer
-from ._salvage import salvage_journal
-from ._schema import JOURNAL_COLUMNS, RESERVATION_COLUMNS, SCHEMA_VERSION, ensure_schema
+from ._index_faults import Faults
+from ._schema import SCHEMA_VERSION, ensure_schema
+from ._sqlite import begin_immediate, in_flight, inode
 from ._walfiles import Companions, Tracked, WriterLock
 
 __all__ = ["SCHEMA_VERSION", "CacheWarning", "Index", "IndexSetAside", "Reported", "index_for", "open_connections"]
 
 #: how long a writer waits for another process's write lock before giving up (ms)
 BUSY_TIMEOUT_MS = 30_000
-#: where to look for requests whose journal was lost
-DASHBOARD = "https://fal.ai/dashboard/requests"
 
 
-class Index(HitBuffer):
+class Index(Faults, HitBuffer):
     """The SQLite file of one cache directory, shared by every ResponseCache on it in this process."""
 
     def __init__(self, path: Path) -> None:
@@ -112,7 +106,7 @@ class Index(HitBuffer):
         # (set aside by another thread meanwhile, so c reads the old file: failed() sees the file changed;
         # the epoch is the one c was registered with, so a reset that closed it is seen at the next use)
         epoch = c.epoch if isinstance(c, Tracked) and c.pid else epoch
-        local.conn, local.pid, local.epoch, local.ino = c, os.getpid(), epoch, _inode(self.path)
+        local.conn, local.pid, local.epoch, local.ino = c, os.getpid(), epoch, inode(self.path)
         held().add(self)
         register_open(self)
         return c
@@ -123,7 +117,7 @@ class Index(HitBuffer):
         except OSError as exc:
             raise no_folder(self.path.parent, exc) from None
         if not self.readonly:
-            epoch, ino = self._epoch, _inode(self.path)
+            epoch, ino = self._epoch, inode(self.path)
             try:
                 private_file(self.path)
                 return self._open()
@@ -185,45 +179,6 @@ class Index(HitBuffer):
                 last = exc
         raise self._unavailable(last) from None
 
-    def _set_aside_once(self, exc: BaseException, epoch: int, ino: int | None) -> bool:
-        """Set the file aside unless it was already: by another thread (the epoch moved on since the
-        failing connection was opened) or another process (the file at ``path`` is not the one it
-        opened).  One damage event, one warning; never the new index moved aside."""
-        with self._aside_lock:
-            if epoch != self._epoch or ino != _inode(self.path):
-                if epoch == self._epoch:
-                    self._bump()  # another process did: every thread reconnects to the new file
-                return False
-            self._set_aside(exc)
-            self._ready = False
-            return True
-
-    def _set_aside(self, exc: BaseException) -> None:
-        """The index file is proven damaged: move it aside and start a new one (pictures stay)."""
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        moved = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
-            try:
-                os.replace(str(self.path) + suffix, str(moved) + suffix)
-            except FileNotFoundError:
-                pass
-            except OSError as err:  # cannot move it (a read-only folder): go on without the cache
-                raise self._unavailable(exc, f"it is damaged and cannot be moved aside: {err.strerror}") from None
-        self._bump()
-        rows = salvage_journal(moved, JOURNAL_COLUMNS)
-        if rows is None:
-            journal = (" Its in-flight journal could not be read: requests being generated or re-attachable "
-                       f"could not be recovered; check {DASHBOARD} before running them again (they may be "
-                       "billed twice).")
-        else:
-            self._salvaged = {"journal": rows}
-            journal = f" {len(rows)} request(s) in flight were recovered from it." if rows else ""
-        import warnings
-
-        warnings.warn(f"falnb: the cache index {self.path} was damaged ({exc}); it was moved to {moved.name} "
-                      f"and a new index was started. Cached pictures it listed will be generated again.{journal}",
-                      CacheWarning, stacklevel=5)
-
     def check_moved(self) -> None:
         """The index file deleted (its folder removed) or replaced since this thread opened it, or its
         ``-wal`` or ``-shm`` since this process mapped them: every connection of this process is closed and
@@ -264,7 +219,7 @@ class Index(HitBuffer):
         with self._aside_lock:
             if self._companions.use(c):  # (marked: no other thread's reset closes it while it is read)
                 try:
-                    self._salvaged = _in_flight(c)
+                    self._salvaged = in_flight(c)
                 finally:
                     self._companions.done(c)
             self._ready = False
@@ -272,50 +227,6 @@ class Index(HitBuffer):
             epoch = self._epoch
         if not self._companions.reset(epoch, guard=guard):
             raise self._unavailable(None, "another thread is still reading it through its deleted -shm or -wal")
-
-    # -- what went wrong ----------------------------------------------------------------------
-
-    def failed(self, exc: BaseException) -> CacheError:
-        """The :class:`CacheError` for ``exc`` (a :class:`Reported` one: a CacheWarning said it).
-
-        Proven damage sets the file aside (:class:`IndexSetAside`: the caller retries on the new one);
-        a folder that cannot be written makes the index read-only; anything else is transient."""
-        if isinstance(exc, sqlite3.ProgrammingError) and getattr(self._local, "epoch", self._epoch) != self._epoch:
-            self._local.conn = None  # closed by another thread's reset (see check_moved): use the new file
-            return IndexSetAside(f"the cache index {self.path} was replaced: {exc}")
-        kind = classify(exc)
-        if kind == "readonly" and getattr(exc, "sqlite_errorcode", 0) == _READONLY_DBMOVED:
-            kind = "moved"
-        if kind == "readonly":
-            self.readonly = True
-            return self._readonly(exc)
-        if kind in ("damaged", "suspect", "moved"):
-            local = self._local
-            epoch, ino = getattr(local, "epoch", self._epoch), getattr(local, "ino", None)
-            changed = epoch != self._epoch or ino != _inode(self.path)
-            if changed or kind == "moved" or proven_damage(self.path, exc):
-                c = getattr(local, "conn", None)
-                local.conn = None
-                if c is not None:
-                    with contextlib.suppress(sqlite3.Error):
-                        c.close()
-                try:
-                    if changed or kind == "moved":  # handled by another thread or process: use the new file
-                        with self._aside_lock:
-                            if epoch == self._epoch:
-                                self._bump()
-                    else:
-                        self._set_aside_once(exc, epoch, ino)
-                except CacheError as err:
-                    return err
-                return IndexSetAside(f"the cache index {self.path} was replaced: {exc}")
-        return self._unavailable(exc)
-
-    def _unavailable(self, exc: BaseException | None, why: str | None = None) -> IndexUnavailable:
-        return unavailable(self.path, exc, why)
-
-    def _readonly(self, exc: BaseException | None) -> IndexReadOnly:
-        return read_only(self.path.parent, exc)
 
     # -- transactions -----------------------------------------------------------------------
 
@@ -367,7 +278,7 @@ class Index(HitBuffer):
 
     def _transaction(self, c: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         try:
-            _begin(c)
+            begin_immediate(c, BUSY_TIMEOUT_MS)
         except sqlite3.Error as exc:
             raise self.failed(exc) from None
         try:
@@ -409,47 +320,6 @@ class Index(HitBuffer):
             pass
         finally:
             self._writer.release()
-
-
-def _begin(c: sqlite3.Connection) -> None:
-    """``BEGIN IMMEDIATE``, waiting for another writer by polling every few milliseconds (SQLite's own
-    busy handler sleeps up to 100 ms between tries, and loses the lock again and again to a process that
-    writes batch after batch, such as a prune: see :mod:`falnb.cache._prune`)."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    c.execute(f"PRAGMA busy_timeout={_POLL_MS}")
-    try:
-        while True:
-            try:
-                c.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if (getattr(exc, "sqlite_errorcode", 0) & 0xFF) != _BUSY or time.monotonic() > deadline:
-                    raise
-            time.sleep(_POLL_MS / 1000)
-    finally:
-        c.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-
-
-#: SQLite's "busy"; how often a writer waiting for the write lock tries again (ms)
-_BUSY, _POLL_MS = 5, 2
-#: SQLITE_READONLY_DBMOVED: the file was renamed or deleted under an open connection
-_READONLY_DBMOVED = 8 | (4 << 8)
-
-
-def _inode(path: Path) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
-
-
-def _in_flight(c: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
-    """The journal rows not done and the budget reservations of the file ``c`` still reads (best effort)."""
-    out: dict[str, list[tuple[object, ...]]] = {}
-    with contextlib.suppress(sqlite3.Error):
-        out["journal"] = [tuple(r) for r in c.execute(f"SELECT {JOURNAL_COLUMNS} FROM journal WHERE state != 'done'")]
-        out["reservations"] = [tuple(r) for r in c.execute(f"SELECT {RESERVATION_COLUMNS} FROM reservations")]
-    return out
 
 
 _INDEXES: dict[str, Index] = {}

@@ -328,7 +328,6 @@ def totals(index: Index, namespace: str | None, kind: str = "paid") -> Spend:
     """The ledger's running sums for one namespace (None: all of them), plus the hits not yet written.
     Raises :class:`CacheError` when the index cannot be read."""
     import sqlite3
-
     where, args = ("WHERE ns=?", (namespace,)) if namespace is not None else ("", ())
     sql = "SELECT kind, SUM(cost), SUM(count), SUM(unknown) FROM {} " + where + " GROUP BY kind"
     try:
