@@ -158,10 +158,12 @@ def read_only_child(world: World, asks: list[Ask]) -> None:
     n = world.stats["read-only kernels"]  # (each warm-up is a new request: its cache is a scratch one)
     warm = Ask(f"warming up read-only kernel {n}", _MODEL, 1, asks[0].seed, asks[0].size)
     world.asked([warm])  # (on a scratch cache: paid, delivered, and never asked again)
-    modes = {p: p.stat().st_mode for p in [*folder.parents[:2], folder, *folder.rglob("*")]}
+    root = folder.parent  # (the world's own folder: mkdtemp's 0700, which nobody may not enter)
+    if any(not p.stat().st_mode & 0o001 for p in root.parents):
+        return  # a folder above it that nobody may enter either (a private TMPDIR): not changed for a test
+    modes = {p: p.stat().st_mode for p in [root, folder, *folder.rglob("*")]}
     try:
-        for p in folder.parents[:2]:
-            p.chmod(0o755)  # (mkdtemp's 0700: nobody may not even look inside)
+        root.chmod(modes[root] | 0o055)
         for p in [folder, *folder.rglob("*")]:
             p.chmod(0o555 if p.is_dir() else 0o444)
         cfg = _child_cfg(world, asks[0], prompts=[a.prompt for a in asks], as_nobody=True, warm=warm.prompt)
