@@ -109,7 +109,8 @@ class Companions:
         self.db = str(path)
         self._names = (f"{path}-wal", f"{path}-shm")
         self._conns: weakref.WeakSet[Tracked] = weakref.WeakSet()
-        self._lock = threading.Lock()
+        # (re-entrant: a connection dropped by the garbage collector inside a block holding it closes through it)
+        self._lock = threading.RLock()
         #: the companions' inodes when the first open connection mapped them; None: not known yet
         self._seen: tuple[int | None, int | None] | None = None
 
