@@ -31,8 +31,10 @@ other processes wrote through (their commits lost).  So while those connections 
 neither checkpoints nor deletes.  The same guard covers the last such connection wherever it is closed (a
 thread that ends); a process that ends still mapping a deleted ``-shm`` checks first (``Index``'s exit hook).
 
-Tested by ``tests/test_cache_shm.py`` (two processes of three writing threads each, ``-shm`` deleted 40 times:
-every commit kept; without the write lock, commits were lost in 3 of 8 runs).
+Tested by ``tests/test_cache_shm.py``; the stress ``python tests/_procs/shm_stress.py FOLDER main 40`` (two
+processes of three writing threads each, ``-shm`` deleted 40 times) kept every commit on a quiet machine (without
+the write lock: commits lost in 3 of 8 runs), but lost some in 1 of 6 runs with two test suites beside it: a
+hole is left, and the stress stays out of the test suite until it is found (it depends on the machine's load).
 """
 
 from __future__ import annotations
