@@ -36,7 +36,7 @@ def begin_immediate(c: sqlite3.Connection, timeout_ms: int) -> None:
         c.execute(f"PRAGMA busy_timeout={timeout_ms}")
 
 
-def inode(path: Path) -> int | None:
+def inode(path: str | Path) -> int | None:
     try:
         return os.stat(path).st_ino
     except OSError:

@@ -51,6 +51,8 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
+from ._sqlite import inode
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no flock (and no deleting a file another process has open)
@@ -97,13 +99,6 @@ class Tracked(sqlite3.Connection):
             pass
 
 
-def _ino(path: str) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
-
-
 class Companions:
     """Which ``-wal`` and ``-shm`` this process's open connections to ``path`` use."""
 
@@ -117,7 +112,7 @@ class Companions:
         self._seen: tuple[int | None, int | None] | None = None
 
     def _now(self) -> tuple[int | None, int | None]:
-        return (_ino(self._names[0]), _ino(self._names[1]))
+        return (inode(self._names[0]), inode(self._names[1]))
 
     def _open(self, pid: int) -> list[Tracked]:
         return [c for c in list(self._conns) if c.pid == pid and not c.closed]
