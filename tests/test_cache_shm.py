@@ -7,8 +7,10 @@ journal row or an entry lost: the request is submitted again).  See ``falnb/cach
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -151,6 +153,25 @@ def test_a_reset_waits_for_a_connection_another_thread_is_reading_with(tmp_path:
     assert reader_conn[0].closed  # closed once the reader was done
 
 
+def test_two_processes_writing_while_shm_is_deleted_again_and_again_lose_nothing(tmp_path: Path) -> None:
+    """Without falnb's own write lock (``WriterLock``), a process that had not noticed the deletion yet
+    committed through the old ``-shm`` while the other rebuilt its view from a new one: "file is not a
+    database" within seconds, the index set aside, everything in it lost.  With it, but with the mapped
+    ``-shm`` taken from its name, commits were lost under load (1 run in 11 with four busy processes beside
+    it; the phase is forced in the test below)."""
+    proc = subprocess.run([sys.executable, str(Path(__file__).parent / "_procs" / "shm_stress.py"),
+                           str(tmp_path / "cache"), "main", "40"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    assert line is not None, proc.stderr[-3000:]
+    out = json.loads(line[7:])
+    assert out["deletions"] == 40
+    assert out["errors"] == {}, out["errors"]
+    assert out["missing"] == {}, f"commits were lost: {out['missing']}"
+    assert out["held"] == out["committed"]
+    assert sum(out["committed"].values()) > 0
+
+
 def test_a_thread_whose_connection_a_reset_closed_goes_on_with_other_indexes(tmp_path: Path) -> None:
     """falnb's event-loop thread lives as long as the kernel and keeps its connections to every cache it used:
     one closed by another thread's reset must not make its next index fail ("closed database")."""
@@ -177,3 +198,47 @@ def test_a_thread_whose_connection_a_reset_closed_goes_on_with_other_indexes(tmp
     done.set()
     t.join(60)
     assert seen == [True, True, True]
+
+
+_OTHER_PROCESS = """
+import os, sys
+from falnb.cache._index import index_for
+index = index_for(__import__("pathlib").Path(sys.argv[1]))
+for i in range(3):
+    with index.write() as c:
+        c.execute("INSERT INTO t VALUES (?)", (f"other-{i}",))
+os.unlink(sys.argv[1] + "-shm")  # deleted again: its name is absent, as when this process first looked
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="the mapped -shm is read from /proc")
+def test_shm_deleted_before_falnb_looks_at_it_loses_no_write(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hole the stress found under load (``tests/_procs/shm_stress.py``): ``-shm`` deleted after SQLite
+    mapped it and before falnb recorded which one it maps.  falnb recorded "none", another process made a new
+    one and wrote, the name was deleted again ("none": unchanged), and this process wrote through the deleted
+    file over the other's commits.  The phase is forced: the deletion runs inside falnb's record step."""
+    from falnb.cache import _walfiles
+
+    db = tmp_path / "index.sqlite3"
+    original = _walfiles.Companions.opened
+
+    def deleted_first(self: _walfiles.Companions, c: _walfiles.Tracked, epoch: int) -> None:
+        os.unlink(f"{db}-shm")  # SQLite has mapped it (the connection ran its first statements)
+        original(self, c, epoch)
+
+    monkeypatch.setattr(_walfiles.Companions, "opened", deleted_first)
+    index = index_for(db)
+    with index.write() as c:
+        c.execute("CREATE TABLE t (who TEXT)")
+    monkeypatch.setattr(_walfiles.Companions, "opened", original)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-c", _OTHER_PROCESS, str(db)], env=env, check=True, timeout=120)
+    with index.write() as c:
+        c.execute("INSERT INTO t VALUES ('mine')")
+    fresh = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+    try:
+        rows = sorted(r[0] for r in fresh.execute("SELECT who FROM t"))
+    finally:
+        fresh.close()
+    assert rows == ["mine", "other-0", "other-1", "other-2"]

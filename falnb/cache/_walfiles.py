@@ -31,16 +31,23 @@ other processes wrote through (their commits lost).  So while those connections 
 neither checkpoints nor deletes.  The same guard covers the last such connection wherever it is closed (a
 thread that ends); a process that ends still mapping a deleted ``-shm`` checks first (``Index``'s exit hook).
 
-Tested by ``tests/test_cache_shm.py``; the stress ``python tests/_procs/shm_stress.py FOLDER main 40`` (two
-processes of three writing threads each, ``-shm`` deleted 40 times) kept every commit on a quiet machine (without
-the write lock: commits lost in 3 of 8 runs), but lost some in 1 of 6 runs with two test suites beside it: a
-hole is left, and the stress stays out of the test suite until it is found (it depends on the machine's load).
+Which ``-shm`` the connections map is read from ``/proc/self/maps`` when the first connection opens, not
+from the name on disk: the name may already point elsewhere (found by that stress under load: ``-shm``
+deleted between SQLite mapping it and falnb looking, so falnb recorded "no ``-shm``" while mapping the deleted
+one; another process then made a new one and deleted it in turn, the name was absent again, "unchanged", and
+the two processes wrote through different ``-shm`` files).  The inode of a mapped file cannot be reused
+while it is mapped, so comparing it with the name's inode is exact.  Without ``/proc`` (macOS), falnb falls back
+to the name's inode, and that race stays open there.
+
+Tested by ``tests/test_cache_shm.py``, including the stress ``tests/_procs/shm_stress.py`` (two processes of
+three writing threads each, ``-shm`` deleted again and again: every commit kept).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import sqlite3
 import subprocess
@@ -58,7 +65,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no flock (and no deleting a file another process has open)
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Companions", "Tracked", "WriterLock"]
+__all__ = ["Companions", "Tracked", "WriterLock", "mapped_inode"]
 
 #: how long a reset waits for another thread's transaction on the old files to end (s): a write holds
 #: its transaction for milliseconds, a prune's batch for 10 ms at most
@@ -114,6 +121,13 @@ class Companions:
     def _now(self) -> tuple[int | None, int | None]:
         return (inode(self._names[0]), inode(self._names[1]))
 
+    def _mapped_now(self) -> tuple[int | None, int | None]:
+        """The companions this process's connections use now: the ``-shm`` it has mapped (not the one its
+        name points to now, which may be another already), the ``-wal`` its name points to."""
+        wal, shm = self._now()
+        mapped = mapped_inode(self._names[1])
+        return (wal, shm if mapped is None else mapped)
+
     def _open(self, pid: int) -> list[Tracked]:
         return [c for c in list(self._conns) if c.pid == pid and not c.closed]
 
@@ -140,7 +154,7 @@ class Companions:
             first = not self._open(pid)
             self._conns.add(c)
             if first or self._seen is None:  # (with others open, c shares the mapping the first of them made)
-                self._seen = self._now()
+                self._seen = self._mapped_now()
 
     def stale_and_last(self, c: Tracked) -> bool:
         """Whether ``c`` is this process's last open connection and maps deleted companions."""
@@ -180,6 +194,19 @@ class Companions:
                 if time.monotonic() > deadline:
                     return False  # (the old mapping lives on: the next check tries again)
             time.sleep(0.002)
+
+
+def mapped_inode(name: str) -> int | None:
+    """The inode of the file ``name`` as this process has it mapped (deleted since or not), from
+    ``/proc/self/maps``; None when that cannot tell (no ``/proc``, not mapped, or two such files mapped)."""
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            maps = f.read()
+    except OSError:
+        return None
+    path = re.escape(os.fsencode(os.path.realpath(name)))
+    found = {int(m[1]) for m in re.finditer(rb"^\S+ \S+ \S+ \S+ (\d+) +" + path + rb"(?: \(deleted\))?$", maps, re.M)}
+    return found.pop() if len(found) == 1 else None
 
 
 #: the guard process: a shared lock on the bytes SQLite's readers lock (SHARED_FIRST, SHARED_SIZE), as an

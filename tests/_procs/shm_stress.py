@@ -1,7 +1,8 @@
 """Two processes, three threads each, write through falnb's index while the parent deletes ``-shm`` again
 and again (``rm -r`` racing falnb re-creating the folder, many times over).  Usage:
 ``python shm_stress.py FOLDER main DELETIONS`` prints ``RESULT <json>``: what each thread committed, what the
-index holds at the end, the errors seen.  (``child`` is the second process, started by ``main``.)"""
+index holds at the end, which commits are missing, the errors seen.  (``child`` is the second process, started
+by ``main``.)"""
 
 from __future__ import annotations
 
@@ -76,9 +77,14 @@ if role == "main":
     for t in threads:
         t.join()
     with index.using() as c:
-        held = collections.Counter(r[0] for r in c.execute("SELECT who FROM stress"))
-    out = {"committed": {**done, **child_out["committed"]}, "held": dict(held), "deletions": deletions,
-           "errors": {**errors, **child_out["errors"]}}
+        rows = c.execute("SELECT who, n FROM stress").fetchall()
+    committed = {**done, **child_out["committed"]}
+    held: dict[str, set[int]] = collections.defaultdict(set)
+    for who, n in rows:
+        held[who].add(n)
+    missing = {w: sorted(set(range(k)) - held[w]) for w, k in committed.items()}
+    out = {"committed": committed, "held": {w: len(ns) for w, ns in held.items()}, "deletions": deletions,
+           "missing": {w: ns for w, ns in missing.items() if ns}, "errors": {**errors, **child_out["errors"]}}
 else:
     for t in threads:
         t.join()
