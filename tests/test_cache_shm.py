@@ -242,3 +242,28 @@ def test_shm_deleted_before_falnb_looks_at_it_loses_no_write(tmp_path: Path,
     finally:
         fresh.close()
     assert rows == ["mine", "other-0", "other-1", "other-2"]
+
+
+_DELETES_ITS_FOLDER = """
+import shutil, sys
+from pathlib import Path
+from falnb import Client
+from falnb.emulator import Emulator, serve
+folder = Path(sys.argv[1])
+server = serve(port=0, emulator=Emulator(latency=0.0))
+client = Client(key="k", queue_url=server.url, cache=folder)
+for _ in range(2):  # paid, then a hit: its bookkeeping waits in memory for the next write or the exit
+    client.generate("a fox", model="flux-schnell", seed=1)
+client.close()
+shutil.rmtree(folder)  # the user deletes the folder, then the kernel ends
+server.close()
+"""
+
+
+def test_a_cache_folder_deleted_before_the_exit_is_not_made_again_at_the_exit(tmp_path: Path) -> None:
+    """The exit hook wrote a hit's bookkeeping (when it was last used) into a folder the user had deleted,
+    making the folder again, empty (found by the cache-scale bench: one stray folder per run)."""
+    folder = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    subprocess.run([sys.executable, "-c", _DELETES_ITS_FOLDER, str(folder)], env=env, check=True, timeout=120)
+    assert not folder.exists()

@@ -340,6 +340,8 @@ def index_for(path: Path) -> Index:
 @atexit.register
 def _flush_all() -> None:  # pragma: no cover - runs at interpreter exit
     for idx in list(_INDEXES.values()):
+        if not idx.path.exists():  # deleted with its folder since (the user's rm -r): its hits' bookkeeping went
+            continue  # with it, and writing it would make the folder again, empty, after the user deleted it
         with contextlib.suppress(Exception):  # (a process ending still mapping a deleted -shm: see _walfiles)
             idx.check_moved()
         idx.flush()
