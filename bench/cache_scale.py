@@ -147,7 +147,6 @@ def _one_round(filled: Path, size: int, env: dict[str, str], window: float) -> d
     """One round of every figure on a fresh copy of the folder ``filled`` (the prune removes half of it)."""
     from bench.cache_fill import MODEL, prompt
     from falnb import Client
-    from falnb.cache import _index
 
     folder = Path(tempfile.mkdtemp(prefix=f"{filled.name}-round-", dir=filled.parent))
     shutil.copytree(filled, folder, dirs_exist_ok=True)
@@ -173,8 +172,6 @@ def _one_round(filled: Path, size: int, env: dict[str, str], window: float) -> d
             checks.append(time.perf_counter() - t)
         out["check_us"] = statistics.median(checks) * 1e6
         client.close()
-        # forgotten, or falnb's flush at exit finds its folder removed and creates it again
-        _index._INDEXES.pop(str(client.cache._index.path), None)  # type: ignore[union-attr]
         listed = _child(["cache", "list", "--dir", str(folder)], env)
         out.update(list_first_s=listed["first_s"], list_total_s=listed["total_s"], list_rss_mb=listed["rss_mb"])
         exported = _child(["cache", "export", str(folder / "e.zip"), "--dir", str(folder)], env)
