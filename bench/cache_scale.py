@@ -1,23 +1,32 @@
 """The cache at 1,000, 10,000 and 100,000 entries: does anything grow with it?  (issue 15)
 
-    python -m bench.cache_scale [--sizes 1000,10000,100000] [--quick] [--no-write]
+    python -m bench.cache_scale [--sizes 1000,10000,100000] [--repeats 3] [--quick] [--no-write]
 
-For each size, a cache folder filled by ``bench/cache_fill.py`` (one small picture and one ledger row
-per entry), then:
+Method.  First every size's folder is filled by ``bench/cache_fill.py`` (one small picture and one ledger
+row per entry; setup).  Then ``--repeats`` rounds (3) measure every size in turn, interleaved (1k, 10k, 100k,
+1k, ...): a burst of load on this shared machine hits one round of one size, not all of a size's samples.
+A round works on a fresh copy of the filled folder (the prune removes half of it; the copy and a ``sync``, so
+that its writeback does not land inside the timings, are setup) and measures:
 
 * **hit**: ``client.generate(...)`` served from the cache, in process (median of 200);
 * **budget check**: ``ledger.check_budget`` with a total budget set (median of 2,000);
 * **cache list**: ``falnb cache list`` in a fresh process: its first line, all of it, its peak RSS;
 * **export**: ``falnb cache export`` in a fresh process: its time and peak RSS;
-* **writer during prune**: another process stores a picture every few milliseconds (``put``, fsync
-  included) while ``falnb cache prune --max-size`` removes half the entries: its 95th-percentile
-  ``put``, its longest ``put`` in the prune's first 2 s (the same window as the no-prune figure), and
-  its longest ``put`` over the whole prune.  Only the first two are a writer's *wait*: the longest over
-  the whole prune is the maximum of a sample that grows with the prune's length (55 s at 100,000 entries
-  against 1 s at 1,000), so it catches the machine's worst moment and grows by statistics alone.
+* **writer, no prune**: another process stores a picture every few milliseconds (``put``, fsync
+  included) for 2 s: its 95th-percentile and longest ``put``;
+* **writer during prune**: the same writer going on while ``falnb cache prune --max-size`` removes half the
+  folder: its 95th-percentile ``put``, its longest ``put`` in the prune's first 2 s (the no-prune figure's
+  window), and its longest ``put`` over the whole prune.  Only the first two are a writer's *wait*: the
+  longest over the whole prune is the maximum of a sample that grows with the prune's length (55 s at
+  100,000 entries against 1 s at 1,000), so it catches the machine's worst moment and grows by statistics.
 
-Target (issue 15): each flat, within ±30 % from the smallest to the largest size.  The figures go to
-``bench/CACHE_SCALE.md``.  Timings live here, never in the tests.
+Each figure in the table is the median over the rounds; under it, for the figures meant to stay flat, the
+spread (lowest-highest over the rounds), which shows the machine's noise.  ``--quick`` (sizes 200 and 1,000,
+2 rounds, a 0.5 s writer window) only checks that it runs.  At 100,000 entries the fill takes about a minute
+and each round over a minute (export 15 s, list 7 s, prune 25-40 s, plus copying and removing the folder).
+
+Target (issue 15): each flat, within ±30 % from the smallest to the largest size, judged on the medians.
+The figures go to ``bench/CACHE_SCALE.md``.  Timings live here, never in the tests.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,6 +48,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+
+#: ``--quick`` (and ``python -m bench scale --quick``) only checks that it runs: short, for tests/test_bench.py
+QUICK_SIZES = [200, 1000]
+QUICK_REPEATS = 2
+QUICK_WINDOW_S = 0.5
+#: a writer's ``put`` calls: (seconds from a window's start, its time)
+Puts = list[tuple[float, float]]
 
 _WRITER = textwrap.dedent("""
     import json, os, sys, time
@@ -87,80 +104,116 @@ def _child(args: list[str], env: dict[str, str]) -> dict[str, float]:
     return {"first_s": t_first, "total_s": t_end, "rss_mb": hwm[0] / 1024}
 
 
-def _writer_waits(folder: Path, env: dict[str, str], during: list[str] | None) -> list[tuple[float, float]]:
-    """The ``put`` calls of a writer process while ``during`` runs (or for 2 s): (seconds from the start, time)."""
+def _writer_waits(folder: Path, env: dict[str, str], window: float) -> tuple[Puts, Puts, float]:
+    """The ``put`` calls of one writer process for ``window`` s, then while ``falnb cache prune`` removes half of
+    the folder's pictures, each as (seconds from that window's start, time); and the time the prune took."""
     stop = folder / f".stop-{random.random()}"
     w = subprocess.Popen([sys.executable, "-c", _WRITER, str(folder), str(stop)], stdout=subprocess.PIPE,
                          env=env, cwd=str(ROOT), text=True)
     assert w.stdout is not None
     w.stdout.readline()  # it is writing
-    start = time.time()
-    if during:
-        subprocess.run(during, env=env, cwd=str(ROOT), check=True, capture_output=True)
-    else:
-        time.sleep(2.0)
+    calm = time.time()
+    time.sleep(window)
     end = time.time()
+    half = sum(f.stat().st_size for f in (folder / "objects").rglob("*") if f.is_file()) // 2
+    prune = [sys.executable, "-m", "falnb", "cache", "prune", "--max-size", str(half), "--dir", str(folder)]
+    start = time.time()
+    subprocess.run(prune, env=env, cwd=str(ROOT), check=True, capture_output=True)
     stop.touch()
+    done = time.time()
     lines = w.stdout.read().splitlines()
     w.wait()
     stop.unlink()
     puts = [json.loads(x) for x in lines if x.startswith("[")]
-    # every put that overlapped the window (one that started before it and ended inside counts too)
-    return [(t - start, d) for t, d in puts if t + d >= start and t <= end]
+    # every put that overlapped a window (one that started before it and ended inside counts too)
+    return ([(t - calm, d) for t, d in puts if t + d >= calm and t <= end],
+            [(t - start, d) for t, d in puts if t + d >= start and t <= done], done - start)
 
 
-def _p95(puts: list[tuple[float, float]]) -> float:
+def _p95(puts: Puts) -> float:
     waits = sorted(d for _, d in puts)
     return waits[min(len(waits) - 1, int(0.95 * len(waits)))] if waits else 0.0
 
 
-def measure(size: int, env: dict[str, str]) -> dict[str, Any]:
-    from bench.cache_fill import MODEL, fill, prompt
+def child_env() -> dict[str, str]:
+    """The environment of the measured processes: this tree's falnb, no budget from the caller's shell."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("FALNB_BUDGET_TOTAL", None)
+    env.pop("FALNB_BUDGET_SESSION", None)
+    return env
+
+
+def _one_round(filled: Path, size: int, env: dict[str, str], window: float) -> dict[str, float]:
+    """One round of every figure on a fresh copy of the folder ``filled`` (the prune removes half of it)."""
+    from bench.cache_fill import MODEL, prompt
     from falnb import Client
 
-    folder = Path(tempfile.mkdtemp(prefix=f"falnb-scale-{size}-"))
-    t = time.perf_counter()
-    fill(folder, size)
-    out: dict[str, Any] = {"size": size, "fill_s": time.perf_counter() - t}
-    client = Client(key="unused", queue_url="http://127.0.0.1:9", cache=folder)
-    picks = [random.randrange(size) for _ in range(200)]
-    client.generate(prompt(picks[0]), model=MODEL, seed=picks[0])  # warm
-    hits = []
-    for i in picks:
-        t = time.perf_counter()
-        gen = client.generate(prompt(i), model=MODEL, seed=i)
-        hits.append(time.perf_counter() - t)
-        assert gen.cached
-    out["hit_ms"] = statistics.median(hits) * 1000
-    ledger = client.cache.ledger  # type: ignore[union-attr]
-    ledger.budget_total = 10.0 ** 9
-    checks = []
-    for _ in range(2000):
-        t = time.perf_counter()
-        ledger.check_budget(0.01)
-        checks.append(time.perf_counter() - t)
-    out["check_us"] = statistics.median(checks) * 1e6
-    client.close()
-    listed = _child(["cache", "list", "--dir", str(folder)], env)
-    out.update(list_first_s=listed["first_s"], list_total_s=listed["total_s"], list_rss_mb=listed["rss_mb"])
-    exported = _child(["cache", "export", str(folder / "e.zip"), "--dir", str(folder)], env)
-    (folder / "e.zip").unlink()
-    out.update(export_s=exported["total_s"], export_rss_mb=exported["rss_mb"])
-    calm = _writer_waits(folder, env, None)
-    out["put_max_ms"] = max((d for _, d in calm), default=0.0) * 1000
-    out["put_p95_ms"] = _p95(calm) * 1000
-    half = sum(f.stat().st_size for f in (folder / "objects").rglob("*") if f.is_file()) // 2
-    t = time.perf_counter()
-    prune = [sys.executable, "-m", "falnb", "cache", "prune", "--max-size", str(half), "--dir", str(folder)]
-    pruning = _writer_waits(folder, env, prune)
-    out["put_p95_prune_ms"] = _p95(pruning) * 1000
-    out["put_max_prune_2s_ms"] = max((d for t, d in pruning if t <= 2.0), default=0.0) * 1000
-    out["put_max_prune_ms"] = max((d for _, d in pruning), default=0.0) * 1000
-    out["prune_s"] = time.perf_counter() - t
-    import shutil
+    folder = Path(tempfile.mkdtemp(prefix=f"{filled.name}-round-", dir=filled.parent))
+    shutil.copytree(filled, folder, dirs_exist_ok=True)
+    os.sync()  # the copy's writeback is setup: it must not land inside the timings
+    try:
+        out: dict[str, float] = {}
+        client = Client(key="unused", queue_url="http://127.0.0.1:9", cache=folder)
+        picks = [random.randrange(size) for _ in range(200)]
+        client.generate(prompt(picks[0]), model=MODEL, seed=picks[0])  # warm
+        hits = []
+        for i in picks:
+            t = time.perf_counter()
+            gen = client.generate(prompt(i), model=MODEL, seed=i)
+            hits.append(time.perf_counter() - t)
+            assert gen.cached
+        out["hit_ms"] = statistics.median(hits) * 1000
+        ledger = client.cache.ledger  # type: ignore[union-attr]
+        ledger.budget_total = 10.0 ** 9
+        checks = []
+        for _ in range(2000):
+            t = time.perf_counter()
+            ledger.check_budget(0.01)
+            checks.append(time.perf_counter() - t)
+        out["check_us"] = statistics.median(checks) * 1e6
+        client.close()
+        listed = _child(["cache", "list", "--dir", str(folder)], env)
+        out.update(list_first_s=listed["first_s"], list_total_s=listed["total_s"], list_rss_mb=listed["rss_mb"])
+        exported = _child(["cache", "export", str(folder / "e.zip"), "--dir", str(folder)], env)
+        (folder / "e.zip").unlink()
+        out.update(export_s=exported["total_s"], export_rss_mb=exported["rss_mb"])
+        calm, pruning, out["prune_s"] = _writer_waits(folder, env, window)
+        out["put_max_ms"] = max((d for _, d in calm), default=0.0) * 1000
+        out["put_p95_ms"] = _p95(calm) * 1000
+        out["put_p95_prune_ms"] = _p95(pruning) * 1000
+        out["put_max_prune_2s_ms"] = max((d for t, d in pruning if t <= window), default=0.0) * 1000
+        out["put_max_prune_ms"] = max((d for _, d in pruning), default=0.0) * 1000
+        return out
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
-    shutil.rmtree(folder, ignore_errors=True)
-    return out
+
+def run(sizes: list[int], env: dict[str, str] | None = None, *, repeats: int = 3, window: float = 2.0,
+        tag: str = "cache_scale") -> list[dict[str, Any]]:
+    """Fill a folder per size, then ``repeats`` rounds over all the sizes in turn; per size, each figure's median
+    over the rounds, ``fill_s`` (the fill, once), ``rounds`` (each round's figures) and ``window_s``."""
+    from bench.cache_fill import fill
+
+    env = env if env is not None else child_env()
+    filled: dict[int, tuple[Path, float]] = {}
+    rounds: dict[int, list[dict[str, float]]] = {size: [] for size in sizes}
+    try:
+        for size in sizes:
+            print(f"[{tag}] filling {size:,} entries ...", file=sys.stderr, flush=True)
+            folder = Path(tempfile.mkdtemp(prefix=f"falnb-scale-{size}-"))
+            filled[size] = (folder, 0.0)  # removed in the end even if the fill fails
+            t = time.perf_counter()
+            fill(folder, size)
+            filled[size] = (folder, time.perf_counter() - t)
+        for r in range(repeats):
+            for size in sizes:
+                print(f"[{tag}] round {r + 1}/{repeats}, {size:,} entries ...", file=sys.stderr, flush=True)
+                rounds[size].append(_one_round(filled[size][0], size, env, window))
+    finally:
+        for folder, _ in filled.values():
+            shutil.rmtree(folder, ignore_errors=True)
+    return [{"size": size, "fill_s": filled[size][1], "window_s": window, "rounds": rounds[size],
+             **{k: statistics.median(x[k] for x in rounds[size]) for k in rounds[size][0]}} for size in sizes]
 
 
 ROWS = [("hit (ms, median)", "hit_ms"), ("budget check (µs, median)", "check_us"),
@@ -195,14 +248,27 @@ writer, which here holds the lock most of the time), and never holds the lock fo
 """
 
 
+def _num(x: float) -> str:
+    return f"{x:.3g}" if x < 100 else f"{x:,.0f}"
+
+
 def table(results: list[dict[str, Any]]) -> str:
+    """The medians, judged flat or not, then how many rounds and the flat figures' spread over them."""
     head = "| figure | " + " | ".join(f"{r['size']:,} entries" for r in results) + " | flat (±30 %)? |"
     lines = [head, "|" + "---|" * (len(results) + 2)]
     for label, k in ROWS:
-        cells = [f"{r[k]:.3g}" if r[k] < 100 else f"{r[k]:,.0f}" for r in results]
         lo, hi = results[0][k], results[-1][k]
         flat = ("yes" if hi <= lo * 1.3 + 1e-9 else f"no ({hi / lo:.2f}x)") if k in FLAT and lo else ""
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {flat} |")
+        lines.append(f"| {label} | " + " | ".join(_num(r[k]) for r in results) + f" | {flat} |")
+    n, w = len(results[0]["rounds"]), results[0]["window_s"]
+    window = "" if w == 2.0 else f"; the writer's windows are {w:g} s, not 2 s"
+    sizes = " / ".join(f"{r['size']:,}" for r in results)
+    lines += ["", f"Median of {n} rounds, sizes interleaved; the fill is once per size{window}.  Spread over the "
+              f"rounds (lowest–highest; {sizes} entries) of the figures meant to stay flat:", ""]
+    for label, k in ROWS:
+        if k in FLAT:
+            spread = [f"{_num(min(x[k] for x in r['rounds']))}–{_num(max(x[k] for x in r['rounds']))}" for r in results]
+            lines.append(f"* {label}: " + " / ".join(spread))
     return "\n".join(lines)
 
 
@@ -210,17 +276,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.cache_scale", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1000,10000,100000")
-    ap.add_argument("--quick", action="store_true", help="sizes 200 and 1000 (checks that it runs)")
+    ap.add_argument("--repeats", type=int, help="rounds over all the sizes; each figure is their median (3)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"sizes {QUICK_SIZES[0]} and {QUICK_SIZES[1]}, {QUICK_REPEATS} rounds (checks that it runs)")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args(argv)
-    sizes = [200, 1000] if a.quick else [int(s) for s in a.sizes.split(",")]
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env.pop("FALNB_BUDGET_TOTAL", None)
-    env.pop("FALNB_BUDGET_SESSION", None)
-    results = []
-    for size in sizes:
-        print(f"[cache_scale] {size:,} entries ...", file=sys.stderr, flush=True)
-        results.append(measure(size, env))
+    if a.quick:
+        results = run(QUICK_SIZES, repeats=a.repeats or QUICK_REPEATS, window=QUICK_WINDOW_S)
+    else:
+        results = run([int(s) for s in a.sizes.split(",")], repeats=a.repeats or 3)
     text = table(results)
     print(text)
     if not a.no_write and not a.quick:

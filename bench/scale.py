@@ -1,7 +1,7 @@
 """``python -m bench scale``: issue 15's "done when", side by side in one run.
 
     python -m bench scale [--prompts 5000] [--cell-prompts 1000] [--max 100000] [--memory-prompts 500]
-                          [--only batch,memory,cell,emulator,cache] [--quick] [--no-write]
+                          [--cache-repeats 3] [--only batch,memory,cell,emulator,cache] [--quick] [--no-write]
 
 * **batch**: 5,000 prompts, account limit 16, 0.5 s jobs: falnb ``generate_many`` (its defaults) beside
   fal-client's async ``subscribe`` inside an ``asyncio.Semaphore(16)``, gathered, as a user of fal-client
@@ -13,7 +13,8 @@
 * **emulator**: the emulator's status GET with 100 and 20,000 requests held, when ``bench/emulator_scale.py``
   exists (the emulator's engineer adds it);
 * **cache**: hit, budget check, ``cache list`` first line and RSS, ``export`` RSS, a writer's wait during
-  ``prune``, from 1,000 to ``--max`` entries (``bench/cache_scale.py``; ``--max 10000`` for a quick run).
+  ``prune``, from 1,000 to ``--max`` entries, medians of ``--cache-repeats`` rounds with the sizes interleaved
+  (``bench/cache_scale.py``; ``--max 10000`` for a quick run).
 
 It takes long: 27 minutes on 2 shared CPUs (the 5,000-prompt batch alone is 2 x 157 s of ideal time, the
 100,000-entry cache minutes to fill; ``--only`` picks parts, ``--quick`` only checks that it runs): that is why
@@ -24,13 +25,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 import time
 import traceback
-from typing import Any
 
-from . import HERE, ROOT, Row, machine
+from . import HERE, Row, machine
 
 PARTS = ["batch", "memory", "cell", "emulator", "cache"]
 
@@ -63,14 +62,11 @@ def _rows(part: str, a: argparse.Namespace) -> list[Row]:
 def _cache(a: argparse.Namespace) -> str:
     from . import cache_scale
 
-    sizes = [200, 1000] if a.quick else sorted({1000, min(10000, a.max), a.max})
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env.pop("FALNB_BUDGET_TOTAL", None)
-    env.pop("FALNB_BUDGET_SESSION", None)
-    results: list[dict[str, Any]] = []
-    for size in sizes:
-        print(f"[bench scale] cache of {size:,} entries ...", file=sys.stderr, flush=True)
-        results.append(cache_scale.measure(size, env))
+    if a.quick:
+        results = cache_scale.run(cache_scale.QUICK_SIZES, repeats=cache_scale.QUICK_REPEATS,
+                                  window=cache_scale.QUICK_WINDOW_S, tag="bench scale")
+    else:
+        results = cache_scale.run(sorted({1000, min(10000, a.max), a.max}), repeats=a.cache_repeats, tag="bench scale")
     return cache_scale.table(results)
 
 
@@ -83,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-prompts", type=int, default=500, help="the memory row's two batches (500 each)")
     ap.add_argument("--cell-prompts", type=int, default=1000, help="the --batch cell's prompts (1,000)")
     ap.add_argument("--max", type=int, default=100_000, help="the largest cache (100,000; 10,000 for a quick look)")
+    ap.add_argument("--cache-repeats", type=int, default=3,
+                    help="rounds over the cache sizes, interleaved; each figure is their median (3)")
     ap.add_argument("--only", help="comma-separated: " + ",".join(PARTS))
     ap.add_argument("--quick", action="store_true", help="tiny sizes (checks that it runs; figures meaningless)")
     ap.add_argument("--no-write", action="store_true", help="do not write bench/SCALE.md")
