@@ -438,3 +438,32 @@ def test_progress_states(kind: str) -> None:
 def test_reprs_hide_the_key() -> None:
     c = Client(key="super-secret-key", queue_url="http://127.0.0.1:9", cache=False)
     assert "super-secret-key" not in repr(c) and "super-secret-key" not in repr(c.key)
+
+
+def test_clients_share_one_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx reads the whole CA bundle for each client it makes (~40 ms); falnb's clients share one context,
+    built as httpx builds it (SSL_CERT_FILE honoured) and again when that changes."""
+    import ssl
+
+    from falnb.fal import _tls
+
+    built: list[ssl.SSLContext] = []
+    real = httpx.create_ssl_context
+    monkeypatch.setattr(httpx, "create_ssl_context", lambda: built.append(real()) or built[-1])
+    monkeypatch.setattr(_tls, "_CONTEXTS", {})
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    clients = [Client(key="k", queue_url="http://127.0.0.1:9", cache=False) for _ in range(3)]
+    for c in clients:
+        c._engine.queue()  # its two httpx clients (queue and status streams)
+        c.close()
+    assert len(built) == 1 and _tls.verify() is built[0]
+    import certifi
+
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())
+    assert _tls.verify() is not built[0] and len(built) == 2
+    assert _tls.verify(object()) is True  # a transport of the client's own: httpx builds no context
+    offline = Client(offline=True, emulator=Emulator(), cache=False)
+    offline._engine.queue()
+    offline.close()
+    assert len(built) == 2
