@@ -20,10 +20,10 @@ CPU: dict[str, list[float]] = {}
 SIZE = "512x512"
 
 
-def _samples(emu: Emu, client: str, *, iters: int, warmup: int, fetch: bool, tag: str) -> list[float]:
+def _samples(emu: Emu, client: str, *, iters: int, warmup: int, fetch: bool, tag: str, size: str) -> list[float]:
     if not have(client) or (client == "litellm" and not emu.get("sync_url")):
         return []
-    args = ["-m", "bench._clients", "latency", client, "--url", emu["url"], "--size", SIZE,
+    args = ["-m", "bench._clients", "latency", client, "--url", emu["url"], "--size", size,
             "--iters", str(iters), "--warmup", str(warmup), "--tag", tag]
     if emu.get("sync_url"):
         args += ["--sync-url", emu["sync_url"]]
@@ -37,15 +37,17 @@ def _samples(emu: Emu, client: str, *, iters: int, warmup: int, fetch: bool, tag
 
 def run(quick: bool = False) -> list[Row]:
     rounds, iters, warmup = (1, 2, 1) if quick else (3, 8, 2)
+    # quick (CI: everything runs, figures meaningless): no time spent waiting on generations of full size
+    gen, size = (0.02, "256x256") if quick else (GEN, SIZE)
     CPU.clear()
     variants = [("falnb", False), ("fal-client", False), ("litellm", False), ("fal-client", True),
                 ("litellm", True), ("floor", False)]
     samples: dict[tuple[str, bool], list[float]] = {v: [] for v in variants}
-    with emulator(latency=GEN, concurrency=16) as emu:
+    with emulator(latency=gen, concurrency=16) as emu:
         for r in range(rounds):
             for client, fetch in variants:
                 samples[(client, fetch)] += _samples(emu, client, iters=iters, warmup=warmup, fetch=fetch,
-                                                     tag=f"{r}{int(fetch)}")
+                                                     tag=f"{r}{int(fetch)}", size=size)
         sync = bool(emu.get("sync_url"))
 
     def med_ms(key: tuple[str, bool]) -> float | None:
@@ -59,7 +61,7 @@ def run(quick: bool = False) -> list[Row]:
         met = fal is not None and r is not None and r <= 0.5 and fal < 20
         row = Row(f"2. one-request overhead ({label})", "ms", fal, fc, ll, ratio=r, ratio_label="of fal-client",
                   target="<=0.5x fal-client, <20 ms", met=met,
-                  detail={"generation_s": GEN, "size": SIZE, "rounds": rounds, "iters": iters,
+                  detail={"generation_s": gen, "size": size, "rounds": rounds, "iters": iters,
                           "samples_ms": {f"{c}{' +fetch' if f else ''}": [round(x * 1000, 2) for x in v]
                                          for (c, f), v in samples.items()},
                           "litellm_to_falnb": ratio(fal, ll), "floor_ms": med_ms(("floor", False)),

@@ -40,6 +40,7 @@ from .fal._download import fetch_image, sniff
 from .fal._images_route import ProxyRoutes
 from .fal._loop import run_sync
 from .fal._queue import QueueClient, RetryPolicy
+from .fal._tls import verify
 from .fal._upload import Uploader
 from .request._plan import FalRequest, Plan
 from .results._generation import Generation, images_from_response
@@ -96,11 +97,12 @@ class Engine:
     def queue(self) -> QueueClient:
         """The queue client, made on first use (on the private loop: its pools belong to that loop)."""
         if self._queue is None:
-            self._http = httpx.AsyncClient(transport=self._transport, timeout=self._http_timeout,
+            tls = verify(self._transport)  # one TLS context for the process, not one per client
+            self._http = httpx.AsyncClient(transport=self._transport, timeout=self._http_timeout, verify=tls,
                                            limits=httpx.Limits(max_connections=48, max_keepalive_connections=48),
                                            follow_redirects=True)
             # each waiting request holds a status stream: uncapped, so streams never starve submits
-            self._streams = httpx.AsyncClient(transport=self._transport, timeout=self._http_timeout,
+            self._streams = httpx.AsyncClient(transport=self._transport, timeout=self._http_timeout, verify=tls,
                                               limits=httpx.Limits(max_connections=None, max_keepalive_connections=16))
             # the key is read for every request: a key changed with %env takes effect on the next call
             self._queue = QueueClient(self._http, self._queue_url, self._key, self._retry,

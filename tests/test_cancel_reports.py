@@ -124,7 +124,9 @@ def test_emulator_refuses_an_unknown_cancel_behaviour(knob: str, value: Any) -> 
 @pytest.mark.parametrize("phase", ["queued", "running"])
 def test_rerun_after_a_cancel(phase: str, report: str, running_cancel: str, tmp_path: Path) -> None:
     clock = Clock()
-    emu = Emulator(latency=1.0, concurrency=1, clock=clock)
+    # the clock stands still until thawed (a request stays queued or running however long the machine takes);
+    # after the thaw it follows the wall clock: 0.05 s runs, not 1 s, for the re-run to wait
+    emu = Emulator(latency=0.05, concurrency=1, clock=clock)
     emu.configure(cancel_report=report, running_cancel=running_cancel)
     if phase == "queued":  # a request ahead of ours holds the account's one slot
         emu.handle("POST", f"{QUEUE}/{MODEL}", {"authorization": "Key k"}, json.dumps({"prompt": "ahead"}).encode())
@@ -160,7 +162,7 @@ def test_a_cancelled_row_still_reported_running_is_cancelled_again_before_submit
     """never_completes: the re-run cannot wait for a request that will never report an end; it cancels
     it again (should it run on after all) and submits anew."""
     clock = Clock()
-    emu = Emulator(latency=1.0, clock=clock)
+    emu = Emulator(latency=0.05, clock=clock)  # (frozen until thawed: the re-run waits 0.05 s, not 1 s)
     emu.configure(cancel_report="never_completes")
     client = Client(offline=True, emulator=emu, cache=tmp_path / "c")
     run = client.start([client.plan("a fox in the snow", **KW)])

@@ -286,7 +286,8 @@ def test_generate_returns_at_once_and_shows_queue_and_running(tmp_path: Path) ->
 
 
 def test_cancel_a_queued_request_bills_nothing(tmp_path: Path) -> None:
-    emu = Emulator(latency=3.0, concurrency=1)
+    clock = FrozenClock()  # the busy one runs until the cancel is done, however slow the machine
+    emu = Emulator(latency=3.0, concurrency=1, clock=clock)
     c = Client(offline=True, emulator=emu, cache=tmp_path / "c")
     busy = form("flux-ultra", client=c, prompt="keeps the only runner busy")
     f = form("flux-ultra", client=c, prompt="waits in the queue")
@@ -303,6 +304,7 @@ def test_cancel_a_queued_request_bills_nothing(tmp_path: Path) -> None:
     assert f.result is None and f.gallery.children == ()
     cancelled = [j for j in emu.requests() if j.inputs["prompt"] == "waits in the queue"]
     assert cancelled and cancelled[0].stopped == "cancelled"
+    clock.now = 3.0  # fal's time moves on: the busy one finishes
     assert "done" in settle(busy, 10)
     assert emu.ledger.requests == 1  # only the busy one
     assert busy.result is not None

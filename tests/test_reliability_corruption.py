@@ -76,10 +76,19 @@ def _damage(cache: Path, how: str) -> None:
         raise AssertionError(how)
 
 
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder of the 150 entries, filled once for the module; each test damages a copy of its own."""
+    cache = tmp_path_factory.mktemp("filled") / "cache"
+    _fill(Emulator(latency=0.0, concurrency=64), cache)
+    return cache
+
+
 @pytest.mark.parametrize("how", ["garbage pages", "truncated index", "garbage WAL", "all image files gone"])
-def test_figure_corruption_detected_reported_once_healed(how: str, emu: Emulator, tmp_path: Path) -> None:
+def test_figure_corruption_detected_reported_once_healed(how: str, emu: Emulator, filled: Path,
+                                                         tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    _fill(emu, cache)
+    shutil.copytree(filled, cache)  # closed and checkpointed: the copy is the folder as a new kernel finds it
     _damage(cache, how)
     ok, cached, submits, messages = _run(emu, cache, READ)
     ok2, cached2, submits2, messages2 = _run(emu, cache, READ)

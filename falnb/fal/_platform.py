@@ -24,6 +24,7 @@ from .._exceptions import AuthenticationError, FalError, FalServerError, RateLim
 from ..catalog._prices import UnitPrice
 from ..catalog._store import SchemaUnavailable
 from ._config import DEFAULT_QUEUE_URL, Key
+from ._tls import verify
 
 __all__ = ["DEFAULT_PLATFORM_URL", "PlatformAPI", "platform_url"]
 
@@ -119,7 +120,7 @@ class PlatformAPI:
                                       hint="Set FAL_KEY; prices are shown as estimates until then.")
         headers = {"Accept": "application/json", **({"Authorization": key.header()} if key is not None else {})}
         try:
-            with httpx.Client(transport=self._transport, timeout=self._timeout) as http:
+            with httpx.Client(transport=self._transport, timeout=self._timeout, verify=verify(self._transport)) as http:
                 query = httpx.QueryParams([(k, v) for k, v in params])
                 resp = http.get(self.base_url + path, params=query, headers=headers)
                 body = resp.content

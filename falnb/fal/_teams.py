@@ -20,6 +20,7 @@ from .._exceptions import FalServerError, TransportError, UnknownModelError
 from ..catalog._catalog import Catalog, ModelSpec
 from ._images_route import ProxyRoutes
 from ._proxy import Proxy, find_proxy, proxy_error
+from ._tls import verify
 
 __all__ = ["TeamBook", "TeamModel", "discover_teams", "fetch_teams", "teams_into_catalog", "unknown_team"]
 
@@ -89,7 +90,7 @@ def fetch_teams(proxy: Proxy, transport: httpx.AsyncBaseTransport | None, timeou
     from ._loop import run_sync
 
     async def go() -> list[TeamModel]:
-        async with httpx.AsyncClient(transport=transport, timeout=timeout) as http:
+        async with httpx.AsyncClient(transport=transport, timeout=timeout, verify=verify(transport)) as http:
             return await discover_teams(http, proxy)
 
     return run_sync(go())

@@ -187,10 +187,19 @@ def test_defect_05_rerun_of_a_cancelled_batch(shell: InteractiveShell, magics: A
 # -- 6. interrupt messages that contradict what happened ----------------------------------------------------
 
 
+def _answer_later_than_the_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer stays held until the test ends: falnb's wait for it after Ctrl-C (SUBMIT_GRACE, 4 s) always
+    runs out, whatever its length; 0.05 s of it makes the same case as 4 s."""
+    from falnb import _fetch
+
+    monkeypatch.setattr(_fetch, "SUBMIT_GRACE", 0.05)
+
+
 def test_defect_06_interrupt_after_a_slow_submit_does_not_say_nothing_was_sent(
-        shell: InteractiveShell, magics: Any, standin: FalStandIn) -> None:
+        shell: InteractiveShell, magics: Any, standin: FalStandIn, monkeypatch: pytest.MonkeyPatch) -> None:
     """fal queued the request (and bills it) but its answer is late; Ctrl-C then.  Saying "nothing
     had been sent" is false."""
+    _answer_later_than_the_grace(monkeypatch)
     standin.gate("submit_answer")
     standin.on["held:submit_answer"] = lambda req: interrupt_main()
     cell = run(shell, "%falimage -m schnell --seed 1 a fox in the snow")
@@ -201,7 +210,9 @@ def test_defect_06_interrupt_after_a_slow_submit_does_not_say_nothing_was_sent(
     assert "none sent" not in cell.text, cell.text
 
 
-def test_defect_06_generate_interrupted_after_a_slow_submit(client: Any, standin: FalStandIn) -> None:
+def test_defect_06_generate_interrupted_after_a_slow_submit(client: Any, standin: FalStandIn,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    _answer_later_than_the_grace(monkeypatch)
     standin.gate("submit_answer")
     standin.on["held:submit_answer"] = lambda req: interrupt_main()
     with pytest.raises(falnb.Interrupted) as err:
