@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from falnb.emulator import Emulator
@@ -173,8 +173,12 @@ _OPS = st.lists(st.one_of(
 ), max_size=60)
 
 
-@settings(max_examples=150, deadline=None)
+# derandomize: the same 150 examples in every run (a test that passes or fails by chance is a defect; new
+# examples come from raising max_examples by hand, not from CI's luck)
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
 @given(first_limit=st.integers(1, 3), ops=_OPS)
+# found by a random run: a cancel under a lowered limit freed the slot of another request with the same end
+@example(first_limit=2, ops=[("add", 0.5, None), ("add", 0.5, None), ("limit", 1), ("add", 0.0, None), ("cancel", 0)])
 def test_the_schedule_is_the_from_scratch_one(first_limit: int, ops: list[tuple[Any, ...]]) -> None:
     clock = Clock()
     knobs = Settings(concurrency=first_limit, retention=6.0, large_retention=6.0)

@@ -153,12 +153,15 @@ class Queue:
                 self._waiting.remove(request_id)  # the requests behind it move up
                 self._finish(job, now)
             else:
-                old, job.end = job.end, now  # the synthetic app honours the cancel signal at once: its slot frees now
+                job.end = now  # the synthetic app honours the cancel signal at once: its slot frees now
                 self._running = [(now if j is job else end, n, j) for end, n, j in self._running]
                 heapq.heapify(self._running)
-                if old in self._slots:
-                    self._slots[self._slots.index(old)] = now
-                    heapq.heapify(self._slots)
+                # the slots are the latest `limit` ends of the others still running (all later than now, or a
+                # request would be waiting no more).  Not "the slot holding its end": under a lowered limit
+                # that slot may be another running request's (two equal ends), which a waiting one then took
+                others = [end for end, _, j in self._running if j is not job]
+                self._slots = heapq.nlargest(self._limit, others) + [now] * max(0, self._limit - len(others))
+                heapq.heapify(self._slots)
             self.advance()
             return "CANCELLATION_REQUESTED"
 
