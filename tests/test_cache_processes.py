@@ -18,6 +18,8 @@ import pytest
 from falnb.cache._store import ResponseCache
 from falnb.emulator import Emulator, EmulatorServer
 
+from ._clock import SwitchClock
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and /proc")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,9 +69,9 @@ def test_separate_processes_bill_once(server: EmulatorServer) -> None:
 
 
 def test_a_process_killed_right_after_submit_is_not_paid_twice(serve_emulator: Callable[..., EmulatorServer]) -> None:
-    thawed: list[float] = []  # fal's clock stands still (the request stays in flight) until the kill is done
-    server = serve_emulator(Emulator(latency=2.0, concurrency=8,
-                                     clock=lambda: time.monotonic() - thawed[0] + 2.0 if thawed else 0.0))
+    clock = SwitchClock()
+    clock.freeze()  # fal's clock stands still (the request stays in flight) until the kill is done
+    server = serve_emulator(Emulator(latency=2.0, concurrency=8, clock=clock))
     emu = server.emulator
     child = start(server)
     cache = ResponseCache()
@@ -84,7 +86,8 @@ def test_a_process_killed_right_after_submit_is_not_paid_twice(serve_emulator: C
     os.kill(child.pid, signal.SIGKILL)  # killed while polling, before any picture arrived
     child.communicate()
     assert emu.ledger.submits == 1 and emu.ledger.requests == 0
-    thawed.append(time.monotonic())  # then it moves on from the request's end: done, billed when fetched
+    clock.tick(2.0)  # then it moves on from the request's end: done, billed when fetched
+    clock.thaw()
 
     again = finish(start(server))  # same request, new process: re-attaches to the journaled id
     assert again["ids"] == [journaled[0]["request_id"]] and again["n"] == 2 and not again["cached"]

@@ -18,6 +18,7 @@ from falnb.emulator import Emulator, serve
 from falnb.fal._queue import RetryPolicy
 from falnb.request._plan import build_plan
 
+from ._clock import SwitchClock
 from .test_request import SEED_IDS, SIZES
 
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05, submit_attempts=3)
@@ -348,8 +349,8 @@ def test_explicit_cancel_of_queued_request(client: Client, emu: Emulator) -> Non
 
 
 def test_interrupt_cancels_and_bills_nothing(kind: str) -> None:
-    later = [0.0]  # the emulator's clock: the wall clock, moved on by hand instead of sleeping
-    emu = Emulator(latency=3.0, concurrency=1, clock=lambda: time.monotonic() + later[0])
+    clock = SwitchClock()  # the wall clock, moved on by hand instead of sleeping
+    emu = Emulator(latency=3.0, concurrency=1, clock=clock)
     c, server = make_client(kind, emu)
     seen: list[str] = []
 
@@ -363,7 +364,9 @@ def test_interrupt_cancels_and_bills_nothing(kind: str) -> None:
             c.generate("x", model="schnell", on_progress=on_progress)
         assert isinstance(err.value, KeyboardInterrupt) and "cancel" in str(err.value)
         assert [j.stopped for j in emu.requests()] == ["cancelled"]  # the cancel reached fal before the raise
-        later[0] += 3.5  # past the 3 s the request would have run: fal never finishes it, never bills it
+        clock.freeze()  # past the 3 s the request would have run: fal never finishes it, never bills it
+        clock.tick(3.5)
+        clock.thaw()
         assert emu.ledger.submits == 1 and emu.ledger.requests == 0
     finally:
         c.close()
