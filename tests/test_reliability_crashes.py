@@ -19,7 +19,6 @@ import collections
 import hashlib
 import random
 import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ import pytest
 from falnb import Client
 from falnb.emulator import Emulator, EmulatorServer, Faults
 
+from ._clock import SwitchClock
 from ._procs.runner import run_child
 
 KEY = "sk-test-crash"
@@ -37,36 +37,13 @@ MODEL = "fal-ai/flux/schnell"
 PHASES = ["before-submit", "after-submit", "queued", "running", "downloading"]
 
 
-class PausableClock:
-    """The emulator's clock: wall time, except while paused (fal's work stands still then)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._offset = 0.0
-        self._paused_at: float | None = None
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self._paused_at if self._paused_at is not None else time.monotonic() + self._offset
-
-    def pause(self) -> None:
-        now = self()
-        with self._lock:
-            self._paused_at = now
-
-    def resume(self) -> None:
-        with self._lock:
-            if self._paused_at is not None:
-                self._offset, self._paused_at = self._paused_at - time.monotonic(), None
+@pytest.fixture
+def clock() -> SwitchClock:
+    return SwitchClock()
 
 
 @pytest.fixture
-def clock() -> PausableClock:
-    return PausableClock()
-
-
-@pytest.fixture
-def server(serve_emulator: Callable[..., EmulatorServer], clock: PausableClock) -> EmulatorServer:
+def server(serve_emulator: Callable[..., EmulatorServer], clock: SwitchClock) -> EmulatorServer:
     # 0.05 s of work per request: each phase is held by the paused clock (or the held download), not by the latency
     return serve_emulator(Emulator(latency=0.05, concurrency=1, faults=Faults(), clock=clock))
 
@@ -81,7 +58,7 @@ def _landed(phases: list[str]) -> str:
             "completed": "downloading"}.get(last, last)
 
 
-def test_figure_crashes_sigkill_at_random_points_then_rerun(server: EmulatorServer, clock: PausableClock,
+def test_figure_crashes_sigkill_at_random_points_then_rerun(server: EmulatorServer, clock: SwitchClock,
                                                             tmp_path: Path) -> None:
     emu = server.emulator
     cache_dir = tmp_path / "shared-cache"
@@ -95,7 +72,7 @@ def test_figure_crashes_sigkill_at_random_points_then_rerun(server: EmulatorServ
     for i, target in enumerate(plan):
         prompt = f"crash trial {i}: {target}"
         if target in ("queued", "running"):
-            clock.pause()  # fal's work stands still: the request stays queued (or running) until the kill
+            clock.freeze()  # fal's work stands still: the request stays queued (or running) until the kill
         if target == "queued":  # a request ahead of ours holds the one slot, so ours waits in fal's queue
             httpx.post(f"{server.url}/{MODEL}", json={"prompt": f"blocker {i}"},
                        headers={"Authorization": f"Key {KEY}"}).raise_for_status()
@@ -108,7 +85,7 @@ def test_figure_crashes_sigkill_at_random_points_then_rerun(server: EmulatorServ
         try:
             code, phases, _ = run_child({**base, "kill": target, "delay": delay}, cache_dir)
         finally:
-            clock.resume()
+            clock.thaw()
             emu.configure(file_answer_delay=0.0)
         where = _landed(phases) if code == -signal.SIGKILL else "finished"
         landed[where] += 1
