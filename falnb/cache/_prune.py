@@ -33,8 +33,13 @@ if TYPE_CHECKING:
 
 __all__ = ["BATCH", "clear_done", "collect", "delete_batches", "delete_entries", "plan_prune"]
 
-#: rows or files per write transaction at most
-BATCH = 500
+#: rows or files per write transaction at most.  200, not 500: deleting an entry writes about two pages to the
+#: WAL (keys are hashes, so the rows of a batch lie on different pages of a large table).  At 100,000 entries a
+#: batch of 500 wrote ~900 pages, close to SQLite's auto-checkpoint of 1,000, and its COMMIT often took
+#: 13-19 ms beyond the 6 ms of deletes (a checkpoint inside the write lock): another writer's 95th-percentile
+#: put during the prune went from 10 ms (1,000 entries) to 16-29 ms.  With 200 (~400 pages) every commit took
+#: 1-2 ms at every size and that put stayed at 10 ms (bench/cache_scale.py, and a trace of each batch's commit)
+BATCH = 200
 #: a batch's transaction also ends after this long (deleting files is slow on a busy disk): the longest
 #: another writer waits behind a prune.  10 ms, not 50: with 50 ms every batch of a large prune ran to the
 #: limit and a writer's 95th-percentile put went from 17 ms (1,000 entries) to 52 ms (100,000); with 10 ms a
