@@ -179,6 +179,83 @@ def test_files_expire_as_the_lifecycle_header_asks() -> None:
     assert http.post("/files/upload", content=b"x", headers={"Authorization": "Bearer nope"}).status_code == 401
 
 
+def test_upload_tokens_expire_on_the_emulators_clock() -> None:
+    now = [1000.0]
+    emu = Emulator(latency=0.0, clock=lambda: now[0])
+    http = httpx.Client(transport=emu.sync_transport(), base_url="http://emu.test")
+    token = http.post("/storage/auth/token?storage_type=fal-cdn-v3", headers={"Authorization": "Key k"}).json()
+    bearer = {"Authorization": f"Bearer {token['token']}", "Content-Type": "image/png"}
+    assert http.post("/files/upload", content=png(), headers=bearer).status_code == 200
+    now[0] += 3601
+    assert http.post("/files/upload", content=png(), headers=bearer).status_code == 401
+
+
+def _counting_uploader(emu: Emulator, clock: Callable[[], float]) -> tuple[Uploader, httpx.AsyncClient, list[str]]:
+    """An uploader on ``clock``, and the storage paths it calls, in order."""
+    calls: list[str] = []
+
+    async def seen(request: httpx.Request) -> None:
+        calls.append(request.url.path)
+
+    http = httpx.AsyncClient(transport=emu.transport(), event_hooks={"request": [seen]})
+    return Uploader(http, lambda: Key("k", "test"), rest_url="http://emu.test", clock=clock), http, calls
+
+
+@pytest.mark.parametrize("uploader_clock", ["the emulator's", "stopped"])
+def test_an_expired_upload_token_is_replaced_and_the_upload_made(uploader_clock: str) -> None:
+    """The uploader keeps its token for its hour (on its own clock) and fetches a new one after; a kept token
+    the storage refuses anyway (a clock behind fal's, here one that stopped) is replaced and the upload made
+    again, once."""
+    now = [1000.0]
+    emu = Emulator(latency=0.0, clock=lambda: now[0])
+    first, second, third = (to_pictures(noise(8 + i, 8), field="image_url", model="m")[0] for i in range(3))
+    stopped = now[0]
+    clock = (lambda: now[0]) if uploader_clock == "the emulator's" else (lambda: stopped)
+
+    async def go() -> tuple[list[str], list[str]]:
+        up, http, calls = _counting_uploader(emu, clock)
+        try:
+            urls = [await up.url_for(first), await up.url_for(second)]
+            now[0] += 3601  # the token's hour is over
+            urls.append(await up.url_for(third))
+            return urls, calls
+        finally:
+            await http.aclose()
+
+    urls, calls = asyncio.run(go())
+    assert [emu.storage.fetch(u) for u in urls] == [first.data, second.data, third.data]
+    tokens = [c for c in calls if c == "/storage/auth/token"]
+    uploads = [c for c in calls if c.endswith("/files/upload")]
+    assert len(tokens) == 2  # one for the hour, one after it
+    # with its own clock the uploader knew the token had expired; with a stopped one, the storage told it (401)
+    assert len(uploads) == (3 if uploader_clock == "the emulator's" else 4)
+
+
+def test_a_fresh_token_refused_is_not_tried_again(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refusal with a token fetched for this very upload is the key's or the storage's fault: one error,
+    no loop of new tokens."""
+    monkeypatch.setattr(type(emu.storage), "_bearer", lambda self, hdrs: _refused())
+    pic = to_pictures(png(), field="image_url", model="m")[0]
+
+    async def go() -> list[str]:
+        up, http, calls = _counting_uploader(emu, lambda: 0.0)
+        try:
+            with pytest.raises(falnb.AuthenticationError, match="nothing was submitted"):
+                await up.url_for(pic)
+            return calls
+        finally:
+            await http.aclose()
+
+    calls = asyncio.run(go())
+    assert calls.count("/storage/auth/token") == 1 and len(calls) == 2
+
+
+def _refused() -> Any:
+    from falnb.emulator._http import json_response
+
+    return json_response(401, {"detail": "Invalid or expired upload token"})
+
+
 def test_fal_clients_upload_file_works_against_the_emulator(
         serve_emulator: Callable[..., EmulatorServer], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fc = pytest.importorskip("fal_client.client")

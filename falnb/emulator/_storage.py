@@ -5,7 +5,7 @@ Routes (``{base}`` is the emulator's own URL; fal's hosts are ``rest.fal.ai`` an
 
 - ``POST /storage/auth/token?storage_type=fal-cdn-v3``  key auth → ``{token, token_type, base_url, expires_at}``
   (``base_url`` is ``{base}/v3/{instance}``: each emulator is its own storage, so a URL remembered from
-  another one is never reused)
+  another one is never reused); a token expires an hour later on the emulator's clock (then 401)
 - ``POST /files/upload`` (also under ``base_url``)     bearer token, raw bytes → ``{access_url}``
 - ``POST {base_url}/files/upload/multipart``            → ``{access_url, uploadId}``; ``PUT
   {access_url}/multipart/{uploadId}/{n}`` → ``ETag``; ``POST {access_url}/multipart/{uploadId}/complete``
@@ -77,7 +77,8 @@ class Storage:
         self.instance = secrets.token_hex(6)
         self._files: OrderedDict[str, _File] = OrderedDict()
         self._pending: dict[str, _Pending] = {}
-        self._tokens: set[str] = set()
+        #: upload tokens and when each expires (the emulator's clock): fal's expire, and a client must cope
+        self._tokens: dict[str, float] = {}
         self._faults: list[str] = []
         self._drop_next = False
         self._bytes = 0
@@ -122,14 +123,16 @@ class Storage:
 
     def _token(self, base: str) -> Response:
         token = secrets.token_urlsafe(18)
-        self._tokens.add(token)
+        now = self._clock()
+        self._tokens = {t: end for t, end in self._tokens.items() if end > now}  # (bounded: the live ones)
+        self._tokens[token] = now + _TOKEN_LIFETIME
         expires = datetime.now(timezone.utc) + timedelta(seconds=_TOKEN_LIFETIME)
         return json_response(200, {"token": token, "token_type": "Bearer", "base_url": f"{base}/v3/{self.instance}",
                                    "expires_at": expires.isoformat()})
 
     def _bearer(self, hdrs: Mapping[str, str]) -> Response | None:
         scheme, _, token = hdrs.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or token.strip() not in self._tokens:
+        if scheme.lower() != "bearer" or self._tokens.get(token.strip(), float("-inf")) <= self._clock():
             return json_response(401, {"detail": "Invalid or expired upload token"})
         return None
 

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from .._exceptions import FalnbError, TransportError
+from .._exceptions import AuthenticationError, FalnbError, TransportError
 from ..request._picture_plan import PictureValue
 from ..request._pictures import Picture
 from ._config import Key
@@ -80,13 +80,15 @@ class MemoryMemo:
 
 
 class _Token:
-    def __init__(self, body: Mapping[str, Any], cdn_url: str) -> None:
+    def __init__(self, body: Mapping[str, Any], cdn_url: str, now: float) -> None:
         self.header = f"{body.get('token_type') or 'Bearer'} {body['token']}"
         self.base_url = str(body.get("base_url") or cdn_url).rstrip("/")
+        # on the uploader's clock: what is left of the token's life now, from fal's wall-clock ``expires_at``
         try:
-            self.expires = datetime.fromisoformat(str(body["expires_at"]).replace("Z", "+00:00")).timestamp()
-        except (KeyError, ValueError):
-            self.expires = time.time() + 600
+            left = datetime.fromisoformat(str(body["expires_at"]).replace("Z", "+00:00")).timestamp() - time.time()
+        except (KeyError, ValueError, OverflowError):
+            left = 600.0
+        self.expires = now + left
 
 
 class Uploader:
@@ -122,7 +124,7 @@ class Uploader:
     async def url_for(self, pic: Picture, model: str = "storage") -> str:
         if pic.url is not None:
             return pic.url
-        token = await self._auth(model)
+        token, fresh = await self._auth(model)
         found = self.memo.get(token.base_url, pic.sha256, self._clock())
         if found is not None and await self._still_there(found):
             return found
@@ -131,7 +133,16 @@ class Uploader:
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._pending[pic.sha256] = fut
         try:
-            url = await self._upload(pic, token, model)
+            try:
+                url = await self._upload(pic, token, model)
+            except AuthenticationError:
+                if fresh:
+                    raise
+                # a token this process kept expired or was revoked early (a clock behind fal's, a storage
+                # restarted): uploads are free, so the upload is made again once with a new token
+                self._token = None
+                token, _ = await self._auth(model)
+                url = await self._upload(pic, token, model)
             self.uploads += 1
             self.bytes_sent += len(pic.data)
             now = self._clock()
@@ -160,16 +171,18 @@ class Uploader:
 
     # -- the protocol -------------------------------------------------------------------------
 
-    async def _auth(self, model: str) -> _Token:
-        if self._token is None or self._token.expires - 60 < time.time():
-            resp = await self._send("POST", f"{self.rest_url}/storage/auth/token?storage_type=fal-cdn-v3", model,
-                                    headers={"Authorization": self._key().header(), "Accept": "application/json"},
-                                    json_body={})
-            try:
-                self._token = _Token(resp.json(), self.cdn_url)
-            except (ValueError, KeyError, TypeError):
-                raise TransportError(f"fal's storage sent no upload token for {model}") from None
-        return self._token
+    async def _auth(self, model: str) -> tuple[_Token, bool]:
+        """The upload token, and whether it was fetched now: the one kept while it has a minute left."""
+        if self._token is not None and self._token.expires - 60 >= self._clock():
+            return self._token, False
+        resp = await self._send("POST", f"{self.rest_url}/storage/auth/token?storage_type=fal-cdn-v3", model,
+                                headers={"Authorization": self._key().header(), "Accept": "application/json"},
+                                json_body={})
+        try:
+            self._token = _Token(resp.json(), self.cdn_url, self._clock())
+        except (ValueError, KeyError, TypeError):
+            raise TransportError(f"fal's storage sent no upload token for {model}") from None
+        return self._token, True
 
     def _headers(self, token: _Token, pic: Picture) -> dict[str, str]:
         return {"Authorization": token.header, "Content-Type": pic.content_type, "X-Fal-File-Name": pic.file_name,
