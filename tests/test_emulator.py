@@ -421,6 +421,21 @@ def test_infra_error_fraction(clock: Clock) -> None:
     assert emu.ledger.requests == 0
 
 
+def test_a_model_down_fails_while_the_others_work(clock: Clock) -> None:
+    emu = Emulator(latency=0.01, clock=clock)
+    emu.configure(infra_error_models=["fal-ai/imagen4/preview"])
+    assert emu.knobs()["faults"]["infra_error_models"] == ["fal-ai/imagen4/preview"]
+    with client(emu) as c:
+        down = submit(c, "fal-ai/imagen4/preview", {"prompt": "x"})
+        up = submit(c, "fal-ai/flux/schnell", {"prompt": "x"})
+        clock.tick(1)
+        assert c.get(down["response_url"]).status_code == 500
+        assert c.get(up["response_url"]).status_code == 200
+    assert emu.ledger.requests == 1  # (the failed generation is not billed)
+    with pytest.raises(ValueError, match="list of strings"):
+        emu.configure(infra_error_models="fal-ai/imagen4/preview")
+
+
 def test_model_latency_override(clock: Clock) -> None:
     emu = Emulator(latency=1.0, model_latency={"fal-ai/flux/schnell": 0.1}, clock=clock)
     with client(emu) as c:

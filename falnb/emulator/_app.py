@@ -269,7 +269,8 @@ class App:
                   deadline: float | None) -> Job:
         errors, plan = checked_plan(spec, inputs, request_id, self.settings, self.faults, self.storage.fetch)
         outcome: Outcome = "invalid" if errors else (
-            "infra_error" if self._roll(self.faults.infra_error_rate) else "ok")
+            "infra_error" if spec.id in self.faults.infra_error_models or self._roll(self.faults.infra_error_rate)
+            else "ok")
         cost = None
         if plan is not None:
             cost = spec.estimate(inputs, plan.images, plan.width, plan.height)

@@ -93,6 +93,8 @@ class Faults:
     content_policy_words: tuple[str, ...] = ("forbidden-content",)
     #: fraction of requests whose generation fails for good: COMPLETED with an error, result 500
     infra_error_rate: float = 0.0
+    #: models (full ids) whose every generation fails so (a model down at fal while the others work)
+    infra_error_models: tuple[str, ...] = ()
 
 
 def knobs_dict(settings: Settings, faults: Faults) -> dict[str, Any]:
@@ -101,6 +103,7 @@ def knobs_dict(settings: Settings, faults: Faults) -> dict[str, Any]:
     out["api_keys"] = sorted(settings.api_keys) if settings.api_keys is not None else None
     out["faults"] = dataclasses.asdict(faults)
     out["faults"]["content_policy_words"] = list(faults.content_policy_words)
+    out["faults"]["infra_error_models"] = list(faults.infra_error_models)
     return out
 
 
@@ -165,10 +168,10 @@ def _coerce(name: str, current: Any, value: Any) -> Any:
         if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
             return frozenset(value)
         raise ValueError("api_keys must be a list of strings or null")
-    if name == "content_policy_words":
+    if name in ("content_policy_words", "infra_error_models"):
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return tuple(value)
-        raise ValueError("content_policy_words must be a list of strings")
+        raise ValueError(f"{name} must be a list of strings")
     if name == "model_latency":
         if isinstance(value, Mapping) and all(isinstance(v, (int, float)) for v in value.values()):
             return {str(k): float(v) for k, v in value.items()}
