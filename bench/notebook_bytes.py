@@ -22,8 +22,8 @@ from . import Row, run_json
 _CHILD = r"""
 import io, json, os, sys
 os.environ["FALNB_OFFLINE"] = "1"
-from falnb.request._validate import _import_jsonschema
-_import_jsonschema()  # without rfc3987_syntax's grammar (seconds at import), as falnb does: nbformat imports it
+from falnb.request._jsonschema import import_jsonschema
+import_jsonschema()  # without rfc3987_syntax's grammar (seconds at import), as falnb does: nbformat imports it
 import nbformat
 from PIL import Image as PIL
 

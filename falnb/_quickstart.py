@@ -47,9 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     args = parser.parse_args(argv)
 
-    from .request._validate import _import_jsonschema
+    from .request._jsonschema import import_jsonschema
 
-    _import_jsonschema()  # nbformat imports jsonschema: without rfc3987_syntax's grammar (seconds at import)
+    import_jsonschema()  # nbformat imports jsonschema: without rfc3987_syntax's grammar (seconds at import)
     import nbformat
     from nbclient import NotebookClient
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import difflib
 import reprlib
-import sys
 from collections.abc import Mapping
 from typing import Any
 
 from .._exceptions import ParameterError
 from ..catalog._catalog import ModelSpec
+from ._jsonschema import import_jsonschema
 
 __all__ = ["validate_input"]
 
@@ -33,7 +33,7 @@ def validate_input(spec: ModelSpec, body: Mapping[str, Any], deliberate: frozens
     """A :class:`ParameterError` for the first thing fal's schema of ``spec`` refuses in ``body``."""
     if spec.schema is None:
         return
-    _import_jsonschema()
+    import_jsonschema()
     from jsonschema.exceptions import best_match
 
     errors = [e for e in _validator(spec.schema).iter_errors(dict(body))
@@ -41,22 +41,6 @@ def validate_input(spec: ModelSpec, body: Mapping[str, Any], deliberate: frozens
     error = best_match(errors)
     if error is not None:
         raise _message(spec, body, error)
-
-
-def _import_jsonschema() -> None:
-    """Import jsonschema without ``rfc3987_syntax``: Jupyter installs it (``jsonschema[format-nongpl]``) and it
-    builds a grammar at import, seconds of a first validation (measured 1-7 s), for an ``iri`` format check
-    falnb never uses.  Blocked only while jsonschema imports, and only when nothing imported it yet."""
-    if "jsonschema" in sys.modules:
-        return
-    blocked = "rfc3987_syntax" not in sys.modules
-    if blocked:
-        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # (an ImportError: jsonschema skips it)
-    try:
-        import jsonschema  # noqa: F401
-    finally:
-        if blocked and sys.modules.get("rfc3987_syntax", 0) is None:
-            del sys.modules["rfc3987_syntax"]
 
 
 def _validator(schema: Mapping[str, Any]) -> Any:
