@@ -35,10 +35,11 @@ __all__ = ["BATCH", "clear_done", "collect", "delete_batches", "delete_entries",
 
 #: rows or files per write transaction at most.  200, not 500: deleting an entry writes about two pages to the
 #: WAL (keys are hashes, so the rows of a batch lie on different pages of a large table).  At 100,000 entries a
-#: batch of 500 wrote ~900 pages, close to SQLite's auto-checkpoint of 1,000, and its COMMIT often took
-#: 13-19 ms beyond the 6 ms of deletes (a checkpoint inside the write lock): another writer's 95th-percentile
-#: put during the prune went from 10 ms (1,000 entries) to 16-29 ms.  With 200 (~400 pages) every commit took
-#: 1-2 ms at every size and that put stayed at 10 ms (bench/cache_scale.py, and a trace of each batch's commit)
+#: batch of 500 wrote ~900 pages, near SQLite's auto-checkpoint of 1,000, and its COMMIT took 13-19 ms beyond
+#: the 6 ms of deletes (a checkpoint's length; alone, commits without one take 1-3 ms): another writer's
+#: 95th-percentile put during the prune went from 10 ms (1,000 entries) to 16-29 ms.  With 200 (~400 pages)
+#: the prune's commits took 1-2 ms at every size with that writer beside it and its put stayed at 10 ms
+#: (bench/SCALE.md, "The prune's batches")
 BATCH = 200
 #: a batch's transaction also ends after this long (deleting files is slow on a busy disk): the longest
 #: another writer waits behind a prune.  10 ms, not 50: with 50 ms every batch of a large prune ran to the
