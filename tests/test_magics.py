@@ -55,7 +55,8 @@ def magics(shell: InteractiveShell, emu: Emulator, tmp_path: Path) -> Iterator[F
         setattr(m, name, m.trait_defaults(name))
     m.client = Client(offline=True, emulator=emu, cache=tmp_path / "cache")
     shell.user_ns.update(place="dusk", count=3, prompts=["a red fox", "a snowy owl"], notalist=5,
-                         a_string="abc", empty=[], mixed=["a fox", 3], blanks=["a fox", "  "])
+                         a_string="abc", empty=[], mixed=["a fox", 3], blanks=["a fox", "  "],
+                         undecodable=b"a fox \xff".decode("utf-8", "surrogateescape"))
     yield m
     m.client = None
     for name in m.trait_names(config=True):
@@ -807,6 +808,7 @@ BAD_INPUTS = [
     "%%falimage\na positional {0} field",
     "%%falimage\n{count.nope}",
     "%%falimage\n{place!z}",
+    "%%falimage\na picture of {undecodable}",  # a lone surrogate: no UnicodeEncodeError
     "%falimage --batch missing_list",
     "%falimage --batch notalist",
     "%falimage --batch a_string",

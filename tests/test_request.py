@@ -341,6 +341,21 @@ def test_a_value_that_is_not_json_is_refused(value: object) -> None:
     assert err.value.field == "palette" and len(str(err.value).splitlines()) == 2
 
 
+
+@pytest.mark.parametrize("kwargs,field", [({"prompt": "a fox \udcff in snow"}, "prompt"),
+                                          ({"negative_prompt": "blur\ud800"}, "negative_prompt"),
+                                          ({"model": "fal-ai/some-new/model", "palette": ["red", "\udc80"]},
+                                           "palette")])
+def test_text_that_cannot_be_sent_as_utf8_is_refused(kwargs: dict[str, object], field: str) -> None:
+    """A lone surrogate (bytes decoded with ``surrogateescape``) cannot travel as UTF-8: a short
+    ParameterError naming the input, never a raw UnicodeEncodeError from hashing the cache key."""
+    kw: dict[str, object] = {"prompt": "a fox", "model": "sd35", **kwargs}
+    with pytest.raises(ParameterError) as err:
+        build_plan(**kw)  # type: ignore[arg-type]
+    assert err.value.field == field and len(str(err.value).splitlines()) <= 2, str(err.value)
+    assert "surrogate" in str(err.value)
+
+
 # -- issue 11 #13: sizes each model can render -----------------------------------------------------------------
 
 

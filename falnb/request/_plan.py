@@ -130,6 +130,7 @@ def build_plan(prompt: str, *, model: str, n: int = 1, size: Any = None, seed: i
             **{k: v for k, v in size_fields.items() if k not in fields}, **fields}
     if dims is None or any(k in fields for k in size_fields):
         dims = dims_of_input(spec, base) or output_dims(spec, pictures, base)
+    _check_utf8(spec, base)
 
     requests: list[FalRequest] = []
     for part in _split(spec, n, base, seed_value):
@@ -159,6 +160,20 @@ def _check_model(spec: ModelSpec, deliberate: Deliberate) -> None:
         what = spec.category or f"its output is {spec.output_key!r}"
         raise ParameterError(f"{spec.id} does not make pictures ({what}); falnb generates images", model=spec.id,
                              field="model", hint="Use fal's own client (fal-client) for video, audio or 3D.")
+
+
+def _check_utf8(spec: ModelSpec, body: Mapping[str, Any]) -> None:
+    """Refuse text that cannot travel as UTF-8: a lone surrogate (bytes read with ``surrogateescape``)
+    would otherwise surface later as a raw UnicodeEncodeError, from the cache key or from the JSON body."""
+    for name, value in body.items():
+        try:
+            json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start:exc.end]
+            raise ParameterError(f"{name} holds {bad!r}, a lone surrogate: not text that can be sent",
+                                 model=spec.id, field=name,
+                                 hint="Usually from bytes decoded with errors='surrogateescape'; decode them "
+                                      "with their real encoding, or remove it.") from None
 
 
 def _split(spec: ModelSpec, n: int, base: dict[str, Any], seed: Any) -> list[tuple[int, int | None]]:
