@@ -297,6 +297,20 @@ def test_batch(shell: InteractiveShell, magics: FalMagics, emu: Emulator) -> Non
     assert [sorted(row) for row in shell.user_ns["b"]] == [["imagen4", "schnell"]] * 2
 
 
+
+def test_a_batch_template_without_item_is_refused(shell: InteractiveShell, magics: FalMagics, emu: Emulator) -> None:
+    """A body that never uses ``{item}`` would ask every prompt of the list for one same picture (the list's
+    contents ignored): one line saying so, nothing sent.  ``{item[0]}``, ``{item!r}`` and ``{item.upper}``
+    use it; ``{{item}}`` is literal text."""
+    for body in ("a woodcut at {place}", "a woodcut {{item}}"):
+        cell = run(shell, f"%%falimage --batch prompts -m schnell\n{body}\n")
+        assert cell.text.startswith("UsageError: ") and "{item}" in cell.text, cell.text
+        assert len(cell.error_lines) == 1 and emu.ledger.submits == 0, cell.text
+    cell = run(shell, "%%falimage --batch prompts -m schnell --seed 1\n{item!r}, {item[2]}, {item.upper}\n")
+    assert cell.ok, cell.text
+    assert [s["prompt"].split(", <")[0] for s in sent(emu)] == ["'a red fox', r", "'a snowy owl', s"]
+
+
 class _Clock:
     def __init__(self) -> None:
         self.now = 0.0

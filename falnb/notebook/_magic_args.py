@@ -203,6 +203,9 @@ def prompts_of(template: str, batch: str | None, ns: Mapping[str, Any]) -> list[
     items = list(items)
     if not items:
         raise UsageError(f"--batch {name}: the list is empty")
+    if template and not _uses_item(template):
+        raise UsageError(f"--batch {name}: the cell body never uses {{item}}, so every prompt would be the same; "
+                         "write {item} where each element goes (or leave the body empty)")
     prompts = []
     for i, item in enumerate(items):
         if template:
@@ -214,6 +217,21 @@ def prompts_of(template: str, batch: str | None, ns: Mapping[str, Any]) -> list[
                              "(or give a template in the cell body using {item})")
         prompts.append(_nonblank(text, f"--batch {name}: item {i}"))
     return prompts
+
+
+def _uses_item(template: str) -> bool:
+    """Whether ``template`` has an ``{item}`` field (``{item[0]}``, ``{item.attr}``, ``{item!r}``, or inside
+    a format spec); a template it cannot parse is left to :func:`interpolate`, which says what is wrong."""
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError:
+        return True
+    for _, name, spec, _ in fields:
+        if name is not None and re.split(r"[.\[]", name, maxsplit=1)[0] == "item":
+            return True
+        if spec and "{" in spec and _uses_item(spec):
+            return True
+    return False
 
 
 def _nonblank(text: str, what: str) -> str:
