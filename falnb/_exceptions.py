@@ -128,8 +128,8 @@ class InputError(FalnbError, ValueError):
     """A mistake falnb can see before sending.  Nothing was sent, nothing is billed."""
 
     def __init__(self, message: str, *, model: str | None = None, field: str | None = None,
-                 hint: str | None = None) -> None:
-        super().__init__(message, model=model, hint=hint)
+                 hint: str | None = None, hints: dict[str, str] | None = None) -> None:
+        super().__init__(message, model=model, hint=hint, hints=hints)
         self.field = field
 
 

@@ -175,3 +175,23 @@ def test_help_documents_the_picture_options() -> None:
 
     text = M.falimage.__doc__ or ""
     assert "--image" in text and "--mask" in text and "{name[i]}" in text and "%falimage -m esrgan --image" in text
+
+
+@pytest.mark.parametrize(("cell", "hint", "follow"), [
+    ("%falimage -m birefnet --image {g}", "--image {name[i]}", "%falimage -m birefnet --image {g[1]}"),
+    ("%%falimage -m flux-fill --image {g[0]}\na hat", "--mask",
+     "%%falimage -m flux-fill --image {g[0]} --mask {g[1]}\na hat"),
+    ("%%falimage -m nano-banana-edit\nmake it night", "--image",
+     "%%falimage -m nano-banana-edit --image {g[0]}\nmake it night"),
+    ("%%falimage -m flux-schnell --image {g[0]}\nmake it night", "-m nano-banana-edit",
+     "%%falimage -m nano-banana-edit --image {g[0]}\nmake it night"),
+])
+def test_a_picture_mistakes_advice_is_a_cells_own_and_works(shell: InteractiveShell, magics: FalMagics,
+                                                             emu: Emulator, cell: str, hint: str, follow: str) -> None:
+    """In a cell the advice names the cell's options (``--image {name[i]}``, ``--mask``), not the API's keywords
+    (``gen.images[i]``, ``mask=...``), which ``--image`` refuses; followed, it works."""
+    assert run(shell, "%%falimage --seed 1 -n 2 --out g\na teapot").ok
+    out = run(shell, cell)
+    assert not out.ok and len(out.error_lines) == 2 and hint in out.error_lines[1], out.text
+    assert not any(api in out.error_lines[1] for api in ("images[", "=...", "falnb.")), out.text
+    assert run(shell, follow).ok

@@ -82,7 +82,9 @@ def take_pictures(spec: ModelSpec, params: dict[str, Any]) -> dict[str, PictureV
         if not field.many and len(pics) > 1:
             raise ParameterError(f"{spec.id} takes one picture in {name}, not {len(pics)}", model=spec.id,
                                  field=name, hint="Pick one (gen.images[i]), or use a model that takes several, "
-                                                  "such as 'nano-banana-edit'.")
+                                                  "such as 'nano-banana-edit'.",
+                                 hints={"cell": "Pick one with --image {name[i]} (e.g. {gen[0]}), or use a model "
+                                                "that takes several, such as -m nano-banana-edit."})
         if field.limit is not None and len(pics) > field.limit:
             raise ParameterError(f"{spec.id} takes at most {field.limit} pictures in {name}, not {len(pics)}",
                                  model=spec.id, field=name)
@@ -90,7 +92,9 @@ def take_pictures(spec: ModelSpec, params: dict[str, Any]) -> dict[str, PictureV
     for f in fields:
         if f.required and f.name not in out:
             what = "a mask (mask=...)" if f.is_mask else "a picture (image=...)"
-            raise InputError(f"{spec.id} needs {what}: nothing was sent", model=spec.id, field=f.name)
+            option = "--mask" if f.is_mask else "--image"  # a cell's way to give it
+            raise InputError(f"{spec.id} needs {what}: nothing was sent", model=spec.id, field=f.name,
+                             hints={"cell": f"In a cell: {option} PICTURE (a path, a URL, {{name}} or {{name[i]}})."})
     order = [f.name for f in fields]
     return dict(sorted(out.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
 
@@ -107,7 +111,9 @@ def _field_for(spec: ModelSpec, fields: tuple[PictureField, ...], *, mask: bool,
     raise ParameterError(f"{spec.id} takes no {what}: nothing was sent", model=spec.id,
                          field="mask" if mask else "image",
                          hint="For edits use an edit model such as 'nano-banana-edit' or 'kontext' "
-                              "(falnb.edit), for upscaling falnb.upscale.")
+                              "(falnb.edit), for upscaling falnb.upscale.",
+                         hints={"cell": "For edits use an edit model such as -m nano-banana-edit or -m kontext, "
+                                        "for upscaling -m esrgan."})
 
 
 def tokens(pictures: Mapping[str, PictureValue]) -> dict[str, Any]:
