@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import re
 import threading
 import time
@@ -120,6 +121,24 @@ def test_sync_mode_data_uris(client: Client) -> None:
     gen = client.generate("x", model="schnell", size="512x512", sync_mode=True)
     assert gen.images[0].url is None and gen.images[0].width == 512
     assert gen.to_openai()["data"][0]["b64_json"]
+
+
+
+def test_to_openai_never_hands_out_a_url_that_cannot_be_opened(tmp_path: Any) -> None:
+    """``gen.to_openai("url")``: the in-process emulator's made-up host, or a fal URL older than fal keeps its
+    files (a cache hit from long ago), is no URL: the picture comes as ``b64_json`` (as a ``sync_mode`` answer
+    does), so the dict always holds a picture one can get.  A response_format other than url / b64_json is refused."""
+    gen = Client(offline=True, emulator=Emulator(latency=0.0), cache=tmp_path).generate("x", model="schnell")
+    item = gen.to_openai("url")["data"][0]
+    assert item["url"] is None and base64.b64decode(item["b64_json"]) == gen.images[0].data, item["url"]
+    fal = dataclasses.replace(gen, images=[dataclasses.replace(gen.images[0], url="https://v3.fal.media/files/a.jpg")],
+                              made=time.time())
+    assert fal.to_openai("url")["data"][0] == {"revised_prompt": "x", "url": "https://v3.fal.media/files/a.jpg",
+                                                 "b64_json": None}
+    old = dataclasses.replace(fal, made=time.time() - 8 * 24 * 3600)
+    assert old.to_openai("url")["data"][0]["url"] is None and old.to_openai("url")["data"][0]["b64_json"]
+    with pytest.raises(falnb.InputError):
+        gen.to_openai("png")
 
 
 def test_bria_single_image_and_n(client: Client, emu: Emulator) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ._compact import Packed, compact, pack, unpack
-from ._image import EXTENSIONS, Image
+from ._image import EXTENSIONS, FAL_URL_LIFETIME, Image, usable_url
 from ._text import NO_MATH, html_text, seed_text, usd
 
 __all__ = ["Generation", "images_from_response"]
@@ -106,12 +106,21 @@ class Generation(_Weak):
         return EDITOR(self._maker, prompt, image, model, params)
 
     def to_openai(self, response_format: str | None = None) -> dict[str, Any]:
-        """An OpenAI ImagesResponse-shaped dict: ``created``, ``data[i].url`` / ``b64_json``."""
+        """An OpenAI ImagesResponse-shaped dict: ``created``, ``data[i].url`` / ``b64_json``.
+
+        ``url`` is fal's file URL while fal keeps the file; a picture without one that can be opened (a
+        ``sync_mode`` data URI, the in-process emulator's made-up host, a cache hit older than fal keeps its
+        files) comes as ``b64_json`` instead, whatever ``response_format`` asks for."""
+        from .._exceptions import InputError
+
         fmt = response_format or self.response_format
+        if fmt not in ("url", "b64_json"):
+            raise InputError(f"response_format must be 'url' or 'b64_json', not {fmt!r}", field="response_format")
+        fresh = self.made is None or time.time() - self.made < FAL_URL_LIFETIME
         data = []
         for img in self.images:
             item: dict[str, Any] = {"revised_prompt": self.prompt}
-            url = img.url if img.url and not img.url.startswith("data:") else None
+            url = img.url if fresh and usable_url(img.url) else None
             item["url"] = url
             item["b64_json"] = base64.b64encode(img.data).decode() if fmt == "b64_json" or url is None else None
             data.append(item)

@@ -6,14 +6,28 @@ import base64
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["EXTENSIONS", "Image"]
+__all__ = ["EXTENSIONS", "FAL_URL_LIFETIME", "Image", "usable_url"]
 
 #: file suffix of each image type
 EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
+
+#: fal keeps output files at least 7 days (/work/shared/fal-protocol.md, "Retention"); after that a
+#: URL is replaced by a data: URI
+FAL_URL_LIFETIME = 7 * 24 * 3600.0
+
+
+def usable_url(url: str | None) -> bool:
+    """A URL someone else can open: http(s), and not the in-process emulator's made-up host."""
+    if not url:
+        return False
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and \
+        not str(parts.hostname).endswith(".invalid")
 
 
 @dataclass(frozen=True, eq=False, slots=True)

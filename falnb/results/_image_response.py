@@ -18,16 +18,12 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from ._generation import Generation
-from ._image import Image
+from ._image import FAL_URL_LIFETIME, Image, usable_url
 
 __all__ = ["FAL_URL_LIFETIME", "ImageObject", "ImageResponse", "image_response"]
 
-#: fal keeps output files at least 7 days (/work/shared/fal-protocol.md, "Retention"); after that a
-#: URL is replaced by a data: URI
-FAL_URL_LIFETIME = 7 * 24 * 3600.0
 #: a long base64 text is shown cut in a repr (a data: URI of one picture is megabytes)
 _REPR_CHARS = 48
 
@@ -202,7 +198,7 @@ def image_response(generation: Generation, *, fal_urls: bool, litellm_model: str
     first = generation.responses[0] if generation.responses else {}
     said = first.get("prompt")
     revised = said if isinstance(said, str) and said.strip() and said != generation.prompt else None
-    data = [ImageObject(img, fal_url=img.url if fal_urls and _usable(img.url) else None, response_format=fmt,
+    data = [ImageObject(img, fal_url=img.url if fal_urls and usable_url(img.url) else None, response_format=fmt,
                         revised_prompt=revised) for img in generation.images]
     paid = None if generation.cost is None else round(max(0.0, generation.cost - generation.saved), 6)
     hidden: dict[str, Any] = {k: v for k, v in first.items()
@@ -216,14 +212,6 @@ def image_response(generation: Generation, *, fal_urls: bool, litellm_model: str
     })
     return ImageResponse(generation, data, hidden)
 
-
-def _usable(url: str | None) -> bool:
-    """A URL someone else can open: http(s), and not the in-process emulator's made-up host."""
-    if not url:
-        return False
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and \
-        not str(parts.hostname).endswith(".invalid")
 
 
 def _small(value: Any) -> bool:
