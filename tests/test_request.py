@@ -356,6 +356,22 @@ def test_text_that_cannot_be_sent_as_utf8_is_refused(kwargs: dict[str, object], 
     assert "surrogate" in str(err.value)
 
 
+
+def test_the_advice_for_more_than_max_n_pictures_gives_new_pictures() -> None:
+    """n above 64: the advice, followed, gives more pictures.  Calling again with the next seeds does (its
+    requests are new ones); the same prompt repeated in generate_many (the old advice) asks for one same
+    request again and again: copies of one picture.  In a cell the advice names --seed and --batch."""
+    with pytest.raises(ParameterError) as err:
+        build_plan("a fox", model="schnell", n=100)
+    hint = err.value.hint or ""
+    assert "seed=64" in hint and "generate_many" in hint and "prompts" in hint, hint
+    first, more = (build_plan("a fox", model="schnell", n=64, seed=s) for s in (0, 64))
+    assert not {r.key for r in first.requests} & {r.key for r in more.requests}
+    assert len({build_plan("a fox", model="schnell").requests[0].key for _ in range(2)}) == 1  # copies
+    cell = err.value.for_front_end("cell").hint or ""
+    assert "--seed" in cell and "--batch" in cell and "=" not in cell, cell
+
+
 # -- issue 11 #13: sizes each model can render -----------------------------------------------------------------
 
 

@@ -100,8 +100,12 @@ def build_plan(prompt: str, *, model: str, n: int = 1, size: Any = None, seed: i
     if "num_images" in params:
         n = _merge_num_images(n, params.pop("num_images"), spec)
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_N:
+        # the same prompt repeated in generate_many is one same request: copies of one picture, not more
         raise ParameterError(f"n must be a whole number from 1 to {MAX_N}, not {n!r}", model=spec.id, field="n",
-                             hint="For larger batches use falnb.generate_many.")
+                             hint=f"For more pictures, call again with the next seeds (seed=0, then seed={MAX_N}); "
+                                  "for many prompts, falnb.generate_many.",
+                             hints={"cell": f"For more pictures, run it again with the next seeds (--seed 0, then "
+                                            f"--seed {MAX_N}); for many prompts, --batch VAR."})
     response_format = str(params.pop("response_format", None) or "url")
     if response_format not in ("url", "b64_json"):
         raise ParameterError(f"response_format must be 'url' or 'b64_json', not {response_format!r}",
