@@ -251,6 +251,8 @@ class App:
         urls = self._urls(base, job)
         reply: dict[str, Any] = {"request_id": request_id, **urls, **({} if self.settings.submit_answer != "full" else {
             "status": "IN_QUEUE", "queue_position": self.queue.position_of(request_id), "logs": None, "metrics": {}})}
+        if self._roll(self.faults.lost_submit_gateway_rate):
+            return Response(502, [("content-type", "text/plain")], b"Bad Gateway")
         resp = json_response(200, reply, [("x-fal-request-id", request_id)])
         resp.delay = self.faults.submit_answer_delay
         return resp

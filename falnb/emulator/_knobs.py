@@ -87,6 +87,9 @@ class Faults:
     drop_status_rate: float = 0.0
     #: a submit is queued (and will bill) but its answer only comes after this many seconds
     submit_answer_delay: float = 0.0
+    #: a submit is queued (and will bill) but a gateway between the client and fal (a proxy, a load balancer:
+    #: not fal's nginx) loses fal's answer and says 502 in plain text, without ``x-fal-request-id``
+    lost_submit_gateway_rate: float = 0.0
     #: image files (the CDN) are answered only after this many seconds (a slow download)
     file_answer_delay: float = 0.0
     #: a prompt containing one of these (case-insensitive) gets a 422 content_policy_violation

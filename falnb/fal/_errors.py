@@ -19,16 +19,34 @@ from .._exceptions import (
 )
 from ._proxy import is_proxied, proxy_error
 
-__all__ = ["error_from_response", "is_ingress_error"]
+__all__ = ["TIMEOUT_TYPE", "error_from_response", "is_ingress_error", "is_unknown_gateway_error"]
 
 _MAX_MESSAGE = 300
+#: on a 504 whose cause is the request's own ``X-Fal-Request-Timeout`` (fal-client: never retried)
+TIMEOUT_TYPE = "x-fal-request-timeout-type"
 
 
 def is_ingress_error(resp: httpx.Response) -> bool:
-    """A gateway error from fal's ingress (nginx) that never reached the app: safe to retry a submit."""
+    """A gateway error from fal's ingress (nginx) that never reached the app: safe to retry a submit.
+
+    fal-client's own test, word for word (``_is_ingress_error`` and ``_should_retry_response`` in
+    fal-ai/fal projects/fal_client/src/fal_client/client.py): a 502/503/504 without ``x-fal-request-id``
+    whose body names nginx, and never a 504 that carries ``X-Fal-Request-Timeout-Type`` (the request's
+    own deadline passed: final).  Any other page (a proxy's or load balancer's "Bad Gateway" in plain
+    text) may have come after the submit was passed on to fal: it is not a reason to send it again."""
     if resp.status_code not in (502, 503, 504) or "x-fal-request-id" in resp.headers:
         return False
-    return "nginx" in resp.text[:2000].lower() or "json" not in resp.headers.get("content-type", "")
+    if resp.status_code == 504 and TIMEOUT_TYPE in resp.headers:
+        return False
+    return "nginx" in resp.text[:2000].lower()
+
+
+def is_unknown_gateway_error(resp: httpx.Response) -> bool:
+    """A 502/503/504 that neither fal (no ``x-fal-request-id``, ``X-Fal-Error-Type`` or timeout type) nor fal's
+    ingress gave: a gateway between falnb and fal, which may have passed the submit on before it failed."""
+    h = resp.headers
+    return resp.status_code in (502, 503, 504) and not is_ingress_error(resp) and not any(
+        name in h for name in ("x-fal-request-id", "x-fal-error-type", TIMEOUT_TYPE))
 
 
 def _short(text: str) -> str:

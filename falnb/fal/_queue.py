@@ -4,7 +4,8 @@ The retry rules are the point of this module (see the double-charge trap in fal'
 
 * a **submit** is retried only when it certainly did not reach fal: the connection was never
   made (a couple of quick tries: a name that does not resolve will not resolve in the next
-  seconds), fal said 429, or fal's gateway answered before the app.  A submit whose request may
+  seconds), fal said 429, or fal's gateway answered before the app (nginx's page, as fal-client tells
+  it; another gateway's 5xx may have come after fal queued the submit: uncertain).  A submit whose request may
   have been sent but whose answer was lost raises :class:`SubmitUncertainError` and is never sent
   again; one that certainly was not sent raises :class:`TransportError` "nothing was sent"
   (:mod:`._sending` tells the two apart);
@@ -35,7 +36,7 @@ from .._exceptions import (
 )
 from ..catalog._prices import BILLABLE_UNITS
 from ._config import Key
-from ._errors import error_from_response, is_ingress_error
+from ._errors import error_from_response, is_ingress_error, is_unknown_gateway_error
 from ._loop import within
 from ._sending import NOT_SENT, SendTrace, never_sent, resubmit_hints
 from ._status import Status, Submitted, app_prefix, status_from
@@ -171,6 +172,8 @@ class QueueClient:
                     raise asyncio.CancelledError
                 await asyncio.sleep(self._retry.delay(attempt, resp.headers.get("retry-after")))
                 continue
+            if is_unknown_gateway_error(resp):
+                raise self._uncertain(model, resp)
             raise error_from_response(resp, model=model, during="submit")
         raise RateLimitError(f"fal kept refusing the submit for {model}", model=model)  # pragma: no cover
 
@@ -184,12 +187,13 @@ class QueueClient:
                               hint="Nothing was sent, nothing is billed. Check the network connection "
                                    "(and FALNB_QUEUE_URL), then re-run.")
 
-    def _uncertain(self, model: str, exc: BaseException) -> SubmitUncertainError:
+    def _uncertain(self, model: str, exc: BaseException | httpx.Response) -> SubmitUncertainError:
         waited = self._http.timeout.read
         why = (f"no answer within {secs(waited)} s" if isinstance(exc, httpx.TimeoutException) and waited
+               else f"a gateway answered {exc.status_code} in fal's place" if isinstance(exc, httpx.Response)
                else type(exc).__name__)
         hint, hints = resubmit_hints("falnb did not send it again. Check https://fal.ai/dashboard/requests, or")
-        slow = " If fal is slow to answer, raise Client(http_timeout=...)."
+        slow = "" if isinstance(exc, httpx.Response) else " If fal is slow to answer, raise Client(http_timeout=...)."
         return SubmitUncertainError(
             f"the submit to {model} was sent but its answer was lost ({why}); "
             "fal may have queued it and will bill it if it completes", model=model,
