@@ -96,3 +96,54 @@ def test_fal_ingress_pages(page: str) -> None:
             asyncio.run(go())
         assert transport.calls[("POST", f"/{MODEL}")] == 1
     assert emu.ledger.submits == (1 if page == "nginx" else 0)
+
+
+# -- status, result and cancel: asked again on what fal-client asks again on, never on a final answer ----------
+
+
+@pytest.mark.parametrize("code", [408, 409])
+def test_a_408_or_409_on_status_or_result_is_asked_again_not_a_lost_result(code: int, tmp_path: Path) -> None:
+    """fal-client retries 408 and 409 on every call.  falnb took them for fal's final word on the request: the
+    result of a completed, billed request was reported as an error and its journal row deleted, so the re-run
+    paid for it again."""
+
+    def answer(request: httpx.Request, n: int) -> httpx.Response | None:
+        if request.method == "GET" and "/requests/" in request.url.path and n == 1:  # first status, first result
+            return httpx.Response(code, json={"detail": "try again"})
+        return None
+
+    emu = Emulator(latency=0.0)
+    transport = Tamper(emu, answer)
+    client = Client(key="sk-test", queue_url=QUEUE, transport=transport, cache=tmp_path / "c", retry=FAST,
+                    use_stream=False)
+    gen = client.generate("a lighthouse", model=MODEL, seed=1)
+    client.close()
+    assert len(gen.images) == 1 and emu.ledger.submits == 1 and emu.ledger.requests == 1
+    assert any(path.endswith("/status") and n == 2 for (_, path), n in transport.calls.items())
+
+
+def test_a_504_for_the_requests_own_deadline_is_not_asked_again() -> None:
+    """fal-client and fal-js never retry a 504 with ``X-Fal-Request-Timeout-Type``: fal's final answer."""
+
+    def answer(request: httpx.Request, n: int) -> httpx.Response | None:
+        if request.method == "GET" and not request.url.path.endswith("/status"):
+            return httpx.Response(504, headers={"x-fal-request-timeout-type": "user", "x-fal-request-id": "r",
+                                                "x-fal-error-type": "request_timeout"},
+                                  json={"detail": "Request timed out", "error_type": "request_timeout"})
+        return None
+
+    emu = Emulator(latency=0.0)
+    transport = Tamper(emu, answer)
+    queue = _queue(transport)
+
+    async def go() -> None:
+        try:
+            sub = await queue.submit(MODEL, {"prompt": "x"})
+            await queue.wait(sub)
+            await queue.result(sub)
+        finally:
+            await queue._http.aclose()
+
+    with pytest.raises(FalServerError, match="request_timeout"):
+        asyncio.run(go())
+    assert sum(n for (m, p), n in transport.calls.items() if m == "GET" and not p.endswith("/status")) == 1

@@ -36,7 +36,7 @@ from .._exceptions import (
 )
 from ..catalog._prices import BILLABLE_UNITS
 from ._config import Key
-from ._errors import error_from_response, is_ingress_error, is_unknown_gateway_error
+from ._errors import TIMEOUT_TYPE, error_from_response, is_ingress_error, is_unknown_gateway_error
 from ._loop import within
 from ._sending import NOT_SENT, SendTrace, never_sent, resubmit_hints
 from ._status import Status, Submitted, app_prefix, status_from
@@ -48,6 +48,10 @@ __all__ = ["QueueClient", "RetryPolicy", "Status", "Submitted", "app_prefix"]
 _SUBMIT_FAILURES: tuple[type[BaseException], ...] = (httpx.TransportError, *NOT_SENT)
 #: transport errors on calls that are safe to repeat
 _RETRYABLE = (httpx.TransportError,)
+#: answers to status, result and cancel that a later try may not get: fal-client's RETRY_CODES (408, 409,
+#: 429, in fal-ai/fal projects/fal_client/src/fal_client/client.py) and the 5xx; a 408 or 409 is no answer
+#: about the request, and taking it for one would drop a paid result (its journal row is deleted on a 4xx)
+_RETRY_CODES = frozenset({408, 409, 429, 500, 502, 503, 504})
 #: not-sent errors that a second try cannot cure (the request itself cannot be sent)
 _HOPELESS = (httpx.LocalProtocolError, httpx.UnsupportedProtocol, httpx.InvalidURL, UnicodeEncodeError)
 
@@ -235,7 +239,7 @@ class QueueClient:
             else:
                 if resp.status_code in ok:
                     return resp
-                if resp.status_code not in (429, 500, 502, 503, 504) or attempt == tries:
+                if not _retryable(resp) or attempt == tries:
                     raise error_from_response(resp, model=model, request_id=rid, during=during)
                 last = error_from_response(resp, model=model, request_id=rid, during=during)
                 await asyncio.sleep(self._retry.delay(attempt, resp.headers.get("retry-after")))
@@ -315,6 +319,14 @@ class QueueClient:
                 return st
             await asyncio.sleep(delay)
             delay = min(self._poll_max, delay * 1.6)
+
+
+def _retryable(resp: httpx.Response) -> bool:
+    """Worth asking again: never a 504 for the request's own ``X-Fal-Request-Timeout`` (final, like fal-client's
+    ``_should_retry_response`` and fal-js's ``ApiError.isUserTimeout``)."""
+    if resp.status_code == 504 and TIMEOUT_TYPE in resp.headers:
+        return False
+    return resp.status_code in _RETRY_CODES
 
 
 def _same_origin(url: str, base: str) -> bool:
