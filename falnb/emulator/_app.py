@@ -47,7 +47,7 @@ from .._exceptions import FalnbError
 from ..catalog._catalog import Catalog, ModelSpec, default_catalog
 from ..catalog._sizes import dims_of_input
 from ._edits import Storage, checked_plan
-from ._http import EventStream, Response, json_response
+from ._http import EventStream, Response, json_response, key_refusal
 from ._images import CONTENT_TYPES, EXTENSIONS
 from ._knobs import Faults, Settings, apply_knobs, knobs_dict
 from ._ledger import Ledger
@@ -203,13 +203,7 @@ class App:
         return json_response(status, {"detail": detail, "error_type": error_type}, headers)
 
     def _auth(self, hdrs: Mapping[str, str]) -> Response | None:
-        value = hdrs.get("authorization", "")
-        scheme, _, key = value.partition(" ")
-        if scheme.lower() != "key" or not key.strip():
-            return json_response(401, {"detail": "Authentication is required: 'Authorization: Key <key>'."})
-        if self.settings.api_keys is not None and key.strip() not in self.settings.api_keys:
-            return json_response(401, {"detail": "No user found for Key ID and Secret"})
-        return None
+        return key_refusal(hdrs, self.settings.api_keys)
 
     # -- submit -------------------------------------------------------------------------
 
@@ -270,9 +264,8 @@ class App:
     def _make_job(self, spec: ModelSpec, inputs: dict[str, Any], request_id: str, now: float,
                   deadline: float | None) -> Job:
         errors, plan = checked_plan(spec, inputs, request_id, self.settings, self.faults, self.storage.fetch)
-        outcome: Outcome = "invalid" if errors else (
-            "infra_error" if spec.id in self.faults.infra_error_models or self._roll(self.faults.infra_error_rate)
-            else "ok")
+        down = spec.id in self.faults.infra_error_models or self._roll(self.faults.infra_error_rate)
+        outcome: Outcome = "invalid" if errors else "infra_error" if down else "ok"
         cost = None
         if plan is not None:
             cost = spec.estimate(inputs, plan.images, plan.width, plan.height)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["EventStream", "Handler", "Response", "json_response"]
+__all__ = ["EventStream", "Handler", "Response", "json_response", "key_refusal"]
 
 
 class Handler(Protocol):
@@ -102,3 +102,13 @@ class Response:
 def json_response(status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> Response:
     return Response(status, [("content-type", "application/json"), *(headers or [])],
                     json.dumps(payload).encode())
+
+
+def key_refusal(hdrs: Mapping[str, str], api_keys: frozenset[str] | None) -> Response | None:
+    """fal's 401 for a call without ``Authorization: Key <key>`` (or with a key not in ``api_keys``), else None."""
+    scheme, _, key = hdrs.get("authorization", "").partition(" ")
+    if scheme.lower() != "key" or not key.strip():
+        return json_response(401, {"detail": "Authentication is required: 'Authorization: Key <key>'."})
+    if api_keys is not None and key.strip() not in api_keys:
+        return json_response(401, {"detail": "No user found for Key ID and Secret"})
+    return None
