@@ -8,8 +8,14 @@ runs it.  Whatever fal may hold is then dealt with before the task ends:
   it is abandoned and the journal keeps no trace of it; if they may have left, its answer is awaited
   (at most :data:`SUBMIT_GRACE`) and the request it names is cancelled by id, so nothing runs on
   unseen (and billed) after the call has stopped;
-* a request queued or running: fal's cancel goes out, and the journal records fal's answer
-  (a cancelled request is looked at once by the next run, never waited for).
+* a request queued or running: fal's cancel goes out, and the journal records fal's answer.
+
+The next run of the same request looks at a request an earlier run cancelled before it submits anew: fal
+only *signals* a running app, and an app that ignores the signal finishes and bills (fal's own end-to-end
+test ``test_app_cancellation``: "normal app should just ignore the cancellation").  So a cancelled request
+still reported running is cancelled again and waited for, at most :data:`CANCELLED_WAIT`: its pictures if
+it completes, a new submit if it ends without any (or never reports an end, which fal's docs leave open).
+One still reported queued is not waited for: fal removes a queued request it is told to cancel.
 
 ``notes`` (per request index) says which of these happened, for the words of
 :func:`falnb._run.interrupt_text`.
@@ -24,7 +30,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ._exceptions import FalError, FalnbError, RequestNotFoundError, SubmitUncertainError
+from ._exceptions import FalError, FalnbError, RequestNotFoundError, RequestTimeoutError, SubmitUncertainError
 from .fal._loop import within
 from .fal._queue import QueueClient, Status, Submitted
 from .fal._sending import SendTrace
@@ -32,7 +38,7 @@ from .request._plan import FalRequest, Plan
 from .results._image import Image
 from .results._progress import ProgressTracker
 
-__all__ = ["CANCEL_TIMEOUT", "SUBMIT_GRACE", "Part", "RequestRun", "Stopping", "through_cancels"]
+__all__ = ["CANCELLED_WAIT", "CANCEL_TIMEOUT", "SUBMIT_GRACE", "Part", "RequestRun", "Stopping", "through_cancels"]
 
 T = TypeVar("T")
 
@@ -40,6 +46,9 @@ T = TypeVar("T")
 SUBMIT_GRACE = 4.0
 #: how long fal's cancel may take
 CANCEL_TIMEOUT = 5.0
+#: how long a run waits for a request an earlier run cancelled that fal still reports running, before it
+#: submits anew (within the call's own timeout): longer than a generation of the catalogued models
+CANCELLED_WAIT = 60.0
 #: fal's answers to a cancel, as ``notes`` records them
 _NOTE_OF_ANSWER = {"CANCELLATION_REQUESTED": "cancelled", "OK": "cancelled", "ALREADY_COMPLETED": "completed",
                    "NOT_FOUND": "gone", "": "no-answer"}
@@ -92,7 +101,7 @@ class RequestRun:
             if reattached:
                 sub = slot.resume(queue, self.req.model)  # paid already, by the run that submitted it
                 if slot.cancelled:
-                    looked = await self._after_our_cancel(sub)
+                    looked = await self._after_our_cancel(sub, deadline, timeout)
                     if looked is None:
                         slot.forget()  # fal holds no pictures for it: submitting anew is not paying twice
                         continue
@@ -211,23 +220,36 @@ class RequestRun:
         except (FalnbError, asyncio.TimeoutError, httpx.HTTPError):
             return ""
 
-    async def _after_our_cancel(self, sub: Submitted) -> dict[str, Any] | None:
-        """The output of a request an earlier run cancelled, if fal completed it anyway; else None (after
-        cancelling it again, should it still be queued or running).  fal may report a cancelled request as
-        a status that never completes, COMPLETED with an error, or a 4xx result: all mean "no pictures"."""
+    async def _after_our_cancel(self, sub: Submitted, deadline: float | None,
+                                timeout: float | None) -> dict[str, Any] | None:
+        """The output of a request an earlier run cancelled, if fal completed it (or completes it within
+        :data:`CANCELLED_WAIT`); else None.  fal may report a cancelled request as a status that never
+        completes, COMPLETED with an error, or a 4xx result: all mean "no pictures"."""
         try:
             st = await self.queue.status(sub)
-            if not st.done:
-                # still reported queued or running: stop it for good, unless it has just finished
-                if await self._cancel_answer(sub) != "ALREADY_COMPLETED":
-                    return None
-            elif st.error:
+            final: Status | None = st
+            if not st.done and await self._cancel_answer(sub) != "ALREADY_COMPLETED":
+                # (cancelled again, should it stop after all.)  Still queued: fal removes a queued request it
+                # is told to cancel, so it will never run; running: it may finish and bill, so it is awaited
+                final = await self._outlast(sub, deadline, timeout) if st.status == "IN_PROGRESS" else None
+            if final is None or final.error:
                 return None
             return await self.queue.result(sub)
         except FalError as exc:
             if exc.status_code is not None and 400 <= exc.status_code < 500:
                 return None
             raise
+
+    async def _outlast(self, sub: Submitted, deadline: float | None, timeout: float | None) -> Status | None:
+        """A cancelled request fal still reports running, waited for: its final status, or None after
+        :data:`CANCELLED_WAIT` (the call's own timeout, when it ends first, is raised as such)."""
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= CANCELLED_WAIT:
+            return await self.queue.wait(sub, self._on_status, max(0.001, left), bound=timeout)
+        try:
+            return await self.queue.wait(sub, self._on_status, CANCELLED_WAIT)
+        except RequestTimeoutError:
+            return None
 
 
 async def through_cancels(cleanup: Awaitable[T]) -> T:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 import falnb
-from falnb import Client
+from falnb import Client, _fetch
 from falnb.emulator import Emulator
 from falnb.emulator._knobs import CANCEL_REPORTS, RUNNING_CANCELS
 
@@ -122,12 +122,15 @@ def test_emulator_refuses_an_unknown_cancel_behaviour(knob: str, value: Any) -> 
 @pytest.mark.parametrize("running_cancel", RUNNING_CANCELS)
 @pytest.mark.parametrize("report", CANCEL_REPORTS)
 @pytest.mark.parametrize("phase", ["queued", "running"])
-def test_rerun_after_a_cancel(phase: str, report: str, running_cancel: str, tmp_path: Path) -> None:
+def test_rerun_after_a_cancel(phase: str, report: str, running_cancel: str, tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
     # the clock stands still until thawed (a request stays queued or running however long the machine takes);
     # after the thaw it follows the wall clock: 0.05 s runs, not 1 s, for the re-run to wait
     emu = Emulator(latency=0.05, concurrency=1, clock=clock)
     emu.configure(cancel_report=report, running_cancel=running_cancel)
+    if report == "never_completes":  # (the re-run waits for a request that never reports an end: not 60 s)
+        monkeypatch.setattr(_fetch, "CANCELLED_WAIT", 0.2)
     if phase == "queued":  # a request ahead of ours holds the account's one slot
         emu.handle("POST", f"{QUEUE}/{MODEL}", {"authorization": "Key k"}, json.dumps({"prompt": "ahead"}).encode())
     client = Client(offline=True, emulator=emu, cache=tmp_path / "c")
@@ -158,9 +161,11 @@ def test_rerun_after_a_cancel(phase: str, report: str, running_cancel: str, tmp_
     client.close()
 
 
-def test_a_cancelled_row_still_reported_running_is_cancelled_again_before_submitting_anew(tmp_path: Path) -> None:
-    """never_completes: the re-run cannot wait for a request that will never report an end; it cancels
-    it again (should it run on after all) and submits anew."""
+def test_a_cancelled_row_still_reported_running_is_cancelled_again_before_submitting_anew(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """never_completes: the re-run cancels it again (should it run on after all), waits for it at most
+    CANCELLED_WAIT (it never reports an end), then submits anew."""
+    monkeypatch.setattr(_fetch, "CANCELLED_WAIT", 0.2)
     clock = Clock()
     emu = Emulator(latency=0.05, clock=clock)  # (frozen until thawed: the re-run waits 0.05 s, not 1 s)
     emu.configure(cancel_report="never_completes")
@@ -179,4 +184,45 @@ def test_a_cancelled_row_still_reported_running_is_cancelled_again_before_submit
 
     emu.handle = handle  # type: ignore[method-assign]
     client.generate("a fox in the snow", **KW, timeout=30)
-    assert seen[:3] == ["GET status", "PUT cancel", f"POST {MODEL.rsplit('/', 1)[-1]}"], seen
+    post = seen.index(f"POST {MODEL.rsplit('/', 1)[-1]}")
+    assert seen[:2] == ["GET status", "PUT cancel"] and set(seen[2:post]) <= {"GET status", "GET stream"}, seen
+    assert post > 2, seen  # it was waited for before the new submit
+
+
+@pytest.mark.parametrize("report", CANCEL_REPORTS)
+def test_a_rerun_waits_for_a_cancelled_request_that_runs_on_and_takes_its_pictures(report: str,
+                                                                                  tmp_path: Path) -> None:
+    """fal only signals a running app, and an app that ignores the signal finishes and bills (fal's own
+    end-to-end test_app_cancellation).  A re-run while it still runs cancels it again, then waits for it
+    and takes its pictures: one request billed, not two.  (Before: the re-run submitted anew at once.)"""
+    clock = Clock()
+    emu = Emulator(latency=0.05, clock=clock)
+    emu.configure(cancel_report=report, running_cancel="ignored")
+    client = Client(offline=True, emulator=emu, cache=tmp_path / "c")
+    run = client.start([client.plan("a fox in the snow", **KW)])
+    _until(lambda: run.progress()[0].state == "running", "running")
+    [first] = run.progress()[0].request_ids
+    run.cancel()
+    assert run.join(30)
+    cancels: list[str] = []
+    real = emu.handle
+
+    def handle(method: str, url: str, *args: Any, **kw: Any) -> Any:
+        answer = real(method, url, *args, **kw)
+        if method == "PUT":
+            cancels.append(url)  # (recorded once answered: the re-run decides on the answer)
+        return answer
+
+    emu.handle = handle  # type: ignore[method-assign]
+    again = client.start([client.plan("a fox in the snow", **KW)], timeout=30)
+    _until(lambda: cancels, "the re-run cancels it again")  # the clock stands: fal still runs it
+    _until(lambda: again.progress()[0].state == "running", "the re-run waits for it")
+    clock.thaw(10.0)  # the app that ignored the cancel finishes
+    assert again.join(30)
+    [gen] = again.wait()
+    assert isinstance(gen, falnb.Generation), gen
+    ours = [j for j in emu.requests() if j.inputs["prompt"] == "a fox in the snow"]
+    assert gen.request_ids == [first] and len(ours) == 1
+    assert [e.request_id for e in emu.ledger.entries] == [first] and len(gen.images) == 1
+    assert client.cache.journal() == []  # type: ignore[union-attr]
+    client.close()
