@@ -489,3 +489,20 @@ def test_clients_share_one_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
     offline._engine.queue()
     offline.close()
     assert len(built) == 2
+
+
+def test_a_picture_saved_into_a_folder_gets_the_same_name_in_every_process(tmp_path: Any) -> None:
+    """The name comes from the bytes (not ``hash()``, which differs between processes): saving the same
+    picture again, from another kernel, writes over the same file instead of adding a copy."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from falnb.results._image import Image; "
+            "print(Image(b'the same picture', 'image/png', 1, 1).save(sys.argv[1]).name)")
+    names = set()
+    for seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed})
+        names.add(out.stdout.strip())
+    assert len(names) == 1 and [p.name for p in tmp_path.iterdir()] == list(names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,11 +46,12 @@ class Image:
     source: str | None = None
 
     def save(self, path: str | Path) -> Path:
-        """Write the bytes to ``path`` (a directory gets a file name; a missing suffix is added)."""
+        """Write the bytes to ``path`` (a directory gets a file name from the content, the same in every
+        process: saving a picture twice writes one file; a missing suffix is added)."""
         p = Path(path)
         ext = EXTENSIONS.get(self.content_type, ".bin")
-        if p.is_dir():
-            p = p / f"falnb-{abs(hash(self.data)) % 10**10}{ext}"
+        if p.is_dir():  # (not hash(): bytes hash differently in each process)
+            p = p / f"falnb-{hashlib.sha256(self.data).hexdigest()[:16]}{ext}"
         elif not p.suffix:
             p = p.with_suffix(ext)
         p.parent.mkdir(parents=True, exist_ok=True)
