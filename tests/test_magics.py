@@ -974,3 +974,12 @@ def _no_stray_sigint() -> Iterator[None]:
     yield
     assert signal.getsignal(signal.SIGINT) is not None
     os.environ.pop("FALNB_TRACEBACKS", None)
+
+
+def test_a_size_field_mistakes_advice_is_a_cells_own_and_works(shell: InteractiveShell, magics: FalMagics,
+                                                                emu: Emulator) -> None:
+    cell = run(shell, "%falimage -m schnell -p aspect_ratio=16:9 a cat")
+    assert not cell.ok and "--size" in cell.text and "--allow-unknown" in cell.text, cell.text
+    assert "size=" not in cell.text and "allow_unknown" not in cell.text, cell.text
+    assert run(shell, "%falimage -m schnell --size 16:9 a cat").ok  # the advice, followed
+    assert run(shell, "%falimage -m schnell --allow-unknown -p aspect_ratio=16:9 a cat").ok

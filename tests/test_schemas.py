@@ -223,3 +223,17 @@ def test_platform_failures_are_short_and_never_guess(emu: Emulator, tmp_path: Pa
     spec = client.catalog.resolve(QUIRKY)  # fal has no schema: passed through as before, nothing checked
     assert not spec.known and spec.no_schema == "fal publishes no schema for it"
     emu.platform.faults = {}
+
+
+def test_a_required_input_missing_is_named_with_the_way_to_give_it() -> None:
+    """The schema's own ``required``: the Python API names the keyword, a cell its ``-p`` option."""
+    from falnb.request._validate import validate_input
+
+    doc = copy.deepcopy(snapshot("fal-ai/flux/schnell"))
+    doc["components"]["schemas"]["FluxSchnellInput"]["required"] = ["prompt", "style"]
+    doc["components"]["schemas"]["FluxSchnellInput"]["properties"]["style"] = {"type": "string"}
+    spec = spec_from_doc(read_openapi(doc, "fal-ai/flux/schnell"), SEED_OVERLAYS["fal-ai/flux/schnell"])
+    with pytest.raises(ParameterError) as info:
+        validate_input(spec, {"prompt": "a kite"})
+    assert info.value.field == "style" and "Pass style=..." in str(info.value)
+    assert "Add -p style=... (%falform -m fal-ai/flux/schnell" in str(info.value.for_front_end("cell"))

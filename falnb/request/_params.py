@@ -88,7 +88,9 @@ def _refuse_unknown(spec: ModelSpec, name: str, origin: str) -> None:
         raise ParameterError(
             f"{spec.id} takes no {name}{where}: its size input is {spec.size_field}", model=spec.id, field=name,
             hint=f"Use size= ('16:9', '1024x768' or a preset): falnb maps it to {spec.size_field}. "
-                 f"To send {name} anyway: {ALLOW_HINT}.")
+                 f"To send {name} anyway: {ALLOW_HINT}.",
+            hints={"cell": f"Use --size ('16:9', '1024x768' or a preset): falnb maps it to {spec.size_field}. "
+                           f"To send {name} anyway: --allow-unknown."})
     names = spec.input_names()
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6 if spec.strict else _NEAR)
     mean = f"; did you mean {close[0]!r}?" if close else ""

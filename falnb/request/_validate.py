@@ -62,7 +62,8 @@ def _message(spec: ModelSpec, body: Mapping[str, Any], error: Any) -> ParameterE
         missing = next((r for r in expected if isinstance(value, Mapping) and r not in value), "?")
         field = ".".join([*path, missing])
         return ParameterError(f"{spec.id} needs {field!r}", model=spec.id, field=field,
-                              hint=f"Pass {field}=... (see falnb.form(model={spec.id!r}) for its inputs).")
+                              hint=f"Pass {field}=... (see falnb.form(model={spec.id!r}) for its inputs).",
+                              hints={"cell": f"Add -p {field}=... (%falform -m {spec.id} shows its inputs)."})
     field = ".".join(path) or "input"
     top = path[0] if path else field
     why = _why(kind, expected, value) or _one_line(error.message)
