@@ -19,6 +19,8 @@ argument                    meaning here
 ``style``                   fal's ``style`` (Recraft's); refused by models without one
 any other keyword           a fal parameter of the model, checked against falnb's catalog before sending
 ``quality``                 refused unless None (fal's image models have no quality setting)
+``drop_params``             LiteLLM's: ``True`` (or ``litellm.drop_params = True``) drops ``quality`` and a
+                            ``style`` the model has none of, instead of refusing them
 ``user``, ``metadata``...   ignored (LiteLLM's bookkeeping: they change no picture); see :data:`IGNORED`
 ``client``                  a :class:`falnb.Client` to use (e.g. ``Client(offline=True)``)
 ``refresh``, ``cache``      falnb's: pay again / skip the cache; LiteLLM's ``cache={"no-cache": True}`` is
@@ -31,6 +33,7 @@ catches LiteLLM's names, :data:`LITELLM_NAMES` says which falnb class to catch i
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -81,6 +84,8 @@ LITELLM_NAMES: dict[str, tuple[str, ...]] = {
 _CLIENTS_MAX = 8
 _CLIENTS: OrderedDict[tuple[Any, ...], Client] = OrderedDict()
 _CLIENTS_LOCK = threading.Lock()
+#: the package a LiteLLM user imports as ``litellm`` (where ``litellm.drop_params = True`` lands)
+_PACKAGE = __name__.rpartition(".")[0]
 #: the wall clock that ages fal's URLs (tests move it)
 _clock = time.time
 
@@ -163,7 +168,10 @@ def _call(prompt: str, model: str | None, *, n: int | None, quality: Any, respon
     if custom_llm_provider not in (None, "fal_ai"):
         raise ParameterError(f"custom_llm_provider={custom_llm_provider!r}: falnb speaks to fal only ('fal_ai')",
                              field="custom_llm_provider")
-    if quality is not None:
+    # LiteLLM's drop_params (per call, or its module-wide ``litellm.drop_params = True``, here falnb's module
+    # attribute: the line LiteLLM's own error tells users to add) drops the OpenAI params a model lacks
+    drop = bool(kwargs.get("drop_params", getattr(sys.modules[_PACKAGE], "drop_params", False)))
+    if quality is not None and not drop:
         raise ParameterError(f"quality={quality!r} has no meaning on fal: its image models have no quality "
                              "setting", field="quality",
                              hint="Use the model's own parameters (e.g. num_inference_steps, resolution).")
@@ -174,10 +182,12 @@ def _call(prompt: str, model: str | None, *, n: int | None, quality: Any, respon
     params = {k: v for k, v in kwargs.items() if k not in IGNORED}
     if style is not None:
         spec = client.catalog.resolve(model)
-        if spec.known and spec.param("style") is None:
+        lacks = spec.known and spec.param("style") is None
+        if lacks and not drop:
             raise ParameterError(f"style={style!r}: {spec.id} has no style parameter (OpenAI's vivid/natural "
                                  "has no fal equivalent)", model=spec.id, field="style")
-        params["style"] = style
+        if not lacks:
+            params["style"] = style
     headers = {**(params.pop("headers", None) or {}), **(params.pop("extra_headers", None) or {})}
     if headers:
         params["extra_headers"] = headers

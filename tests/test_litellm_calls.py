@@ -120,6 +120,23 @@ def test_bookkeeping_arguments_are_ignored(client: falnb.Client) -> None:
     assert not {"user", "metadata", "num_retries", "caching", "timeout"} & set(sent)
 
 
+def test_drop_params_drops_quality_and_a_style_the_model_lacks(client: falnb.Client, emu: Emulator,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM drops an unsupported ``quality``/``style`` with ``drop_params=True`` (per call or module-wide,
+    as its own error says to set) and the picture is made; falnb refused them."""
+    r = falnb.image_generation("a fox", model="schnell", client=client, quality="hd", style="vivid",
+                               drop_params=True, seed=1)
+    assert not {"quality", "style"} & set(r.generation.inputs[0]) and emu.ledger.requests == 1
+    recraft = falnb.image_generation("a fox", model="fal_ai/fal-ai/recraft/v3/text-to-image", client=client,
+                                     style="realistic_image", drop_params=True)
+    assert recraft.generation.inputs[0]["style"] == "realistic_image"  # a style the model has is kept
+    monkeypatch.setattr(falnb, "drop_params", True, raising=False)  # ``litellm.drop_params = True``
+    again = falnb.image_generation("a fox", model="schnell", client=client, quality="hd", seed=1)
+    assert again._hidden_params["cached"]
+    with pytest.raises(falnb.ParameterError):  # the call's own drop_params=False wins
+        falnb.image_generation("a fox", model="schnell", client=client, quality="hd", drop_params=False)
+
+
 def test_api_base_is_fals_queue() -> None:
     q = _litellm._queue_url
     assert q(None) is None
