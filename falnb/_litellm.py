@@ -15,6 +15,9 @@ argument                    meaning here
 ``api_key``                 the fal key (default: ``FAL_KEY``, ``FAL_KEY_ID``+``FAL_KEY_SECRET``, ``FAL_AI_API_KEY``)
 ``api_base``                fal's queue URL; LiteLLM's ``https://fal.run`` means ``https://queue.fal.run``, and a
                             ``falnb emulator``'s ``.../_sync`` its queue
+``litellm_proxy/<name>``    LiteLLM's route to a team's proxy (also ``custom_llm_provider="litellm_proxy"``): the
+                            team model ``<name>`` through the proxy at ``api_base`` (default
+                            ``LITELLM_PROXY_API_BASE``) with ``api_key`` (default ``LITELLM_PROXY_API_KEY``)
 ``timeout``                 seconds a call waits for fal (default: the client's, 600 s as LiteLLM's)
 ``style``                   fal's ``style`` (Recraft's); refused by models without one
 any other keyword           a fal parameter of the model, checked against falnb's catalog before sending
@@ -33,17 +36,19 @@ catches LiteLLM's names, :data:`LITELLM_NAMES` says which falnb class to catch i
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ._client import Client, default_client
-from ._exceptions import ParameterError
+from ._exceptions import ConfigError, ParameterError
 from .fal._config import offline_from_env
+from .fal._proxy import PROXY_URL_ENV
 from .results._generation import Generation
 from .results._image_response import FAL_URL_LIFETIME, ImageResponse, image_response
 
@@ -78,6 +83,9 @@ LITELLM_NAMES: dict[str, tuple[str, ...]] = {
     "BadGatewayError": ("FalServerError",),
     "APIError": ("FalError",),
 }
+
+#: LiteLLM's model prefix for a team's LiteLLM proxy (its SDK's ``litellm_proxy`` provider)
+_PROXY_PREFIX = "litellm_proxy/"
 
 #: clients made for an api_key / api_base (each holds a connection pool and the cache); the oldest
 #: is dropped past this many
@@ -165,9 +173,13 @@ def _call(prompt: str, model: str | None, *, n: int | None, quality: Any, respon
     """The client and the ``Client.generate`` keywords for a LiteLLM call; every mistake raised here."""
     if not isinstance(model, str) or not model.strip():
         raise ParameterError("model is required, e.g. model=\"fal_ai/fal-ai/flux-pro/v1.1-ultra\"", field="model")
-    if custom_llm_provider not in (None, "fal_ai"):
-        raise ParameterError(f"custom_llm_provider={custom_llm_provider!r}: falnb speaks to fal only ('fal_ai')",
-                             field="custom_llm_provider")
+    if custom_llm_provider not in (None, "fal_ai", "litellm_proxy"):
+        raise ParameterError(f"custom_llm_provider={custom_llm_provider!r}: falnb speaks to fal only ('fal_ai', "
+                             "or 'litellm_proxy': fal through a team's LiteLLM proxy)", field="custom_llm_provider")
+    # LiteLLM SDK code for a team's proxy names ``litellm_proxy/<team model>``: the name is the proxy's, and
+    # api_base / api_key are the proxy's URL and key (not fal's)
+    via_proxy = custom_llm_provider == "litellm_proxy" or model.strip().startswith(_PROXY_PREFIX)
+    target = model.strip().removeprefix(_PROXY_PREFIX) if via_proxy else model
     # LiteLLM's drop_params (per call, or its module-wide ``litellm.drop_params = True``, here falnb's module
     # attribute: the line LiteLLM's own error tells users to add) drops the OpenAI params a model lacks
     drop = bool(kwargs.get("drop_params", getattr(sys.modules[_PACKAGE], "drop_params", False)))
@@ -178,10 +190,10 @@ def _call(prompt: str, model: str | None, *, n: int | None, quality: Any, respon
     for name, why in _REFUSED.items():
         if name in kwargs:
             raise ParameterError(f"{name} is not supported: {why}", field=name)
-    client = _client_for(kwargs.pop("client", None), api_key, api_base)
+    client = _client_for(kwargs.pop("client", None), api_key, api_base, via_proxy=via_proxy)
     params = {k: v for k, v in kwargs.items() if k not in IGNORED}
     if style is not None:
-        spec = client.catalog.resolve(model)
+        spec = client.catalog.resolve(target)
         lacks = spec.known and spec.param("style") is None
         if lacks and not drop:
             raise ParameterError(f"style={style!r}: {spec.id} has no style parameter (OpenAI's vivid/natural "
@@ -192,7 +204,7 @@ def _call(prompt: str, model: str | None, *, n: int | None, quality: Any, respon
     if headers:
         params["extra_headers"] = headers
     _cache_controls(params)
-    call = {"model": model, "n": 1 if n is None else n, "size": size, "timeout": _seconds(timeout), **params}
+    call = {"model": target, "n": 1 if n is None else n, "size": size, "timeout": _seconds(timeout), **params}
     if response_format is not None:
         call["response_format"] = response_format
     return client, call, model
@@ -205,22 +217,40 @@ def _respond(client: Client, generation: Generation, model: str) -> ImageRespons
     return image_response(generation, fal_urls=fal_urls, litellm_model=model, api_base=client.queue_url)
 
 
-def _client_for(client: Any, api_key: str | None, api_base: str | None) -> Client:
+def _client_for(client: Any, api_key: str | None, api_base: str | None, *, via_proxy: bool = False) -> Client:
     if client is not None:
         if not isinstance(client, Client):
             raise ParameterError(f"client must be a falnb.Client, not {type(client).__name__}", field="client")
         return client
+    if via_proxy:
+        return _proxy_client(api_key, api_base)
     if api_key is None and api_base is None:
         return default_client()
-    memo = (api_key, _queue_url(api_base), offline_from_env())
+    queue = _queue_url(api_base)
+    return _memo((api_key, queue, offline_from_env()), lambda: Client(key=api_key, queue_url=queue))
+
+
+def _memo(memo: tuple[Any, ...], make: Callable[[], Client]) -> Client:
     with _CLIENTS_LOCK:
         found = _CLIENTS.get(memo)
         if found is None:
-            found = _CLIENTS[memo] = Client(key=api_key, queue_url=memo[1])
+            found = _CLIENTS[memo] = make()
             if len(_CLIENTS) > _CLIENTS_MAX:
                 _CLIENTS.popitem(last=False)
         _CLIENTS.move_to_end(memo)
         return found
+
+
+def _proxy_client(api_key: str | None, api_base: str | None) -> Client:
+    """The client for LiteLLM's ``litellm_proxy/...``: the proxy named even when a fal key is set, as LiteLLM
+    does (a fal key otherwise means fal directly); ``proxy_key=None`` reads ``LITELLM_PROXY_API_KEY``."""
+    url = (api_base or os.environ.get(PROXY_URL_ENV) or "").strip().rstrip("/")
+    if not url:
+        raise ConfigError("litellm_proxy/... needs the LiteLLM proxy's URL; nothing was sent",
+                          hint=f"Pass api_base=\"http://localhost:4000\" or set {PROXY_URL_ENV}.")
+    url = url.removesuffix("/v1")  # LiteLLM's OpenAI-style base (``.../v1``): the proxy is its parent
+    return _memo(("litellm_proxy", api_key, url, offline_from_env()),
+                 lambda: Client(proxy_url=url, proxy_key=api_key))
 
 
 def _queue_url(api_base: str | None) -> str | None:

@@ -228,3 +228,32 @@ def test_magics_through_the_proxy(litellm_proxy: Any, tmp_path: Path, monkeypatc
     finally:
         for name in ("proxy_url", "proxy_route", "cache_dir"):
             setattr(magics, name, None)
+
+
+def test_litellm_sdk_proxy_route_runs_unchanged(litellm_proxy: Any, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM SDK code for a team's proxy names ``litellm_proxy/<team model>`` (or
+    ``custom_llm_provider="litellm_proxy"``), with the proxy's URL and key from LITELLM_PROXY_API_BASE/KEY or
+    api_base/api_key; falnb took ``litellm_proxy/flux-ultra`` for a fal id and found no such model."""
+    from collections import OrderedDict
+
+    import falnb
+    from falnb import _client, _litellm
+
+    monkeypatch.setattr(_client, "_DEFAULT", None)
+    monkeypatch.setattr(_litellm, "_CLIENTS", OrderedDict())
+    monkeypatch.setenv("FALNB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("LITELLM_PROXY_API_BASE", litellm_proxy.url)
+    monkeypatch.setenv("LITELLM_PROXY_API_KEY", litellm_proxy.key)
+    r = falnb.image_generation(model="litellm_proxy/flux-ultra", prompt="a red fox")
+    assert r.generation.model == "fal-ai/flux-pro/v1.1-ultra" and len(r.data) == 1
+    assert r._hidden_params["litellm_model_name"] == "litellm_proxy/flux-ultra"
+    assert litellm_proxy.emulator.ledger.requests == 1
+    # the proxy's URL (LiteLLM's OpenAI-style .../v1) and key as arguments; a fal key set does not divert it
+    monkeypatch.delenv("LITELLM_PROXY_API_BASE")
+    monkeypatch.delenv("LITELLM_PROXY_API_KEY")
+    monkeypatch.setenv("FAL_KEY", "a-fal-key")
+    r = falnb.image_generation(model="imagen4", prompt="a red fox", custom_llm_provider="litellm_proxy",
+                               api_base=litellm_proxy.url + "/v1", api_key=litellm_proxy.key)
+    assert r.generation.model == litellm_proxy.emulator.ledger.entries[-1].model == "fal-ai/imagen4/preview"
+    assert litellm_proxy.emulator.ledger.requests == 2

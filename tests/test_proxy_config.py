@@ -113,3 +113,16 @@ def test_the_images_route_unwraps_fal_422_from_litellm_s_message() -> None:
                   path="/v1/images/generations")
     err = _error(resp, model="fal-ai/flux-pro/v1.1-ultra", team="flux-ultra", team_names=["flux-ultra"])
     assert isinstance(err, FalValidationError) and err.field == "aspect_ratio" and "21:9" in str(err)
+
+
+def test_litellm_proxy_route_without_a_proxy_url_sends_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM's ``litellm_proxy/<team model>`` needs the proxy's URL: a short ConfigError, before any client."""
+    from collections import OrderedDict
+
+    import falnb
+    from falnb import _litellm
+
+    monkeypatch.setattr(_litellm, "_CLIENTS", OrderedDict())
+    with pytest.raises(ConfigError, match="LITELLM_PROXY_API_BASE"):
+        falnb.image_generation(model="litellm_proxy/flux-ultra", prompt="a red fox")
+    assert not _litellm._CLIENTS
