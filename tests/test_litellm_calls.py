@@ -93,6 +93,21 @@ def test_b64_json(client: falnb.Client) -> None:
     assert r.model_dump()["data"][1]["b64_json"] == r.data[1]["b64_json"]
 
 
+def test_model_dump_options_and_model_dump_json_as_pydantic(client: falnb.Client) -> None:
+    """LiteLLM's response is pydantic: ``model_dump(exclude_none=True)`` drops the None fields (falnb kept
+    them: every option was ignored), ``include``/``exclude`` pick fields, ``model_dump_json()`` exists."""
+    import json
+
+    r = falnb.image_generation("an owl", model="schnell", client=client)
+    lean = r.model_dump(exclude_none=True)
+    assert "background" not in lean and "b64_json" not in lean["data"][0] and lean["data"][0]["url"]
+    assert set(r.model_dump(include={"created", "data"})) == {"created", "data"}
+    assert "usage" not in r.model_dump(exclude={"usage"}) and "created" in r.model_dump(exclude={"usage"})
+    assert json.loads(r.model_dump_json()) == r.model_dump()
+    assert json.loads(r.model_dump_json(exclude_none=True, indent=2)) == lean
+    assert json.loads(r.data[0].model_dump_json(exclude_none=True)) == lean["data"][0]
+
+
 # -- LiteLLM's arguments ------------------------------------------------------------------------------------
 
 def test_n_and_size_use_falnb_mapping(client: falnb.Client, emu: Emulator) -> None:

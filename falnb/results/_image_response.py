@@ -16,6 +16,7 @@ built when read, so a response costs no memory beyond the Generation's bytes.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -60,11 +61,21 @@ class _Record:
         # pydantic's order: ``for name, value in response`` (``dict(response)`` uses keys())
         return iter(self.items())
 
-    def model_dump(self, **_: Any) -> dict[str, Any]:
-        """A plain dict of the fields (nested objects too), as pydantic's ``model_dump()``."""
-        return {k: _plain(v) for k, v in self.items()}
+    def model_dump(self, *, include: Any = None, exclude: Any = None, exclude_none: bool = False,
+                   **_: Any) -> dict[str, Any]:
+        """A plain dict of the fields (nested objects too), as pydantic's ``model_dump()``: ``include`` /
+        ``exclude`` (top-level field names) and ``exclude_none`` (at every level) as pydantic's; its other
+        options change nothing here.  (They were all ignored: ``exclude_none=True`` kept LiteLLM's None fields.)"""
+        keep, drop = _names(include, "include"), _names(exclude, "exclude") or set()
+        return {k: _plain(v, exclude_none) for k, v in self.items()
+                if (keep is None or k in keep) and k not in drop and not (exclude_none and v is None)}
 
-    dict = to_dict = json = model_dump
+    def model_dump_json(self, *, indent: int | None = None, **options: Any) -> str:
+        """The fields as JSON text, as pydantic's ``model_dump_json()`` (compact unless ``indent``)."""
+        return json.dumps(self.model_dump(**options), indent=indent, ensure_ascii=False,
+                          separators=None if indent is not None else (",", ":"))
+
+    dict = to_dict = json = model_dump  # LiteLLM's ``json()`` is its model_dump() too
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, _Record):
@@ -219,14 +230,25 @@ def _small(value: Any) -> bool:
     return len(repr(value)) <= 2000
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, exclude_none: bool = False) -> Any:
     if isinstance(value, _Record):
-        return value.model_dump()
+        return value.model_dump(exclude_none=exclude_none)
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [_plain(v, exclude_none) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, exclude_none) for k, v in value.items()}
     return value
+
+
+def _names(spec: Any, what: str) -> set[str] | None:
+    """pydantic's ``include``/``exclude`` of top-level fields: a set of names, or a dict of name -> True."""
+    if spec is None:
+        return None
+    if isinstance(spec, Mapping):
+        if not all(v is True for v in spec.values()):
+            raise TypeError(f"{what}= takes top-level field names here (a set, or a dict of name: True)")
+        return set(spec)
+    return set(spec)
 
 
 def _cut(text: str | None) -> str:
