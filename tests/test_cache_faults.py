@@ -155,6 +155,35 @@ def test_import_refuses_a_relabelled_entry_and_keeps_honest_replicas(emu: Emulat
     assert "1 refused (their key does not match their request)" in str(result)
 
 
+def test_import_of_impossible_dates_and_costs_keeps_the_cache_listable(emu: Emulator, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A foreign zip's ``created`` of Infinity, 1e300, NaN or 10**400 (a cost too) crashed the import
+    (OverflowError, or NaN stored as NULL refused by the index mid-import) or every ``falnb cache list``
+    after it (time.localtime overflows)."""
+    c = client(emu, tmp_path / "c")
+    for i in range(4):
+        c.generate(f"prompt {i}", **KW)
+    exported = tmp_path / "e.zip"
+    c.cache.export(exported)  # type: ignore[union-attr]
+    with zipfile.ZipFile(exported) as z:
+        manifest = json.loads(z.read("falnb-cache.json"))
+        blobs = {n: z.read(n) for n in z.namelist() if n != "falnb-cache.json"}
+    bad = (float("inf"), 1e300, float("nan"), 10**400)
+    for entry, created, cost in zip(manifest["entries"], bad, (-1.0, *bad[::2], 10**400), strict=True):
+        entry["created"], entry["cost"] = created, cost
+    odd = tmp_path / "odd.zip"
+    with zipfile.ZipFile(odd, "w") as z:
+        z.writestr("falnb-cache.json", json.dumps(manifest))
+        for name, data in blobs.items():
+            z.writestr(name, data)
+    mate = ResponseCache(tmp_path / "mate")
+    assert mate.import_(odd).imported == 4
+    assert all(0 < e.created <= time.time() and e.cost is None for e in mate.entries("*"))
+    capsys.readouterr()
+    assert main(["list", "--dir", str(tmp_path / "mate")]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
+
+
 def test_an_export_streams_what_it_reads(emu: Emulator, tmp_path: Path) -> None:
     """An export is a valid zip whose manifest lists each entry once, with each picture stored once."""
     c = client(emu, tmp_path / "c")

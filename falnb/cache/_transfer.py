@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -40,6 +41,9 @@ EXPORT_FORMAT = "falnb-cache-export"
 EXPORT_VERSION = 1
 MANIFEST = "falnb-cache.json"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+#: the latest creation time an import keeps (3000-01-01): a later one, or one not finite, could not be listed
+#: (``time.localtime`` overflows) and NaN is stored by SQLite as NULL, which the index refuses
+_LATEST = 32503680000.0
 
 
 @dataclass(frozen=True)
@@ -185,15 +189,25 @@ def _import_row(doc: Any) -> dict[str, Any]:
     response, canonical = doc["response"], doc["canonical"]
     if not isinstance(response, dict) or not isinstance(canonical, dict):
         raise BadEntry("bad response")
-    cost = doc.get("cost")
-    created = doc.get("created")
+    created = _opt_float(doc.get("created"), _LATEST)
     rid = doc.get("request_id")
     return {"ns": ns, "key": key, "model": model, "metas": clean,
             "canonical": json.dumps(canonical, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
             "response": json.dumps(response, ensure_ascii=False, separators=(",", ":")),
-            "cost": float(cost) if isinstance(cost, (int, float)) and not isinstance(cost, bool) else None,
-            "created": float(created) if isinstance(created, (int, float)) else time.time(),
+            "cost": _opt_float(doc.get("cost"), math.inf),
+            "created": time.time() if created is None else created,
             "request_id": rid if isinstance(rid, str) else None}
+
+
+def _opt_float(v: Any, top: float) -> float | None:
+    """``v`` as a finite number from 0 to ``top``, else None (a foreign zip may hold NaN, 1e300 or 10**400)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) and 0 <= f <= top else None
 
 
 def _opt_int(v: Any) -> int | None:
