@@ -62,6 +62,20 @@ def test_list_stats_journal(capsys: pytest.CaptureFixture[str], filled: Emulator
     assert run(capsys, "journal")[1].strip() == "(nothing in flight)"
 
 
+def test_stats_never_adds_the_emulators_dollars_to_fals(capsys: pytest.CaptureFixture[str], filled: Emulator) -> None:
+    """`falnb cache stats` (every namespace by default) said "spent: $0.546 paid for 3 request(s)": the
+    emulator's make-believe $0.046 added to the $0.50 fal billed."""
+    from falnb.cache._store import ResponseCache
+
+    ResponseCache(None, "fal").ledger.record_paid(0.5, model="fal-ai/flux-pro/v1.1-ultra", request_id="r1")
+    out = run(capsys, "stats")[1]
+    assert "$0.546" not in out and "3 request(s)" not in out
+    assert "emulator: $0.046 paid for 2 request(s)" in out and "fal: $0.50 paid for 1 request(s)" in out
+    spent = json.loads(run(capsys, "stats", "--json")[1])["spent"]
+    assert (spent["fal"]["paid"], spent["emulator"]["paid"]) == (0.5, 0.046)
+    assert "spent:     $0.50 paid for 1 request(s)" in run(capsys, "stats", "--namespace", "fal")[1]
+
+
 def test_prune_and_clear(capsys: pytest.CaptureFixture[str], filled: Emulator) -> None:
     assert run(capsys, "prune")[0] == 2
     code, _, err = run(capsys, "prune", "--older-than", "soon")

@@ -69,10 +69,14 @@ class CacheStats:
     total: Spend
     #: this process
     session: Spend
+    #: ``total`` per namespace: the emulator's make-believe prices are never added to fal's spend
+    by_namespace: Mapping[str, Spend] = field(default_factory=dict)
 
     def __str__(self) -> str:
+        spent = ([f"total ({n}): {v}" for n, v in self.by_namespace.items()] if len(self.by_namespace) > 1 else
+                 [f"total:   {self.total}"])  # (never the emulator's make-believe dollars added to fal's)
         return (f"{self.directory}\n  {self.entries} entries, {self.images} images, {_human(self.bytes)} of images"
-                f"\n  in flight: {self.in_flight}\n  total:   {self.total}\n  session: {self.session}")
+                f"\n  in flight: {self.in_flight}\n  " + "\n  ".join(spent) + f"\n  session: {self.session}")
 
 
 @dataclass(frozen=True)
@@ -169,8 +173,9 @@ class CacheAdmin:
             f"SELECT COUNT(*) FROM journal {where} {'AND' if where else 'WHERE'} state != 'done'", args).fetchone()[0]
         total = totals(self._index, None if ns == "*" else ns)
         session = session_spend(None if ns == "*" else ns)
+        by_ns = {n: totals(self._index, n) for n in _spent_in(c)} if ns == "*" else {ns: total}
         return CacheStats(self.directory, int(n_entries or 0), int(n_images or 0), dir_bytes(Path(self._objects)),
-                          int(in_flight), total, session)
+                          int(in_flight), total, session, by_ns)
 
     def prune(self, older_than: float | str | _dt.timedelta | None = None, max_bytes: int | str | None = None,
               namespace: str | None = None, *, dry_run: bool = False) -> PruneResult:
@@ -225,6 +230,15 @@ class CacheAdmin:
         return import_zip(path, self._index, self, replace)
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def _spent_in(c: sqlite3.Connection) -> list[str]:
+    """The namespaces the ledger has recorded anything in."""
+    try:
+        rows = c.execute("SELECT DISTINCT ns FROM totals").fetchall()
+    except sqlite3.OperationalError:  # a version-1 index opened read-only: no running sums
+        rows = c.execute("SELECT DISTINCT ns FROM ledger").fetchall()
+    return sorted(str(r[0]) for r in rows)
 
 
 def _filters(namespace: str, model: str | None, since: float | str | None) -> tuple[str, tuple[Any, ...]]:
