@@ -76,6 +76,16 @@ def test_stats_never_adds_the_emulators_dollars_to_fals(capsys: pytest.CaptureFi
     assert "spent:     $0.50 paid for 1 request(s)" in run(capsys, "stats", "--namespace", "fal")[1]
 
 
+def test_an_empty_dir_is_refused_not_taken_for_the_default_cache(capsys: pytest.CaptureFixture[str],
+                                                                  filled: Emulator) -> None:
+    """`falnb cache clear --yes --dir "$CACHE"` with CACHE unset emptied the default cache (FALNB_CACHE_DIR)."""
+    for args in (("clear", "--yes", "--dir", ""), ("list", "--dir", " ")):
+        with pytest.raises(SystemExit) as exit_:
+            run(capsys, *args)
+        assert exit_.value.code == 2 and "--dir is empty" in capsys.readouterr().err
+    assert len(json.loads(run(capsys, "list", "--json")[1])) == 2
+
+
 def test_prune_and_clear(capsys: pytest.CaptureFixture[str], filled: Emulator) -> None:
     assert run(capsys, "prune")[0] == 2
     code, _, err = run(capsys, "prune", "--older-than", "soon")

@@ -71,9 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
+    if args.dir is not None and not args.dir.strip():
+        # (--dir "$UNSET" must not fall back to the default cache: `clear --yes` would empty the paid one)
+        parser.error("--dir is empty; give the cache directory, or leave --dir out for the default one")
     from ._store import ResponseCache
 
-    cache = ResponseCache(Path(args.dir) if args.dir else None)
+    cache = ResponseCache(Path(args.dir) if args.dir is not None else None)
     ns: str = args.namespace
     try:
         return _run(cache, ns, args)
