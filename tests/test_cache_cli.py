@@ -86,6 +86,22 @@ def test_an_empty_dir_is_refused_not_taken_for_the_default_cache(capsys: pytest.
     assert len(json.loads(run(capsys, "list", "--json")[1])) == 2
 
 
+def test_a_reader_that_stops_early_gets_no_error(capsys: pytest.CaptureFixture[str], filled: Emulator,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """`falnb cache list | head -1` printed "falnb cache: [Errno 32] Broken pipe" once head had its line."""
+    import io
+
+    class Head(io.StringIO):  # a pipe whose reader took one line and left
+        def write(self, text: str) -> int:
+            if "\n" in self.getvalue():
+                raise BrokenPipeError(32, "Broken pipe")
+            return super().write(text)
+
+    monkeypatch.setattr(sys, "stdout", Head())
+    assert main(["cache", "list"]) == 1
+    assert capsys.readouterr().err == ""
+
+
 def test_prune_and_clear(capsys: pytest.CaptureFixture[str], filled: Emulator) -> None:
     assert run(capsys, "prune")[0] == 2
     code, _, err = run(capsys, "prune", "--older-than", "soon")

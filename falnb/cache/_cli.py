@@ -16,7 +16,9 @@ Every command takes ``--dir DIR`` (default ``FALNB_CACHE_DIR``, else the user ca
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -83,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     except FalnbError as exc:
         print(f"falnb cache: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `falnb cache list | head`: the reader stopped reading; nothing to report
+        with contextlib.suppress(OSError, ValueError):  # (and the interpreter's last flush must not fail again)
+            sys.stdout = open(os.devnull, "w")  # (left open: the interpreter flushes it at exit)
+        return 1  # (as Python's docs advise for EPIPE)
     except (OSError, sqlite3.Error) as exc:
         print(f"falnb cache: {exc}", file=sys.stderr)
         return 1
