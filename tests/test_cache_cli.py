@@ -39,6 +39,8 @@ def test_dir_and_an_empty_cache(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     for cmd in ("list", "stats", "journal"):
         code, out, _ = run(capsys, cmd)
         assert code == 0 and "no cache at" in out
+    empty = json.loads(run(capsys, "stats", "--json")[1])  # the keys of a filled cache's, zero
+    assert (empty["entries"], empty["bytes"], empty["total"]["paid"], empty["spent"]) == (0, 0, 0.0, {})
     assert not default_directory().exists()  # looking creates nothing
     assert run(capsys, "export", str(tmp_path / "e.zip"))[0] == 1
     code, out, _ = run(capsys)

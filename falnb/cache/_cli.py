@@ -142,8 +142,12 @@ def _run(cache: Any, ns: str, args: argparse.Namespace) -> int:
     if not (cache.directory / "index.sqlite3").exists() and cmd != "import":
         # nothing cached here yet: answer without creating anything
         if getattr(args, "json", False):
-            print("[]" if cmd in ("list", "journal") else json.dumps({"directory": str(cache.directory),
-                                                                      "entries": 0}))
+            from ._session import Spend
+
+            # (stats: every key a filled cache's stats have, so a script reads ["total"]["paid"] either way)
+            print("[]" if cmd in ("list", "journal") else json.dumps(
+                {"directory": str(cache.directory), "entries": 0, "images": 0, "bytes": 0, "in_flight": 0,
+                 "total": asdict(Spend()), "spent": {}}, indent=1))
             return 0
         print(f"(no cache at {cache.directory})", file=sys.stderr if cmd == "export" else sys.stdout)
         return 1 if cmd == "export" else 0
