@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from ._args import check_timeout, first_result, freeze, prompt_list, results_or_raise
 from ._engine import Engine
 from ._exceptions import FalnbError
-from ._run import Run
-from ._wiring import wire
+from ._run import Run, first_plan_ticker
+from ._wiring import Wired, Wirings
 from .cache._ledger import Ledger, session_ledger
 from .catalog import DEFAULT_MODEL
 from .catalog._catalog import Catalog, default_catalog
@@ -38,7 +38,9 @@ if TYPE_CHECKING:
     import httpx
 
     from .cache._store import ResponseCache
+    from .catalog._prices import PriceStore
     from .emulator import Emulator
+    from .fal._platform import PlatformAPI
     from .fal._proxy import Proxy
     from .fal._queue import RetryPolicy
 
@@ -81,7 +83,6 @@ class Client:
         self._emulator = emulator
         self._transport = transport
         self._team_book = TeamBook(transport, proxy_url, proxy_key, proxy_route, fal_key=key)
-        self.catalog = catalog or default_catalog()
         self._cache_arg = cache
         self._caches: dict[str, ResponseCache] = {}
         self._plans: collections.OrderedDict[Any, Plan] = collections.OrderedDict()
@@ -91,12 +92,9 @@ class Client:
         self._engine_args: dict[str, Any] = dict(retry=retry, http_timeout=http_timeout, use_stream=use_stream,
                                                  max_concurrency=max_concurrency, storage_url=storage_url, owner=self)
         self._engines: dict[tuple[bool, str], Engine] = {}
+        self._wirings = Wirings(catalog or default_catalog(), transport, cache)
         self._lock = threading.Lock()
-        _ = self.emulator if self.offline else self.queue_url  # the emulator now; a bad queue URL: ConfigError now
-        # endpoints falnb ships nothing for: described by fal's schemas, priced by fal's unit prices
-        self.platform, self.prices, self.catalog = wire(self.catalog, self.offline, self.queue_url, lambda: self.key,
-                                                        self._transport, self.emulator, self._cache_arg,
-                                                        self._engine_args)
+        _ = self._wiring()  # the emulator now; a bad queue URL: ConfigError now
 
     def __repr__(self) -> str:
         try:
@@ -138,11 +136,32 @@ class Client:
             return Key(self._explicit_key or "falnb-offline", "offline emulator")
         return proxy.key() if (proxy := self.proxy) is not None else find_key(self._explicit_key)
 
+    def _wiring(self) -> Wired:
+        """fal's platform API for the configuration in effect now (as each has its engine): offline, the
+        emulator's, else the queue's (for endpoints falnb ships nothing for: fal's schemas and unit prices)."""
+        offline = self.offline
+        return self._wirings.get(offline, self.queue_url, lambda: self._key(offline),
+                                 self._emulator_now() if offline else self._emulator)
+
+    @property
+    def platform(self) -> PlatformAPI:
+        """fal's platform API (schemas, the model list, prices) for the configuration in effect now."""
+        return self._wiring().platform
+
+    @property
+    def prices(self) -> PriceStore:
+        return self._wiring().prices
+
+    @property
+    def catalog(self) -> Catalog:
+        """The models, with other endpoints described by the platform API in effect now."""
+        return self._wiring().catalog
+
     @property
     def _engine(self) -> Engine:
         """The engine for the configuration in effect now (made on first use)."""
         offline, proxy = self.offline, self.proxy
-        url = self.queue_url
+        url, bill = self.queue_url, self._wiring().bill
         with self._lock:
             engine = self._engines.get((offline, url))
             if engine is None:
@@ -152,7 +171,8 @@ class Client:
                 ns = _namespace(offline)
                 engine = Engine(queue_url=url, key=lambda: self._key(offline), transport=transport,
                                 cache=lambda: self._store(ns), namespace=ns, timeout=self._timeout,
-                                history=self.history, **self._engine_args, proxy_routes=self._team_book.routes(proxy))
+                                history=self.history, **self._engine_args, bill=bill,
+                                proxy_routes=self._team_book.routes(proxy))
                 self._engines[(offline, url)] = engine
             return engine
 
@@ -221,7 +241,7 @@ class Client:
         catalog = self.catalog if (proxy := self.proxy) is None else self._team_book.catalog(proxy)  # + team names
         # plans are immutable: a re-run cell reuses its plan (not one with pictures: their bytes are read every time)
         memo = None if has_pictures(params) else freeze((prompt, model, n, size, seed, params, catalog.version,
-                                                         proxy and proxy.url))
+                                                         proxy and proxy.url, id(catalog)))  # (where described)
         if memo is not None and memo in self._plans:
             self._plans.move_to_end(memo)
             return self._plans[memo]
@@ -250,7 +270,7 @@ class Client:
         if hit is not None:
             return hit
         run = self.prepare([plan], refresh=refresh, cache=cache, timeout=timeout)
-        results = run.wait(on_tick=_ticker(run, on_progress))
+        results = run.wait(on_tick=first_plan_ticker(run, on_progress))
         if on_progress is not None:
             on_progress(run.progress()[0])
         return first_result(results)
@@ -265,7 +285,7 @@ class Client:
         if hit is not None:
             return hit
         run = self.prepare([plan], refresh=refresh, cache=cache, timeout=timeout)
-        results = await run.wait_async(on_tick=_ticker(run, on_progress))
+        results = await run.wait_async(on_tick=first_plan_ticker(run, on_progress))
         if on_progress is not None:
             on_progress(run.progress()[0])
         return first_result(results)
@@ -350,19 +370,6 @@ class Client:
         # generate(cache=False) still counts against the budgets, in the cache directory's ledger
         store = self.cache
         return store.ledger if store is not None else session_ledger(self.cache_namespace)
-
-
-def _ticker(run: Run, on_progress: ProgressCallback | None) -> Callable[[], None] | None:
-    if on_progress is None:
-        return None
-    seen = [-1]
-
-    def tick() -> None:
-        if run.version != seen[0]:
-            seen[0] = run.version
-            on_progress(run.progress()[0])
-
-    return tick
 
 
 def _namespace(offline: bool) -> str:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .request._plan import Plan
     from .results._generation import Generation
 
-__all__ = ["CANCEL_GRACE", "Run", "interrupt_text"]
+__all__ = ["CANCEL_GRACE", "Run", "first_plan_ticker", "interrupt_text"]
 
 #: how long an interrupted wait gives the work to send fal's cancels (and settle submits under way)
 CANCEL_GRACE = 10.0
@@ -332,6 +332,20 @@ def interrupt_text(trackers: Sequence[ProgressTracker], notes: Sequence[dict[int
     if unsent:
         parts.append(f"{unsent} request{'s' if unsent != 1 else ''} not sent (nothing billed)")
     return "; ".join(parts) if parts else "nothing was running"
+
+
+def first_plan_ticker(run: Run, on_progress: Callable[[Progress], None] | None) -> Callable[[], None] | None:
+    """An ``on_tick`` for :meth:`Run.wait` that hands ``on_progress`` each change of the first plan's progress."""
+    if on_progress is None:
+        return None
+    seen = [-1]
+
+    def tick() -> None:
+        if run.version != seen[0]:
+            seen[0] = run.version
+            on_progress(run.progress()[0])
+
+    return tick
 
 
 def _ids(ids: Sequence[str]) -> str:

@@ -6,9 +6,10 @@ endpoints as before (passed through)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._exceptions import ConfigError, MissingKeyError
 from .catalog._catalog import Catalog
@@ -23,13 +24,40 @@ from .results._generation import Generation
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["wire"]
+__all__ = ["Wired", "Wirings", "wire"]
+
+
+class Wired(NamedTuple):
+    """What one configuration (online or offline, a queue URL) of a Client asks fal's platform API through."""
+
+    platform: PlatformAPI
+    prices: PriceStore
+    #: the Client's catalog describing other endpoints from fal's schemas
+    catalog: Catalog
+    #: the engines' ``bill``: a result's ``x-fal-billable-units`` priced
+    bill: Callable[[str, Any], float | None]
+
+
+class Wirings:
+    """A Client's wiring of each configuration it is used with, made on first use (as its engines are)."""
+
+    def __init__(self, catalog: Catalog, transport: Any, cache: Any) -> None:
+        self._catalog, self._transport, self._cache = catalog, transport, cache
+        self._made: dict[tuple[bool, str], Wired] = {}
+        self._lock = threading.Lock()
+
+    def get(self, offline: bool, queue_url: str, key: Callable[[], Key], emulator: Any) -> Wired:
+        with self._lock:
+            if (offline, queue_url) not in self._made:
+                self._made[(offline, queue_url)] = wire(self._catalog, offline, queue_url, key, self._transport,
+                                                        emulator, self._cache)
+            return self._made[(offline, queue_url)]
 
 
 def wire(catalog: Catalog, offline: bool, queue_url: str, key: Callable[[], Key], transport: Any, emulator: Any,
-         cache: Any, engine_args: dict[str, Any]) -> tuple[PlatformAPI, PriceStore, Catalog]:
-    """(fal's platform API, its unit prices, ``catalog`` describing other endpoints from fal's schemas); the
-    engines' ``bill`` (a result's ``x-fal-billable-units`` priced) goes into ``engine_args``."""
+         cache: Any) -> Wired:
+    """fal's platform API (the emulator's when ``offline``), its unit prices and schemas, for one configuration:
+    a Client wires each one it is used with (``FALNB_OFFLINE`` and ``FALNB_QUEUE_URL`` are read at each call)."""
 
     def key_or_none() -> Key | None:
         try:
@@ -42,8 +70,8 @@ def wire(catalog: Catalog, offline: bool, queue_url: str, key: Callable[[], Key]
     asks = transport is None or sync is not None
     folder = _schema_dir(cache, "emulator" if offline else "fal")
     prices = PriceStore(folder, platform.unit_price if asks else None)
-    engine_args["bill"] = lambda model, units: billed_usd(units, prices.get(model))
-    return platform, prices, catalog.using(SchemaStore(folder, platform.openapi if asks else None), prices)
+    return Wired(platform, prices, catalog.using(SchemaStore(folder, platform.openapi if asks else None), prices),
+                 lambda model, units: billed_usd(units, prices.get(model)))
 
 
 def _schema_dir(arg: Any, namespace: str) -> Path | None:

@@ -91,3 +91,25 @@ def test_a_bad_queue_url_in_the_environment_is_a_config_error_at_the_call(tmp_pa
     assert repr(client) == "<falnb.Client a bad queue URL>"
     with pytest.raises(falnb.ConfigError, match="FALNB_QUEUE_URL"):
         client.generate("a lighthouse", **KW)
+
+
+def test_models_falnb_ships_nothing_for_are_described_where_calls_go_now(fal: EmulatorServer, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """fal's platform API (schemas, prices) follows FALNB_OFFLINE and FALNB_QUEUE_URL like the calls do: a
+    client made online, switched offline as the no-key error says, asked fal (here: nothing listens) about
+    an endpoint it does not ship, and refused it as one that "cannot be validated"."""
+    quirky = "fal-ai/emulator/quirky-square"  # an emulator fixture: described by the emulator's platform API
+    monkeypatch.setenv("FALNB_QUEUE_URL", "http://127.0.0.1:9")  # online: a fal that cannot be reached
+    client = Client(cache=tmp_path / "c")
+    monkeypatch.setenv("FALNB_OFFLINE", "1")
+    gen = client.generate("a lighthouse", model=quirky, seed=5)
+    assert gen.model == quirky and client.catalog.resolve(quirky).source == "fal"
+    with pytest.raises(falnb.ParameterError, match="steps"):  # validated against the emulator's schema
+        client.plan("a lighthouse", model=quirky, steps="many")
+    monkeypatch.setenv("FALNB_OFFLINE", "0")
+    monkeypatch.setenv("FAL_KEY", "the-right-key")
+    monkeypatch.setenv("FALNB_QUEUE_URL", fal.url)  # back online: fal's platform API is asked, not the emulator
+    assert client.platform.base_url == fal.url.rstrip("/")
+    assert client.generate("a lighthouse", model=quirky, seed=5).request_ids[0] in \
+        {j.request_id for j in fal.emulator.requests()}
+    client.close()
