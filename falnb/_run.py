@@ -114,6 +114,8 @@ class Run:
                         self._first_error = exc
                     if self._stop_on_error:
                         self.cancel()
+                finally:
+                    self.trackers[i].end()  # (a plan ending before the others stops counting its own time)
 
         try:
             if self.cancel_requested:  # cancelled before it began
@@ -128,6 +130,8 @@ class Run:
             self._finish()
 
     def _finish(self) -> None:
+        for t in self.trackers:
+            t.end()  # (plans cancelled before they began too)
         self._finished.set()
         if not self._done.done():
             self._done.set_result(None)

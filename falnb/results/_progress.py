@@ -77,6 +77,13 @@ class ProgressTracker:
     _ids: dict[int, str] = field(default_factory=dict)
     _log: str | None = None
     version: int = 0
+    #: when the call ended (done, failed or stopped): its elapsed time stops there
+    ended: float | None = None
+
+    def end(self) -> None:
+        """The call is over: a snapshot taken later still says how long it took, not how long ago it began."""
+        if self.ended is None:
+            self.ended = time.monotonic()
 
     def update(self, index: int, state: str, *, position: int | None = None, log: str | None = None,
                request_id: str | None = None) -> None:
@@ -105,6 +112,6 @@ class ProgressTracker:
             state = min(pending, key=_ORDER.index) if pending else "checking"
         pos = min(self._position.values()) if self._position else None
         return Progress(state=state, model=self.model, total=self.total, done=finished, queue_position=pos,
-                        log=self._log, elapsed=time.monotonic() - self.started,
+                        log=self._log, elapsed=(time.monotonic() if self.ended is None else self.ended) - self.started,
                         request_ids=tuple(self._ids[i] for i in sorted(self._ids)),
                         states=tuple(self._states.get(i, "checking") for i in range(self.total)))
