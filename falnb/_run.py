@@ -178,16 +178,19 @@ class Run:
 
     def watch(self, on_progress: Callable[[Run], None], *, every: float = 0.1, refresh: float = 0.5) -> None:
         """Call ``on_progress(run)`` on the loop thread while the run works: within ``every`` seconds of a
-        change, and at least every ``refresh`` seconds (for elapsed times)."""
+        change, and at least every ``refresh`` seconds (for elapsed times); then once as it finishes (the
+        last call sees ``run.finished`` True and the final progress, also for a run that had finished)."""
         loop = get_loop()
 
         async def watcher() -> None:
+            ended = asyncio.wrap_future(self._done)  # wakes the watcher as the run ends, not after its sleep
             seen, shown = -1, 0.0
             while not self._finished.is_set():
                 if self.version != seen or loop.time() - shown >= refresh:
                     seen, shown = self.version, loop.time()
                     _call(on_progress, self)
-                await asyncio.sleep(every)
+                await asyncio.wait({ended}, timeout=every)
+            _call(on_progress, self)
 
         asyncio.run_coroutine_threadsafe(watcher(), loop)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import types
+from typing import Any
 
 import pytest
 
@@ -35,3 +37,25 @@ def test_the_progress_of_an_ended_run_stops_counting_time(client: Client, monkey
     assert [done.progress()[0].elapsed, failed.progress()[0].elapsed] == took
     assert done.progress()[0].line().endswith(f"{took[0]:.1f} s")
 
+
+def test_watch_ends_with_a_call_that_sees_the_run_finished(client: Client) -> None:
+    """``watch`` shows each change within ``every`` seconds: the last one (done, failed, cancelled) too, which
+    comes as the run ends, not after the watcher's next sleep (a progress bar left at "running")."""
+    run = client.prepare([client.plan("a hare", model="schnell", seed=2)])
+    calls: list[tuple[bool, str]] = []
+    last = threading.Event()
+
+    def on_progress(r: Any) -> None:
+        calls.append((r.finished, r.progress()[0].state))
+        if r.finished:
+            last.set()
+
+    run.watch(on_progress, every=3600, refresh=3600)  # nothing but the run's end may wake the watcher early
+    run.wait()
+    assert last.wait(30), calls
+    assert calls[-1] == (True, "done") and [c for c in calls if c[0]] == [calls[-1]]
+    ended = client.start([client.plan("a hare", model="schnell", seed=2)])  # a run already over: one call
+    ended.wait()
+    seen = threading.Event()
+    ended.watch(lambda r: seen.set() if r.finished else None)
+    assert seen.wait(30)
