@@ -122,7 +122,8 @@ class Run:
                 return
             self._plan_tasks = [asyncio.ensure_future(one(i, p)) for i, p in enumerate(self.plans)]
             # every plan's task ends (a cancelled one after fal's cancels went out) before the run does
-            await asyncio.wait(self._plan_tasks)
+            if self._plan_tasks:  # (asyncio.wait refuses an empty set: an empty batch is no error)
+                await asyncio.wait(self._plan_tasks)
             for t in self._plan_tasks:
                 if not t.cancelled() and (exc := t.exception()) is not None and self._failure is None:
                     self._failure = exc  # a bug, not a fal or user error: re-raised by wait()

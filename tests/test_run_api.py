@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 import threading
 import time
 import types
@@ -59,3 +61,15 @@ def test_watch_ends_with_a_call_that_sees_the_run_finished(client: Client) -> No
     seen = threading.Event()
     ended.watch(lambda r: seen.set() if r.finished else None)
     assert seen.wait(30)
+
+
+def test_an_empty_batch_is_an_empty_list_and_no_error(client: Client, caplog: pytest.LogCaptureFixture) -> None:
+    """``generate_many([])`` (a list filtered down to nothing) and ``client.start([])``: asyncio.wait of no
+    tasks raised in the run, logged later as "Task exception was never retrieved" with a ValueError."""
+    with caplog.at_level(logging.ERROR):
+        assert client.generate_many([], model="schnell") == []
+        run = client.start([])
+        assert run.wait() == [] and run.finished
+        del run
+        gc.collect()  # a task's unretrieved error is logged when the task is collected
+    assert not [r.getMessage() for r in caplog.records]
