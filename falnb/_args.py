@@ -12,7 +12,7 @@ from ._exceptions import FalnbError, InputError
 if TYPE_CHECKING:
     from .results._generation import Generation
 
-__all__ = ["check_timeout", "first_result", "freeze", "prompt_list", "results_or_raise"]
+__all__ = ["check_callback", "check_timeout", "first_result", "freeze", "prompt_list", "results_or_raise"]
 
 
 def first_result(results: list[Generation | FalnbError]) -> Generation:
@@ -57,6 +57,13 @@ def check_timeout(value: Any, name: str, *, optional: bool = True) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise InputError(f"{name} must be a positive number of seconds{' (or None)' if optional else ''}, "
                          f"not {value!r}", field=name)
+
+
+def check_callback(value: Any, name: str) -> None:
+    """A callback is callable (or None): checked before anything is sent, not at its first call (paid by then)."""
+    if value is not None and not callable(value):
+        raise InputError(f"{name} must be a function (or None), not {type(value).__name__}; nothing was sent",
+                         field=name)
 
 
 def freeze(value: Any) -> Any:

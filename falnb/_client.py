@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._args import check_timeout, first_result, freeze, prompt_list, results_or_raise
+from ._args import check_callback, check_timeout, first_result, freeze, prompt_list, results_or_raise
 from ._engine import Engine
 from ._exceptions import FalnbError
 from ._run import Run, first_plan_ticker
@@ -351,6 +351,7 @@ class Client:
              on_progress: ProgressCallback | None) -> Generation | None:
         """Every request of ``plan`` from the cache, in the caller's thread (no hop to the loop, no key,
         no network), or None."""
+        check_callback(on_progress, "on_progress")  # (else a TypeError once the request was submitted)
         tracker = ProgressTracker(plan.spec.id, len(plan.requests))
         hit = self._engine.from_cache(plan, refresh=refresh, use_cache=use_cache, tracker=tracker)
         if hit is not None and on_progress is not None:

@@ -227,6 +227,20 @@ def test_input_errors_send_nothing(client: Client, emu: Emulator) -> None:
     assert emu.ledger.submits == 0
 
 
+def test_an_on_progress_that_cannot_be_called_sends_nothing(client: Client, emu: Emulator) -> None:
+    """It was first called once the request was submitted: a TypeError then, with fal's request cancelled while
+    it ran (fal may bill it), or after a paid result."""
+    with pytest.raises(falnb.InputError, match="on_progress must be a function"):
+        client.generate("x", model="schnell", on_progress="print")
+
+    async def later() -> None:
+        await client.agenerate("x", model="schnell", on_progress=42)
+
+    with pytest.raises(falnb.InputError, match="on_progress must be a function"):
+        asyncio.run(later())
+    assert emu.ledger.submits == 0
+
+
 @pytest.mark.parametrize("prompts", ["lighthouse", b"lighthouse", 42, {"a fox": 1}, None],
                          ids=["str", "bytes", "int", "dict", "None"])
 def test_generate_many_refuses_what_is_not_a_list_of_prompts(client: Client, emu: Emulator, prompts: Any) -> None:
