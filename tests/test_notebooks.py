@@ -63,3 +63,31 @@ def test_saved_executed_small_and_honest(path: Path) -> None:
                 assert len(str(data.get(mime, ""))) < 500_000, f"a full-size picture in {path.name}"
         if src.lstrip().startswith("%%falimage"):
             assert "NBVAL" not in src, "a %%falimage body is the prompt: use cell tags, not comment markers"
+
+
+def test_signatures_quoted_in_the_notebooks_are_the_real_ones() -> None:
+    """A markdown cell quoting ``falnb.Client(key=None, ..., max_concurrency=16)`` states the defaults people
+    rely on: each one named must be the real default (it said 16 where the Client has 64)."""
+    import ast
+    import inspect
+
+    import falnb
+
+    quoted = 0
+    for path in PATHS:
+        for cell in _load(path)["cells"]:
+            if cell["cell_type"] != "markdown":
+                continue
+            for line in _source(cell).splitlines():
+                if not line.startswith("falnb.Client("):
+                    continue
+                fn = ast.parse(f"def f{line[len('falnb.Client'):]}: pass").body[0]
+                assert isinstance(fn, ast.FunctionDef)
+                args = fn.args
+                named = [*zip(args.args[len(args.args) - len(args.defaults):], args.defaults, strict=True),
+                         *((a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None)]
+                real = inspect.signature(falnb.Client).parameters
+                for arg, default in named:
+                    quoted += 1
+                    assert ast.literal_eval(default) == real[arg.arg].default, f"{path.name}: {arg.arg}"
+    assert quoted
