@@ -138,6 +138,9 @@ class SimEmulator(Emulator):
         self.traps: list[Trap] = []
         #: the next this-many submits queue their job and then lose the answer
         self.lose_answers = 0
+        #: the next this-many submits queue their job, and a gateway between (not fal's nginx) answers a
+        #: plain 502 in its place (the knob ``lost_submit_gateway_rate``, one submit at a time)
+        self.gateway_answers = 0
         self._lock = threading.RLock()
 
     def _clock(self) -> float:
@@ -174,6 +177,11 @@ class SimEmulator(Emulator):
                     target.answer_lost = True
                     rec.faults["lost submit answer"] += 1
                     resp = Response(0, drop=True)
+                elif self.gateway_answers > 0:
+                    self.gateway_answers -= 1
+                    target.answer_lost = True
+                    rec.faults["submit answer lost by a gateway"] += 1
+                    resp = Response(502, [("content-type", "text/plain")], b"Bad Gateway")
             elif kind == "submit" and resp.status == 429:
                 phase, target = "rate-limited", Submit("", identity(path.strip("/"), _json(body)))
             elif kind == "status" and rid is not None and isinstance(resp.body, bytes) and resp.status in (200, 202):

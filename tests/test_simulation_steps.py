@@ -31,7 +31,8 @@ ASKS = [Ask("a red fox"), Ask("a red fox", seed=7), Ask("a lighthouse", n=2, see
         Ask("an owl", "flux-pro", seed=5), Ask("forbidden-content, a cat")]
 #: the fault armed for one step ("none" most often)
 FAULTS = ["none", "none", "none", "429 burst", "gateway errors", "500s", "dropped status connections",
-          "lost submit answer", "slow submit answer", "unreachable, then reachable", "unreachable", "failed generation"]
+          "lost submit answer", "slow submit answer", "unreachable, then reachable", "unreachable", "failed generation",
+          "submit answer lost by a gateway"]
 #: where an interrupt lands (None: no interrupt)
 PHASES: list[str | None] = [None, None, "submitting", "queued", "running", "downloading"]
 
@@ -51,6 +52,8 @@ def arm_fault(world: World, fault: str) -> Iterator[None]:
         emu.configure(**knobs)
     if fault == "lost submit answer":
         emu.lose_answers = 1
+    if fault == "submit answer lost by a gateway":
+        emu.gateway_answers = 1
     refuse = {"unreachable, then reachable": 2, "unreachable": 10_000}.get(fault, 0)
     wire.refuse = refuse
     world.stats[f"fault {fault}"] += fault != "none"
@@ -59,7 +62,7 @@ def arm_fault(world: World, fault: str) -> Iterator[None]:
     finally:
         emu.configure(rate_limit_burst=0, gateway_submit_rate=0.0, gateway_status_rate=0.0, gateway_result_rate=0.0,
                       server_error_rate=0.0, drop_status_rate=0.0, submit_answer_delay=0.0, infra_error_rate=0.0)
-        emu.lose_answers = 0
+        emu.lose_answers = emu.gateway_answers = 0
         world.stats["connections refused"] += wire.refused
         wire.refuse, wire.refused = 0, 0
 
