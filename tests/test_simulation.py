@@ -32,7 +32,7 @@ T = TypeVar("T")
 Draw = Callable[[Sequence[T]], T]
 
 OPTIONS: dict[str, list[Any]] = {"http": [False, True], "concurrency": [1, 2, 4], "latency": [0.0, 2.0, 4.0],
-                                 "budget_total": [None, None, 0.3]}
+                                 "budget_total": [None, None, 0.3], "running_cancel": ["honoured", "ignored"]}
 _RARE = [False, False, False, False, True]
 
 

@@ -116,8 +116,14 @@ def _block(world: World) -> list[str]:
 
 
 def _release(world: World, blockers: list[str]) -> None:
-    while blockers:
-        world.emu.handle("PUT", blockers.pop(), _AUTH)
+    emu = world.emu
+    behaviour = emu.settings.running_cancel
+    emu.configure(running_cancel="honoured")  # (the harness's own blockers stop, whatever the world's apps do)
+    try:
+        while blockers:
+            emu.handle("PUT", blockers.pop(), _AUTH)
+    finally:
+        emu.configure(running_cancel=behaviour)
 
 
 def sigint() -> None:

@@ -63,6 +63,8 @@ class Options:
     concurrency: int = 2
     latency: float = 2.0
     budget_total: float | None = None
+    #: what a running app does with fal's cancel: stop, or finish and bill (fal's own default app)
+    running_cancel: str = "honoured"
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class World:
         self.root = root or Path(self._tmp or ".")
         self.cache_dir = self.root / "cache"
         self.emu = SimEmulator(latency=options.latency, concurrency=options.concurrency, faults=Faults(seed=7))
+        self.emu.configure(running_cancel=options.running_cancel)
         self.server = serve(port=0, emulator=self.emu) if options.http else None
         self._env = {k: os.environ.get(k) for k in ("FALNB_BUDGET_TOTAL", "FALNB_BUDGET_SESSION", "FALNB_CACHE_DIR")}
         os.environ.pop("FALNB_BUDGET_SESSION", None)
