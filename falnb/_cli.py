@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from ._redact import hide_credentials
+
 __all__ = ["main"]
 
 _USAGE = """usage: falnb COMMAND [ARGS]
@@ -34,7 +36,7 @@ def _models() -> int:
         print(f"falnb models: {exc.message}", file=sys.stderr)
         return 1
     if client.proxy is not None:
-        print(f"\nteam models of the LiteLLM proxy at {client.proxy.url}:")
+        print(f"\nteam models of the LiteLLM proxy at {hide_credentials(client.proxy.url)}:")
         for name, fal_id in teams.items():
             print(f"{name:18} {fal_id or '(not a fal model)'}")
         client.close()

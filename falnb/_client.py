@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ._args import check_callback, check_timeout, first_result, freeze, prompt_list, results_or_raise
 from ._engine import Engine
 from ._exceptions import FalnbError
+from ._redact import hide_credentials
 from ._run import Run, first_plan_ticker
 from ._wiring import Wired, Wirings
 from .cache._ledger import Ledger, session_ledger
@@ -98,7 +99,7 @@ class Client:
 
     def __repr__(self) -> str:
         try:
-            where = "offline emulator" if self.offline else self.queue_url
+            where = "offline emulator" if self.offline else hide_credentials(self.queue_url)
         except FalnbError:
             where = "a bad queue URL"
         return f"<falnb.Client {where}>"

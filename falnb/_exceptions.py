@@ -36,6 +36,8 @@ import os
 import sys
 from typing import Any
 
+from ._redact import hide_credentials
+
 __all__ = [
     "AuthenticationError",
     "BudgetExceededError",
@@ -69,13 +71,14 @@ class FalnbError(Exception):
 
     def __init__(self, message: str, *, model: str | None = None, hint: str | None = None,
                  hints: dict[str, str] | None = None) -> None:
+        message = hide_credentials(message)  # (a URL with user:password@ in it, see falnb._redact)
         super().__init__(message)
         self.message = message
         self.model = model
-        self.hint = hint
+        self.hint = None if hint is None else hide_credentials(hint)
         #: the hint as another front end words it: ``{"cell": ...}`` names a ``%%falimage`` option
         #: (``--refresh``) where the API's hint names a keyword (``refresh=True``)
-        self.hints = dict(hints or {})
+        self.hints = {k: hide_credentials(v) for k, v in (hints or {}).items()}
 
     def for_front_end(self, name: str) -> FalnbError:
         """This error worded for a front end (``"cell"``: the magics); returns itself."""

@@ -1,6 +1,6 @@
 """The house shows its flow: no import cycles, and no import against the layers' one-way flow.
 
-Bottom to top: ``_exceptions`` → ``catalog`` → ``request`` → ``results`` → ``fal`` → ``cache`` →
+Bottom to top: ``_redact`` → ``_exceptions`` → ``catalog`` → ``request`` → ``results`` → ``fal`` → ``cache`` →
 the ``Client`` (``_client``, ``_api``) → ``notebook`` → the command line.  A module may import its own
 subpackage and the layers below it.  ``emulator`` sits beside them and shares only the catalog (and the
 exception tree).  The notebook layer (presentation) never imports httpx nor the fal transport: it drives
@@ -20,6 +20,7 @@ PKG = Path(__file__).resolve().parents[1] / "falnb"
 #: layer of each top-level part of the package (higher may import lower, never the reverse)
 LAYER: dict[str, float] = {
     "_exceptions": 0,
+    "_redact": -1,
     "catalog": 1,
     "emulator": 2,
     "request": 2,

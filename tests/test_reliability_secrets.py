@@ -258,3 +258,29 @@ def _notebook(url: str, refusing_url: str, cache_dir: Path) -> list[str]:
         magics.short_errors = True
         magics.client = None
     return out
+
+
+def test_a_password_in_a_url_is_hidden_like_the_key(tmp_path: Path) -> None:
+    """A queue or proxy URL may carry ``user:password@`` (httpx sends it as basic auth): not in an error's
+    text, a Client's repr, %falconfig, the proxy's description or a LiteLLM call's error."""
+    import falnb
+    from falnb.fal._proxy import Proxy
+
+    secret = f"pw-{secrets.token_hex(6)}"
+    with socket.socket() as s:  # a port nothing listens on: the submit cannot connect (nothing is sent)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://user:{secret}@127.0.0.1:{port}"
+    client = Client(key="k", queue_url=url, cache=tmp_path / "c")
+    seen = [repr(client)]
+    with pytest.raises(FalnbError) as err:
+        client.generate("a fox", model="schnell")
+    seen += [str(err.value), repr(err.value), *err.value.hints.values()]
+    with pytest.raises(FalnbError) as err:
+        falnb.image_generation(prompt="a fox", model="fal_ai/fal-ai/flux/schnell", api_key="k", api_base=url)
+    seen.append(str(err.value))
+    proxy = Proxy(url, "test", "auto", "k", "test")
+    seen += [proxy.describe(), repr(proxy)]
+    client.close()
+    assert all(secret not in text for text in seen), [t for t in seen if secret in t]
+    assert "http://***@127.0.0.1" in seen[1]  # (where it went is still said)

@@ -37,6 +37,7 @@ from .._exceptions import (
     MissingKeyError,
     RateLimitError,
 )
+from .._redact import hide_credentials
 from ._config import Key, find_key
 
 __all__ = ["PROXY_KEY_ENV", "PROXY_URL_ENV", "Proxy", "ProxyRoute", "find_proxy", "is_proxied", "proxy_error",
@@ -79,11 +80,11 @@ class Proxy:
     def describe(self) -> str:
         """What ``%falconfig`` says: the proxy, the route, where URL and key came from (never the key)."""
         key = f"key from {self.key_source} (hidden)" if self._key else f"no key ({PROXY_KEY_ENV} is not set)"
-        return (f"LiteLLM proxy {self.url} (from {self.url_source}), route {self.route} "
+        return (f"LiteLLM proxy {hide_credentials(self.url)} (from {self.url_source}), route {self.route} "
                 f"({_ROUTE_TEXT[self.route]}); {key}")
 
     def __repr__(self) -> str:
-        return f"Proxy({self.url!r}, route={self.route!r}, key_source={self.key_source!r})"
+        return f"Proxy({hide_credentials(self.url)!r}, route={self.route!r}, key_source={self.key_source!r})"
 
 
 _ROUTE_TEXT = {

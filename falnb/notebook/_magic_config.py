@@ -8,6 +8,7 @@ from IPython.core.error import UsageError
 from traitlets import TraitError
 
 from .._exceptions import FalnbError
+from .._redact import hide_credentials
 
 if TYPE_CHECKING:
     from .._client import Client
@@ -78,7 +79,7 @@ def describe(magics: Settings) -> str:
     elif client.proxy is not None:  # a team's LiteLLM proxy: which route, and where URL and key came from
         lines.append(f"mode: online — through the {client.proxy.describe()}")
     else:
-        lines.append(f"mode: online — {client.queue_url}")
+        lines.append(f"mode: online — {hide_credentials(client.queue_url)}")
         from .._exceptions import MissingKeyError
 
         try:
