@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import FalnbError, Interrupted, RequestCancelledError
+from ._exceptions import FalnbError, InputError, Interrupted, RequestCancelledError
 from .fal._loop import SLICE, get_loop, in_loop_thread
 from .results._progress import Progress, ProgressTracker
 
@@ -74,7 +74,8 @@ class Run:
         self._first_error: FalnbError | None = None
 
     def __repr__(self) -> str:
-        state = "finished" if self.finished else "cancelling" if self.cancel_requested else "running"
+        state = ("finished" if self.finished else "cancelling" if self.cancel_requested
+                 else "running" if self._scheduled else "prepared (run.wait() starts it)")
         return f"<falnb.Run {len(self.plans)} plan(s), {state}>"
 
     # -- starting ---------------------------------------------------------------------------------
@@ -165,7 +166,11 @@ class Run:
         return [t.snapshot() for t in self.trackers]
 
     def join(self, timeout: float | None = None) -> bool:
-        """Block until the run has finished; True when it has."""
+        """Block until the run has finished; True when it has.  A run only prepared (``client.prepare``)
+        starts in :meth:`wait`: joining it without a timeout would wait for ever, and is refused."""
+        if timeout is None and not self._scheduled and not self._finished.is_set():
+            raise InputError("this run was only prepared (client.prepare): it starts in run.wait(), so "
+                             "join() would wait for ever; call run.wait(), or client.start(...) to start at once")
         return self._finished.wait(timeout)
 
     def add_done_callback(self, fn: Callable[[Run], None]) -> None:

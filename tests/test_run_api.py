@@ -73,3 +73,15 @@ def test_an_empty_batch_is_an_empty_list_and_no_error(client: Client, caplog: py
         del run
         gc.collect()  # a task's unretrieved error is logged when the task is collected
     assert not [r.getMessage() for r in caplog.records]
+
+
+def test_joining_a_run_only_prepared_is_refused_not_a_wait_for_ever(client: Client, emu: Emulator) -> None:
+    """A prepared run starts in ``wait()``: ``join()`` without a timeout would block the kernel for ever."""
+    run = client.prepare([client.plan("a stoat", model="schnell", seed=3)])
+    assert "prepared" in repr(run)
+    with pytest.raises(falnb.InputError, match=r"starts in run\.wait"):
+        run.join()
+    assert run.join(0.01) is False  # (a bounded join is a question, and answered)
+    assert emu.ledger.submits == 0  # nothing was started by asking
+    [gen] = run.wait()
+    assert isinstance(gen, falnb.Generation) and run.join() is True and "finished" in repr(run)
