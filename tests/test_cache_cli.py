@@ -137,3 +137,16 @@ def test_the_falnb_command_dispatches_to_cache() -> None:
     helptext = subprocess.run([sys.executable, "-m", "falnb._cli", "cache", "--help"], capture_output=True,
                               text=True, check=True).stdout
     assert "export" in helptext and "prune" in helptext
+
+
+def test_ctrl_d_at_the_clear_prompt_is_a_no(capsys: pytest.CaptureFixture[str], filled: Emulator,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """At a terminal, ``clear`` asks; Ctrl-D (end of input) answers no, without a traceback."""
+    def eof(prompt: str = "") -> str:
+        raise EOFError
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", eof)
+    code, _, err = run(capsys, "clear")
+    assert code == 1 and "Traceback" not in err
+    assert len(json.loads(run(capsys, "list", "--json")[1])) == 2  # nothing removed

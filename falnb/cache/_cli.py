@@ -211,7 +211,11 @@ def _run(cache: Any, ns: str, args: argparse.Namespace) -> int:
                 print("falnb cache clear: add --yes to remove every entry (the pictures were paid for)",
                       file=sys.stderr)
                 return 2
-            answer = input(f"Remove every entry in {cache.directory}{'' if ns == '*' else f' ({ns})'}? [y/N] ")
+            try:
+                answer = input(f"Remove every entry in {cache.directory}{'' if ns == '*' else f' ({ns})'}? [y/N] ")
+            except EOFError:  # Ctrl-D at the prompt: a no, not a traceback
+                print(file=sys.stderr)
+                answer = ""
             if answer.strip().lower() not in ("y", "yes"):
                 return 1
         print(f"removed {cache.clear(ns, ledger=args.ledger)} entries")
