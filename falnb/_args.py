@@ -12,7 +12,8 @@ from ._exceptions import FalnbError, InputError
 if TYPE_CHECKING:
     from .results._generation import Generation
 
-__all__ = ["check_callback", "check_timeout", "first_result", "freeze", "prompt_list", "results_or_raise"]
+__all__ = ["check_callback", "check_run_args", "check_timeout", "first_result", "freeze", "prompt_list",
+           "results_or_raise"]
 
 
 def first_result(results: list[Generation | FalnbError]) -> Generation:
@@ -77,3 +78,14 @@ def freeze(value: Any) -> Any:
         pairs = [(str(k), freeze(v)) for k, v in value.items()]
         return None if any(v is None for _, v in pairs) else ("map", *sorted(pairs))
     return None
+
+
+def check_run_args(*, timeout: Any = None, on_progress: Any = None, **flags: Any) -> None:
+    """A call's timeout, progress callback and flags (``refresh``, ``cache``...), checked before anything is
+    sent.  A flag is True or False (NumPy's too): ``cache="no"`` or ``refresh=0`` is a mistake, not a yes."""
+    check_timeout(timeout, "timeout")
+    check_callback(on_progress, "on_progress")
+    for name, value in flags.items():
+        kind = type(value)
+        if not (isinstance(value, bool) or (kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_"))):
+            raise InputError(f"{name} must be True or False, not {value!r}; nothing was sent", field=name)

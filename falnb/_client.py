@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._args import check_callback, check_timeout, first_result, freeze, prompt_list, results_or_raise
+from ._args import check_run_args, check_timeout, first_result, freeze, prompt_list, results_or_raise
 from ._engine import Engine
 from ._exceptions import FalnbError
 from ._redact import hide_credentials
@@ -328,7 +328,7 @@ class Client:
                 timeout: float | None = None, concurrency: int | None = None, stop_on_error: bool = False) -> Run:
         """A :class:`Run` of ``plans`` checked against the budgets, that starts when ``run.wait()`` (or
         ``wait_async``) is called: a Ctrl-C landing anywhere between the two still cancels everything."""
-        check_timeout(timeout, "timeout")
+        check_run_args(timeout=timeout, refresh=refresh, cache=cache, stop_on_error=stop_on_error)
         run = Run(self._engine, plans, refresh=refresh, use_cache=cache, timeout=timeout,
                   concurrency=concurrency, stop_on_error=stop_on_error)
         self._ledger().check_budget(run.due_cost(), what=_what(plans))
@@ -352,7 +352,7 @@ class Client:
              on_progress: ProgressCallback | None) -> Generation | None:
         """Every request of ``plan`` from the cache, in the caller's thread (no hop to the loop, no key,
         no network), or None."""
-        check_callback(on_progress, "on_progress")  # (else a TypeError once the request was submitted)
+        check_run_args(on_progress=on_progress, refresh=refresh, cache=use_cache)  # (a callback: not once paid)
         tracker = ProgressTracker(plan.spec.id, len(plan.requests))
         hit = self._engine.from_cache(plan, refresh=refresh, use_cache=use_cache, tracker=tracker)
         if hit is not None and on_progress is not None:

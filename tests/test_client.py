@@ -520,3 +520,17 @@ def test_a_picture_saved_into_a_folder_gets_the_same_name_in_every_process(tmp_p
                              env={**os.environ, "PYTHONHASHSEED": seed})
         names.add(out.stdout.strip())
     assert len(names) == 1 and [p.name for p in tmp_path.iterdir()] == list(names)
+
+
+@pytest.mark.parametrize("flag,value", [("cache", "no"), ("refresh", 1), ("refresh", "false"), ("cache", None)])
+def test_a_flag_that_is_not_true_or_false_is_refused_before_sending(emu: Emulator, flag: str, value: Any) -> None:
+    """``cache="no"`` was taken as True (truthy): a yes/no flag is True or False, refused otherwise."""
+    c = Client(offline=True, emulator=emu, cache=False)
+    with pytest.raises(falnb.InputError, match=f"{flag} must be True or False"):
+        c.generate("a fox", model="schnell", **{flag: value})
+    with pytest.raises(falnb.InputError, match=f"{flag} must be True or False"):
+        c.generate_many(["a fox", "an owl"], model="schnell", **{flag: value})
+    assert emu.ledger.submits == 0
+    import numpy
+
+    assert c.generate("a fox", model="schnell", refresh=numpy.bool_(False)).images  # NumPy's bool is a bool
