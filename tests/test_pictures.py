@@ -195,3 +195,14 @@ def test_auto_is_the_same_request_as_no_size(client: falnb.Client) -> None:
     none = client.plan("night", model="nano-banana-edit", image=png()).requests[0]
     assert auto.input["aspect_ratio"] == "auto" and (auto.width, auto.height) == (64, 48)  # the input's shape
     assert auto.key == none.key  # fal's default: one cache entry, whichever way it was asked
+
+
+def test_a_phone_jpeg_with_a_multi_picture_index_is_a_jpeg(client: falnb.Client) -> None:
+    # many phone and camera JPEGs carry an MPF index (Pillow opens them as "MPO"): a JPEG, not a refusal
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), "red").save(buf, "MPO", save_all=True, append_images=[Image.new("RGB", (64, 48))])
+    pic = client.plan("edit it", model="kontext", image=buf.getvalue()).pictures[0]
+    assert (pic.content_type, pic.width, pic.height) == ("image/jpeg", 64, 48)
+    assert pic.file_name.endswith(".jpg")

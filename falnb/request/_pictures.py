@@ -29,8 +29,10 @@ __all__ = ["MAX_PICTURE_BYTES", "Picture", "to_pictures"]
 #: 2026-11-30); its storage takes files far larger (fal-client uploads in parts above 100 MiB).  falnb's own
 #: download cap (``fal._download.MAX_IMAGE_BYTES``) is the same 128 MiB: a picture falnb could not take back.
 MAX_PICTURE_BYTES = 128 * 1024 * 1024
-#: formats fal's image models read (Pillow's names) and their content types
-_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+#: formats fal's image models read (Pillow's names) and their content types.  Pillow calls a JPEG with a
+#: multi-picture index (many phone and camera photos) "MPO": its bytes are a JPEG whose first picture any
+#: JPEG reader decodes, so it is sent as one
+_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 
