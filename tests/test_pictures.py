@@ -206,3 +206,12 @@ def test_a_phone_jpeg_with_a_multi_picture_index_is_a_jpeg(client: falnb.Client)
     pic = client.plan("edit it", model="kontext", image=buf.getvalue()).pictures[0]
     assert (pic.content_type, pic.width, pic.height) == ("image/jpeg", 64, 48)
     assert pic.file_name.endswith(".jpg")
+
+
+def test_a_picture_of_too_many_pixels_is_an_input_error(client: falnb.Client, emu: Emulator) -> None:
+    # a 48 KB PNG of 20000x20000: Pillow's DecompressionBombError is no OSError, and escaped as a raw traceback
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(buf, "PNG")
+    _refused(client, emu, "too many pixels", prompt="x", model="kontext", image=buf.getvalue())

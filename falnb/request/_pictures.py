@@ -153,6 +153,9 @@ def identify(data: bytes, field: str = "image", model: str = "", source: str = "
         with PIL.open(io.BytesIO(data)) as img:
             fmt, (width, height) = img.format, img.size
             img.verify()  # a truncated or corrupt file fails here, not at fal (where it could be billed)
+    except PIL.DecompressionBombError as exc:  # not an OSError: it would escape as Pillow's own traceback
+        raise InputError(f"{field}: {source} has too many pixels for falnb to read ({exc})", model=model,
+                         field=field, hint="Scale it down first.") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         why = "" if isinstance(exc, UnidentifiedImageError) else f" ({exc})"
         raise InputError(f"{field}: {source} is not a picture falnb can read{why}", model=model, field=field,
