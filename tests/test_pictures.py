@@ -215,3 +215,16 @@ def test_a_picture_of_too_many_pixels_is_an_input_error(client: falnb.Client, em
     buf = io.BytesIO()
     Image.new("1", (20000, 20000)).save(buf, "PNG")
     _refused(client, emu, "too many pixels", prompt="x", model="kontext", image=buf.getvalue())
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "GIF"])
+def test_a_truncated_jpeg_or_gif_is_refused_before_any_upload(client: falnb.Client, emu: Emulator,
+                                                             fmt: str) -> None:
+    # Pillow's verify() reads none of a JPEG's or a GIF's data: half a photo (an interrupted copy) was sent
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.effect_noise((256, 256), 60).convert("RGB").save(buf, fmt)
+    data = buf.getvalue()
+    assert client.plan("x", model="kontext", image=data).pictures[0].width == 256
+    _refused(client, emu, "not a picture", prompt="x", model="kontext", image=data[:len(data) // 2])

@@ -33,6 +33,8 @@ MAX_PICTURE_BYTES = 128 * 1024 * 1024
 #: multi-picture index (many phone and camera photos) "MPO": its bytes are a JPEG whose first picture any
 #: JPEG reader decodes, so it is sent as one
 _FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+#: formats whose ``verify()`` reads none of the picture's data: a truncated file is found by decoding it
+_DECODED = frozenset({"JPEG", "MPO", "GIF"})
 _EXT = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 
@@ -153,6 +155,8 @@ def identify(data: bytes, field: str = "image", model: str = "", source: str = "
         with PIL.open(io.BytesIO(data)) as img:
             fmt, (width, height) = img.format, img.size
             img.verify()  # a truncated or corrupt file fails here, not at fal (where it could be billed)
+        if fmt in _DECODED:
+            _decode(data)
     except PIL.DecompressionBombError as exc:  # not an OSError: it would escape as Pillow's own traceback
         raise InputError(f"{field}: {source} has too many pixels for falnb to read ({exc})", model=model,
                          field=field, hint="Scale it down first.") from None
@@ -164,6 +168,16 @@ def identify(data: bytes, field: str = "image", model: str = "", source: str = "
         raise InputError(f"{field}: {source} is a {fmt} picture; fal's image models take PNG, JPEG, WebP or GIF",
                          model=model, field=field, hint="Save it as PNG or JPEG first.")
     return _FORMATS[fmt], width, height
+
+
+def _decode(data: bytes) -> None:
+    """Decode the picture (a JPEG at 1/8 scale: its whole data is still read, quickly): an OSError if it is
+    truncated.  Pillow's ``verify()`` checks a PNG's chunks but reads nothing of a JPEG's or a GIF's data."""
+    from PIL import Image as PIL
+
+    with PIL.open(io.BytesIO(data)) as img:
+        img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+        img.load()
 
 
 def _data_uri(uri: str, field: str, model: str) -> bytes:
