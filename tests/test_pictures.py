@@ -228,3 +228,17 @@ def test_a_truncated_jpeg_or_gif_is_refused_before_any_upload(client: falnb.Clie
     data = buf.getvalue()
     assert client.plan("x", model="kontext", image=data).pictures[0].width == 256
     _refused(client, emu, "not a picture", prompt="x", model="kontext", image=data[:len(data) // 2])
+
+
+def test_an_input_picture_given_by_url_can_be_given_again(client: falnb.Client) -> None:
+    # gen.input_images holds a URL passed through as an Image without bytes (falnb never had them): giving it
+    # again (an edit of an edit's input) was refused as "empty (0 bytes)"
+    from falnb.results._image import Image
+
+    url = "https://example.com/x.png"
+    first = client.plan("x", model="kontext", image=url)
+    pic = first.pictures[0]
+    again = Image(data=pic.data, content_type=pic.content_type, width=pic.width, height=pic.height, url=pic.url,
+                  source=pic.source)  # as the engine builds input_images
+    req = client.plan("x", model="kontext", image=again).requests[0]
+    assert req.input["image_url"] == url and req.key == first.requests[0].key

@@ -109,6 +109,9 @@ def _is_image(value: Any) -> bool:
 
 def _from_image(img: Any, field: str, model: str, limit: int, label: str | None) -> Picture:
     source = getattr(img, "source", None) or label or "a falnb Image"
+    url = getattr(img, "url", None)
+    if not img.data and isinstance(url, str) and url.startswith(("http://", "https://")):
+        return _one(url, field, model, limit)  # an input passed through as a URL (no bytes): passed again
     return _checked(img.data, field, model, limit, source)
 
 
