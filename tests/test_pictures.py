@@ -242,3 +242,14 @@ def test_an_input_picture_given_by_url_can_be_given_again(client: falnb.Client) 
                   source=pic.source)  # as the engine builds input_images
     req = client.plan("x", model="kontext", image=again).requests[0]
     assert req.input["image_url"] == url and req.key == first.requests[0].key
+
+
+def test_a_data_uri_with_line_breaks_is_read(client: falnb.Client) -> None:
+    # base64.encodebytes (and MIME, and data URIs copied from HTML) breaks lines every 76 characters; browsers
+    # drop ASCII whitespace (WHATWG's forgiving base64): it was refused as "not valid base64"
+    import base64
+
+    data = png(size=(200, 120))
+    uri = "data:image/png;base64," + base64.encodebytes(data).decode()
+    assert "\n" in uri
+    assert client.plan("x", model="kontext", image=uri).pictures[0].data == data
