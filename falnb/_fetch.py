@@ -101,6 +101,8 @@ class RequestRun:
             if reattached:
                 sub = slot.resume(queue, self.req.model)  # paid already, by the run that submitted it
                 if slot.cancelled:
+                    # (named while looked at and waited for: a stop then says fal may still bill it)
+                    self.tracker.update(index, "queued", request_id=sub.request_id)
                     looked = await self._after_our_cancel(sub, deadline, timeout)
                     if looked is None:
                         slot.forget()  # fal holds no pictures for it: submitting anew is not paying twice

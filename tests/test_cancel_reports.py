@@ -226,3 +226,36 @@ def test_a_rerun_waits_for_a_cancelled_request_that_runs_on_and_takes_its_pictur
     assert [e.request_id for e in emu.ledger.entries] == [first] and len(gen.images) == 1
     assert client.cache.journal() == []  # type: ignore[union-attr]
     client.close()
+
+
+def test_a_stop_while_the_rerun_waits_for_the_cancelled_request_says_fal_may_bill_it(tmp_path: Path) -> None:
+    """The re-run names the request it waits for: stopped then, it says fal may still bill that request
+    (before: '1 request not sent (nothing billed)', of a request running at fal)."""
+    clock = Clock()
+    emu = Emulator(latency=0.05, clock=clock)
+    emu.configure(running_cancel="ignored")
+    client = Client(offline=True, emulator=emu, cache=tmp_path / "c")
+    run = client.start([client.plan("a fox in the snow", **KW)])
+    _until(lambda: run.progress()[0].state == "running", "running")
+    [first] = run.progress()[0].request_ids
+    run.cancel()
+    assert run.join(30)
+    again = client.start([client.plan("a fox in the snow", **KW)], timeout=30)
+    _until(lambda: again.progress()[0].request_ids == (first,) and again.progress()[0].state == "running",
+           "the re-run waits for the request it cancelled again")  # (the clock stands: fal still runs it)
+    again.cancel()
+    assert again.join(30)
+    with pytest.raises(falnb.RequestCancelledError) as stopped:
+        again.wait()
+    assert f"asked fal to cancel request {first}, which had started (fal may still bill it" in str(stopped.value)
+    assert len(emu.requests()) == 1
+    client.close()
+
+
+def test_a_new_submit_is_not_named_by_the_request_looked_at_before() -> None:
+    from falnb.results._progress import ProgressTracker
+
+    t = ProgressTracker(MODEL, 1)
+    t.update(0, "queued", request_id="the-old-one")
+    t.update(0, "submitting")  # let go (cancelled, failed, gone): a new request is on its way
+    assert t.requests() == [("submitting", None)]

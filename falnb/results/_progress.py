@@ -96,6 +96,8 @@ class ProgressTracker:
             self._log = log
         if request_id:
             self._ids[index] = request_id
+        elif state == "submitting":
+            self._ids.pop(index, None)  # (a new request: the one named before, looked at and let go, is not it)
         self.version += 1
 
     def requests(self) -> list[tuple[str, str | None]]:
