@@ -20,10 +20,12 @@ from falnb.catalog._derive import spec_from_doc
 from falnb.catalog._models import snapshot
 from falnb.catalog._openapi import read_openapi
 from falnb.catalog._overlays import SEED_OVERLAYS
+from falnb.catalog._prices import PriceStore, UnitPrice
 from falnb.catalog._spec import DeprecatedModelWarning
 from falnb.catalog._store import SchemaStore, SchemaUnavailable
 from falnb.emulator import Emulator
 from falnb.emulator._platform import fixture_documents
+from falnb.request._plan import build_plan
 
 QUIRKY = "fal-ai/emulator/quirky-square"
 LEGACY = "fal-ai/emulator/legacy-diffusion"
@@ -138,6 +140,18 @@ def test_size_and_n_on_models_falnb_has_never_seen(client: Client, emu: Emulator
     assert edit.requests[0].input["aspect_ratio"] == "16:9" and edit.requests[0].input["num_images"] == 2
     gen = client.generate("a kite", model=QUIRKY, n=2)  # no num_images, a single `image` out: two requests
     assert len(gen.images) == 2 and emu.ledger.submits == 2
+
+
+def test_a_default_size_in_pixels_is_the_size_planned_rendered_and_priced(client: Client) -> None:
+    # fal-platform.md: Seedream v4's image_size defaults to {width: 2048, height: 2048}; it was read as no size
+    # (the caption said 1024x768, the emulator drew 1024x768, a megapixel price counted one megapixel)
+    plan = client.plan("a kite", model=SEEDREAM4)
+    assert (plan.requests[0].width, plan.requests[0].height) == (2048, 2048)
+    gen = client.generate("a kite", model=SEEDREAM4)
+    assert (gen.images[0].width, gen.images[0].height) == (2048, 2048) and " 2048x2048 " in gen.caption()
+    per_mp = Catalog().using(SchemaStore(None, fixture_documents),
+                             PriceStore(None, lambda m: UnitPrice(m, 0.01, "megapixels")))
+    assert build_plan("a kite", model=SEEDREAM4, catalog=per_mp).cost == 0.04  # four megapixels, not one
 
 
 def test_a_model_that_makes_no_pictures_is_refused_before_it_is_paid(client: Client, emu: Emulator) -> None:

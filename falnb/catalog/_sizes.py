@@ -162,7 +162,9 @@ def dims_of_input(spec: ModelSpec, inputs: dict[str, Any]) -> tuple[int, int] | 
         if isinstance(ratio, str) and _RATIO.match(ratio):
             return spec.ratio_dims(ratio)
         return None
-    value = inputs.get("image_size", spec.default_size)
+    # a default in pixels is kept as "WxH" (Seedream v4's {width: 2048, height: 2048}, fal-platform.md): read
+    # it as fal takes it, or the plan, the caption, a megapixel estimate and the emulator's picture lose it
+    value = inputs.get("image_size", spec.default_size_value())
     if isinstance(value, str) and value in PRESETS:
         return PRESETS[value]
     if isinstance(value, dict):
