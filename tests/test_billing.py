@@ -97,3 +97,13 @@ def test_the_price_store_keeps_prices_and_never_guesses(tmp_path: Path) -> None:
     assert billed_usd("nan", UnitPrice("a/b", 0.04, "image")) is None
     assert billed_usd("2", None) is None and billed_usd("", UnitPrice("a/b", 0.04, "image")) is None
     assert UnitPrice("v/x", 0.25, "seconds").as_estimate() is None  # no per-image estimate for seconds
+
+
+def test_the_emulator_bills_what_its_own_price_list_says(client: Client, emu: Emulator) -> None:
+    # the emulator prices quirky-square at 0.025 an image (/v1/models/pricing) and bills it 1 unit a picture
+    # (x-fal-billable-units); its ledger recorded no cost for it (the catalog's estimate, None without falnb's
+    # overlay), so a test of "what fal charged" saw $0 for every model falnb has no code for
+    emu.platform.faults = {"billable_units": 1.0}
+    gen = client.generate("a kite", model=QUIRKY, n=2)
+    assert gen.billed and gen.cost == 0.05
+    assert emu.ledger.cost == 0.05 and [e.cost for e in emu.ledger.entries] == [0.025, 0.025]

@@ -45,6 +45,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .._exceptions import FalnbError
 from ..catalog._catalog import Catalog, ModelSpec, default_catalog
+from ..catalog._prices import PriceStore
 from ..catalog._sizes import dims_of_input
 from ._edits import Storage, checked_plan
 from ._http import EventStream, Response, json_response, key_refusal
@@ -83,7 +84,10 @@ class App:
         self.settings = settings
         self.faults = faults
         self.platform = Platform()
-        self.catalog = catalog or default_catalog().using(self.platform.store())
+        # its ledger bills what its own price list says (/v1/models/pricing), as fal does, not only the models
+        # falnb prices (ttl 0: a test may change the list)
+        self.catalog = catalog or default_catalog().using(self.platform.store(),
+                                                          PriceStore(None, self.platform.unit_price, ttl=0.0))
         self.ledger = Ledger(sync=lambda: self.queue.advance())
         self.queue = Queue(settings, self.ledger, clock)
         self._files: OrderedDict[str, Plan] = OrderedDict()

@@ -17,7 +17,7 @@ class LedgerEntry:
     request_id: str
     model: str
     images: int
-    #: the catalog's estimate in USD (None for models without a price)
+    #: in USD at the emulator's own unit prices (/v1/models/pricing; None for an endpoint it prices at nothing)
     cost: float | None
     #: wall-clock time (``time.time()``) the request completed
     time: float

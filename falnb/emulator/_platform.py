@@ -34,6 +34,7 @@ from urllib.parse import parse_qs
 from ..catalog._catalog import MEGAPIXEL, ModelSpec
 from ..catalog._models import SNAPSHOTS
 from ..catalog._overlays import SEED_OVERLAYS
+from ..catalog._prices import UnitPrice
 from ..catalog._store import SchemaStore
 from ._http import Response, json_response
 
@@ -80,6 +81,11 @@ class Platform:
     def store(self) -> SchemaStore:
         """Fixture schemas for the emulator's own catalog (so it answers in each endpoint's shape)."""
         return SchemaStore(None, fixture_documents)
+
+    def unit_price(self, model_id: str) -> UnitPrice | None:
+        """The unit price ``/v1/models/pricing`` answers for ``model_id`` (None: priced at nothing)."""
+        price = (self.listing.get(model_id) or {}).get("price")
+        return UnitPrice(model_id, float(price[0]), str(price[1])) if price else None
 
     def handle(self, method: str, path: str, query: str, hdrs: Mapping[str, str]) -> Response:
         params = {k: v for k, v in parse_qs(query, keep_blank_values=False).items()}
