@@ -74,6 +74,17 @@ def test_prices_need_a_key(server: Any) -> None:
     assert prices["fal-ai/nano-banana/edit"].unit_price == 0.039 and "fal-ai/none/such" not in prices
 
 
+def test_prices_over_several_pages_are_all_read(server: Any) -> None:
+    # fal-platform.md: the pricing answer pages ({prices, next_cursor, has_more}); falnb read the first page
+    # only, so `falnb models --prices` showed no price for the rest
+    server.emulator.platform.faults = {"pricing_page": 2}
+    ids = ["fal-ai/flux/schnell", "fal-ai/nano-banana/edit", "fal-ai/emulator/quirky-square"]
+    first = httpx.get(f"{server.url}/v1/models/pricing", params={"endpoint_id": ",".join(ids)},
+                      headers={"Authorization": "Key k"}).json()
+    assert len(first["prices"]) == 2 and first["has_more"] is True and first["next_cursor"]
+    assert sorted(api(server).pricing(ids)) == sorted(ids)
+
+
 def test_failure_modes_are_short(server: Any) -> None:
     emu = server.emulator
     emu.platform.faults = {"pricing": 429}

@@ -16,8 +16,9 @@ under an id no falnb catalogue ships), one unlike any seed model (``fal-ai/emula
 one ``image`` out, a ``resolution`` enum, the quirks), a deprecated one, and a video model.
 
 Knobs (``Emulator.platform.faults``): ``{"models": 429, "openapi": 404, "pricing": 500}`` answers that status;
-``"truncated"`` cuts the JSON short; ``{"billable_units": 1.0}`` sends ``x-fal-billable-units`` on results (a
-number other than 1 multiplies the units: fal billing other than falnb's estimate).  By default no header is
+``"truncated"`` cuts the JSON short; ``{"pricing_page": 2}`` pages the prices 2 at a time (fal's page size is
+not documented); ``{"billable_units": 1.0}`` sends ``x-fal-billable-units`` on results (a number other than 1
+multiplies the units: fal billing other than falnb's estimate).  By default no header is
 sent: whether every fal model sends one is unknown (fal-facts D), and falnb must then show its estimates.
 """
 
@@ -159,7 +160,17 @@ class Platform:
             return _error(400, "validation_error", "endpoint_id: 1 to 50 values are required")
         prices = [{"endpoint_id": m, "unit_price": p[0], "unit": p[1], "currency": "USD"}
                   for m in ids if (p := (self.listing.get(m) or {}).get("price"))]
-        return json_response(200, {"prices": prices, "next_cursor": None, "has_more": False})
+        # fal's answer pages (next_cursor, has_more; fal-platform.md) at a size it does not document: one page
+        # unless the "pricing_page" knob sets one
+        try:
+            start = int(base64.b64decode(_one(params, "cursor") or "MA==").decode() or 0)
+        except ValueError:
+            return _error(400, "validation_error", "Invalid request parameters")
+        size = self.faults.get("pricing_page")
+        end = start + size if isinstance(size, int) and size > 0 else len(prices)
+        more = end < len(prices)
+        return json_response(200, {"prices": prices[start:end], "has_more": more,
+                                   "next_cursor": base64.b64encode(str(end).encode()).decode() if more else None})
 
     def billable_units(self, spec: ModelSpec | None, inputs: Mapping[str, Any], plan: Any) -> list[tuple[str, str]]:
         """The ``x-fal-billable-units`` header of a result (none when the knob says so)."""

@@ -96,15 +96,21 @@ class PlatformAPI:
         out: dict[str, UnitPrice] = {}
         ids = list(dict.fromkeys(endpoint_ids))
         for start in range(0, len(ids), _MAX_IDS):
-            try:
-                page = self._get("/v1/models/pricing", [("endpoint_id", ",".join(ids[start:start + _MAX_IDS]))],
-                                 need_key=True)
-            except RequestNotFound:
-                continue
-            for p in page.get("prices") or []:
-                price = _unit_price(p)
-                if price is not None:
-                    out[price.endpoint_id] = price
+            query = [("endpoint_id", ",".join(ids[start:start + _MAX_IDS]))]
+            cursor: Any = None
+            for _ in range(_MAX_IDS):  # fal's answer pages (next_cursor, has_more; fal-platform.md): read them all
+                try:
+                    page = self._get("/v1/models/pricing", query + ([("cursor", cursor)] if cursor else []),
+                                     need_key=True)
+                except RequestNotFound:
+                    break
+                for p in page.get("prices") or []:
+                    price = _unit_price(p)
+                    if price is not None:
+                        out[price.endpoint_id] = price
+                cursor = page.get("next_cursor")
+                if page.get("has_more") is not True or not isinstance(cursor, str) or not cursor:
+                    break
         return out
 
     def unit_price(self, endpoint_id: str) -> UnitPrice | None:
