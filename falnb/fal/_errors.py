@@ -19,11 +19,17 @@ from .._exceptions import (
 )
 from ._proxy import is_proxied, proxy_error
 
-__all__ = ["TIMEOUT_TYPE", "error_from_response", "is_ingress_error", "is_unknown_gateway_error"]
+__all__ = ["error_from_response", "is_ingress_error", "is_own_deadline", "is_unknown_gateway_error"]
 
 _MAX_MESSAGE = 300
 #: on a 504 whose cause is the request's own ``X-Fal-Request-Timeout`` (fal-client: never retried)
-TIMEOUT_TYPE = "x-fal-request-timeout-type"
+_TIMEOUT_TYPE = "x-fal-request-timeout-type"
+
+
+def is_own_deadline(resp: httpx.Response) -> bool:
+    """A 504 for the request's own ``X-Fal-Request-Timeout``: final, never asked again (fal-client's
+    ``_should_retry_response``, fal-js's ``ApiError.isUserTimeout``)."""
+    return resp.status_code == 504 and _TIMEOUT_TYPE in resp.headers
 
 
 def is_ingress_error(resp: httpx.Response) -> bool:
@@ -34,9 +40,7 @@ def is_ingress_error(resp: httpx.Response) -> bool:
     whose body names nginx, and never a 504 that carries ``X-Fal-Request-Timeout-Type`` (the request's
     own deadline passed: final).  Any other page (a proxy's or load balancer's "Bad Gateway" in plain
     text) may have come after the submit was passed on to fal: it is not a reason to send it again."""
-    if resp.status_code not in (502, 503, 504) or "x-fal-request-id" in resp.headers:
-        return False
-    if resp.status_code == 504 and TIMEOUT_TYPE in resp.headers:
+    if resp.status_code not in (502, 503, 504) or "x-fal-request-id" in resp.headers or is_own_deadline(resp):
         return False
     return "nginx" in resp.text[:2000].lower()
 
@@ -46,7 +50,7 @@ def is_unknown_gateway_error(resp: httpx.Response) -> bool:
     ingress gave: a gateway between falnb and fal, which may have passed the submit on before it failed."""
     h = resp.headers
     return resp.status_code in (502, 503, 504) and not is_ingress_error(resp) and not any(
-        name in h for name in ("x-fal-request-id", "x-fal-error-type", TIMEOUT_TYPE))
+        name in h for name in ("x-fal-request-id", "x-fal-error-type", _TIMEOUT_TYPE))
 
 
 def _short(text: str) -> str:

@@ -36,7 +36,7 @@ from .._exceptions import (
 )
 from ..catalog._prices import BILLABLE_UNITS
 from ._config import Key
-from ._errors import TIMEOUT_TYPE, error_from_response, is_ingress_error, is_unknown_gateway_error
+from ._errors import error_from_response, is_ingress_error, is_own_deadline, is_unknown_gateway_error
 from ._loop import within
 from ._sending import NOT_SENT, SendTrace, never_sent, resubmit_hints
 from ._status import Status, Submitted, app_prefix, status_from
@@ -322,11 +322,8 @@ class QueueClient:
 
 
 def _retryable(resp: httpx.Response) -> bool:
-    """Worth asking again: never a 504 for the request's own ``X-Fal-Request-Timeout`` (final, like fal-client's
-    ``_should_retry_response`` and fal-js's ``ApiError.isUserTimeout``)."""
-    if resp.status_code == 504 and TIMEOUT_TYPE in resp.headers:
-        return False
-    return resp.status_code in _RETRY_CODES
+    """Worth asking again: a code of :data:`_RETRY_CODES`, never a 504 for the request's own deadline."""
+    return resp.status_code in _RETRY_CODES and not is_own_deadline(resp)
 
 
 def _same_origin(url: str, base: str) -> bool:
