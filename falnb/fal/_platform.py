@@ -31,6 +31,8 @@ __all__ = ["DEFAULT_PLATFORM_URL", "PlatformAPI", "platform_url"]
 DEFAULT_PLATFORM_URL = "https://api.fal.ai"
 #: fal's cap on ids per find or pricing call
 _MAX_IDS = 50
+#: pages of one pricing answer read at most (a page holds at least one of the <= 50 ids asked for)
+_MAX_PAGES = _MAX_IDS
 
 
 def platform_url(queue_url: str) -> str:
@@ -98,7 +100,7 @@ class PlatformAPI:
         for start in range(0, len(ids), _MAX_IDS):
             query = [("endpoint_id", ",".join(ids[start:start + _MAX_IDS]))]
             cursor: Any = None
-            for _ in range(_MAX_IDS):  # fal's answer pages (next_cursor, has_more; fal-platform.md): read them all
+            for _ in range(_MAX_PAGES):  # fal's answer pages (next_cursor, has_more; fal-platform.md): read them all
                 try:
                     page = self._get("/v1/models/pricing", query + ([("cursor", cursor)] if cursor else []),
                                      need_key=True)
