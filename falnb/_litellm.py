@@ -50,7 +50,8 @@ from ._exceptions import ConfigError, ParameterError
 from .fal._config import offline_from_env
 from .fal._proxy import PROXY_URL_ENV
 from .results._generation import Generation
-from .results._image_response import FAL_URL_LIFETIME, ImageResponse, image_response
+from .results._image import fal_still_keeps
+from .results._image_response import ImageResponse, image_response
 
 __all__ = ["IGNORED", "LITELLM_NAMES", "aimage_edit", "aimage_generation", "image_edit", "image_generation"]
 
@@ -212,9 +213,8 @@ def _call(prompt: str, model: str | None, *, n: int | None, quality: Any, respon
 
 def _respond(client: Client, generation: Generation, model: str) -> ImageResponse:
     # fal's URL while fal keeps the file, counted from when fal made the picture (a cache hit may be older)
-    now = _clock()
-    fal_urls = now - (now if generation.made is None else generation.made) < FAL_URL_LIFETIME
-    return image_response(generation, fal_urls=fal_urls, litellm_model=model, api_base=client.queue_url)
+    return image_response(generation, fal_urls=fal_still_keeps(generation.made, _clock()), litellm_model=model,
+                          api_base=client.queue_url)
 
 
 def _client_for(client: Any, api_key: str | None, api_base: str | None, *, via_proxy: bool = False) -> Client:

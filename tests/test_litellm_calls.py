@@ -18,7 +18,7 @@ from IPython.core.interactiveshell import InteractiveShell
 import falnb
 from falnb import _litellm
 from falnb.emulator import Emulator
-from falnb.results._image_response import FAL_URL_LIFETIME
+from falnb.results._image import FAL_URL_LIFETIME
 from tests._cells import run
 
 ULTRA = "fal_ai/fal-ai/flux-pro/v1.1-ultra"

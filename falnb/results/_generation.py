@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ._compact import Packed, compact, pack, unpack
-from ._image import EXTENSIONS, FAL_URL_LIFETIME, Image, usable_url
+from ._image import EXTENSIONS, Image, fal_still_keeps, usable_url
 from ._text import NO_MATH, html_text, seed_text, usd
 
 __all__ = ["Generation", "images_from_response"]
@@ -116,7 +116,7 @@ class Generation(_Weak):
         fmt = response_format or self.response_format
         if fmt not in ("url", "b64_json"):
             raise InputError(f"response_format must be 'url' or 'b64_json', not {fmt!r}", field="response_format")
-        fresh = self.made is None or time.time() - self.made < FAL_URL_LIFETIME
+        fresh = fal_still_keeps(self.made, time.time())
         data = []
         for img in self.images:
             item: dict[str, Any] = {"revised_prompt": self.prompt}

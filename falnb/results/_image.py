@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["EXTENSIONS", "FAL_URL_LIFETIME", "Image", "usable_url"]
+__all__ = ["EXTENSIONS", "FAL_URL_LIFETIME", "Image", "fal_still_keeps", "usable_url"]
 
 #: file suffix of each image type
 EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}
@@ -20,6 +20,11 @@ EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", 
 #: fal keeps output files at least 7 days (/work/shared/fal-protocol.md, "Retention"); after that a
 #: URL is replaced by a data: URI
 FAL_URL_LIFETIME = 7 * 24 * 3600.0
+
+
+def fal_still_keeps(made: float | None, now: float) -> bool:
+    """Whether fal still serves the files of pictures it made at ``made`` (None: unknown, taken as yes)."""
+    return made is None or now - made < FAL_URL_LIFETIME
 
 
 def usable_url(url: str | None) -> bool:

@@ -21,9 +21,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ._generation import Generation
-from ._image import FAL_URL_LIFETIME, Image, usable_url
+from ._image import Image, usable_url
 
-__all__ = ["FAL_URL_LIFETIME", "ImageObject", "ImageResponse", "image_response"]
+__all__ = ["ImageObject", "ImageResponse", "image_response"]
 
 #: a long base64 text is shown cut in a repr (a data: URI of one picture is megabytes)
 _REPR_CHARS = 48
@@ -222,7 +222,6 @@ def image_response(generation: Generation, *, fal_urls: bool, litellm_model: str
         "api_base": api_base, "_response_ms": round(generation.elapsed * 1000, 3),
     })
     return ImageResponse(generation, data, hidden)
-
 
 
 def _small(value: Any) -> bool:
