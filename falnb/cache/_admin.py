@@ -72,9 +72,13 @@ class CacheStats:
     #: ``total`` per namespace: the emulator's make-believe prices are never added to fal's spend
     by_namespace: Mapping[str, Spend] = field(default_factory=dict)
 
+    def spending(self) -> list[tuple[str | None, Spend]]:
+        """What was spent: per namespace when the ledger holds several (the emulator's make-believe dollars
+        are never added to fal's), else ``[(None, total)]``."""
+        return list(self.by_namespace.items()) if len(self.by_namespace) > 1 else [(None, self.total)]
+
     def __str__(self) -> str:
-        spent = ([f"total ({n}): {v}" for n, v in self.by_namespace.items()] if len(self.by_namespace) > 1 else
-                 [f"total:   {self.total}"])  # (never the emulator's make-believe dollars added to fal's)
+        spent = [f"total ({n}): {v}" if n else f"total:   {v}" for n, v in self.spending()]
         return (f"{self.directory}\n  {self.entries} entries, {self.images} images, {_human(self.bytes)} of images"
                 f"\n  in flight: {self.in_flight}\n  " + "\n  ".join(spent) + f"\n  session: {self.session}")
 

@@ -25,10 +25,13 @@ import time
 import unicodedata
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import FalnbError
 from ..results._text import usd
+
+if TYPE_CHECKING:
+    from ._admin import CacheStats
 
 __all__ = ["main"]
 
@@ -142,12 +145,12 @@ def _run(cache: Any, ns: str, args: argparse.Namespace) -> int:
     if not (cache.directory / "index.sqlite3").exists() and cmd != "import":
         # nothing cached here yet: answer without creating anything
         if getattr(args, "json", False):
+            from ._admin import CacheStats
             from ._session import Spend
 
-            # (stats: every key a filled cache's stats have, so a script reads ["total"]["paid"] either way)
+            # (stats: the keys a filled cache's stats have, so a script reads ["total"]["paid"] either way)
             print("[]" if cmd in ("list", "journal") else json.dumps(
-                {"directory": str(cache.directory), "entries": 0, "images": 0, "bytes": 0, "in_flight": 0,
-                 "total": asdict(Spend()), "spent": {}}, indent=1))
+                _stats_doc(CacheStats(cache.directory, 0, 0, 0, 0, Spend(), Spend())), indent=1))
             return 0
         print(f"(no cache at {cache.directory})", file=sys.stderr if cmd == "export" else sys.stdout)
         return 1 if cmd == "export" else 0
@@ -174,18 +177,15 @@ def _run(cache: Any, ns: str, args: argparse.Namespace) -> int:
         return 0
     if cmd == "stats":
         s = cache.stats(ns)
-        if args.json:  # ("total" sums the namespaces asked for; "spent" keeps each apart)
-            print(json.dumps({"directory": str(s.directory), "entries": s.entries, "images": s.images,
-                              "bytes": s.bytes, "in_flight": s.in_flight, "total": asdict(s.total),
-                              "spent": {n: asdict(v) for n, v in s.by_namespace.items()}}, indent=1))
+        if args.json:
+            print(json.dumps(_stats_doc(s), indent=1))
             return 0
         print(f"{s.directory}")
         print(f"  entries:   {s.entries} ({s.images} images)")
         print(f"  on disk:   {_human(s.bytes)} of images")
         print(f"  in flight: {s.in_flight}")
-        # a line per namespace: the emulator's make-believe dollars are never added to what fal billed
-        spent = [f"{printable(n)}: {v}" for n, v in s.by_namespace.items()] if len(s.by_namespace) > 1 else [s.total]
-        print("  spent:     " + "\n             ".join(map(str, spent)))
+        spent = [f"{printable(n)}: {v}" if n else str(v) for n, v in s.spending()]  # (a line per namespace)
+        print("  spent:     " + "\n             ".join(spent))
         return 0
     if cmd == "journal":
         rows = cache.journal(ns)
@@ -228,3 +228,10 @@ def _run(cache: Any, ns: str, args: argparse.Namespace) -> int:
         print(cache.import_(args.file, replace=args.replace))
         return 0
     return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+def _stats_doc(s: CacheStats) -> dict[str, Any]:
+    """``stats --json``: "total" sums the namespaces asked for, "spent" keeps each apart."""
+    return {"directory": str(s.directory), "entries": s.entries, "images": s.images, "bytes": s.bytes,
+            "in_flight": s.in_flight, "total": asdict(s.total),
+            "spent": {n: asdict(v) for n, v in s.by_namespace.items()}}
