@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from falnb.emulator import Emulator
-from falnb.emulator._http import EventStream, Response
+from falnb.emulator._http import EventStream, Response, lost_by_a_gateway
 
 __all__ = ["ClientSide", "SimEmulator", "Submit", "Trap", "defect_open", "identity", "open_defect_tests",
            "open_findings"]
@@ -181,7 +181,7 @@ class SimEmulator(Emulator):
                     self.gateway_answers -= 1
                     target.answer_lost = True
                     rec.faults["submit answer lost by a gateway"] += 1
-                    resp = Response(502, [("content-type", "text/plain")], b"Bad Gateway")
+                    resp = lost_by_a_gateway()
             elif kind == "submit" and resp.status == 429:
                 phase, target = "rate-limited", Submit("", identity(path.strip("/"), _json(body)))
             elif kind == "status" and rid is not None and isinstance(resp.body, bytes) and resp.status in (200, 202):

@@ -48,7 +48,7 @@ from ..catalog._catalog import Catalog, ModelSpec, default_catalog
 from ..catalog._prices import PriceStore
 from ..catalog._sizes import dims_of_input
 from ._edits import Storage, checked_plan
-from ._http import EventStream, Response, json_response, key_refusal
+from ._http import EventStream, Response, json_response, key_refusal, lost_by_a_gateway
 from ._images import CONTENT_TYPES, EXTENSIONS
 from ._knobs import Faults, Settings, apply_knobs, knobs_dict
 from ._ledger import Ledger
@@ -246,11 +246,11 @@ class App:
             self._files[request_id] = job.plan
             while len(self._files) > _MAX_FILE_PLANS:
                 self._files.popitem(last=False)
+        if self._roll(self.faults.lost_submit_gateway_rate):
+            return lost_by_a_gateway()  # (queued, and billed when it completes)
         urls = self._urls(base, job)
         reply: dict[str, Any] = {"request_id": request_id, **urls, **({} if self.settings.submit_answer != "full" else {
             "status": "IN_QUEUE", "queue_position": self.queue.position_of(request_id), "logs": None, "metrics": {}})}
-        if self._roll(self.faults.lost_submit_gateway_rate):
-            return Response(502, [("content-type", "text/plain")], b"Bad Gateway")
         resp = json_response(200, reply, [("x-fal-request-id", request_id)])
         resp.delay = self.faults.submit_answer_delay
         return resp

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["EventStream", "Handler", "Response", "json_response", "key_refusal"]
+__all__ = ["EventStream", "Handler", "Response", "json_response", "key_refusal", "lost_by_a_gateway"]
 
 
 class Handler(Protocol):
@@ -112,3 +112,9 @@ def key_refusal(hdrs: Mapping[str, str], api_keys: frozenset[str] | None) -> Res
     if api_keys is not None and key.strip() not in api_keys:
         return json_response(401, {"detail": "No user found for Key ID and Secret"})
     return None
+
+
+def lost_by_a_gateway() -> Response:
+    """A gateway between the client and fal (a proxy, a load balancer: not fal's nginx) that lost fal's answer:
+    a plain-text 502 without ``x-fal-request-id`` (fault ``lost_submit_gateway_rate``)."""
+    return Response(502, [("content-type", "text/plain")], b"Bad Gateway")
