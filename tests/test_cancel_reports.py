@@ -161,19 +161,28 @@ def test_rerun_after_a_cancel(phase: str, report: str, running_cancel: str, tmp_
     client.close()
 
 
+def _stopped_while_running(tmp_path: Path, **knobs: Any) -> tuple[Clock, Emulator, Client, str]:
+    """A request of a client on an emulator configured with ``knobs``, stopped (``run.cancel()``) while it ran:
+    the emulator's clock (frozen until thawed: fal still runs it), the emulator, the client and the request id.
+    (0.05 s generations: a re-run after the thaw waits 0.05 s, not 1 s.)"""
+    clock = Clock()
+    emu = Emulator(latency=0.05, clock=clock)
+    emu.configure(**knobs)
+    client = Client(offline=True, emulator=emu, cache=tmp_path / "c")
+    run = client.start([client.plan("a fox in the snow", **KW)])
+    _until(lambda: run.progress()[0].state == "running", "running")
+    [first] = run.progress()[0].request_ids
+    run.cancel()
+    assert run.join(30)
+    return clock, emu, client, first
+
+
 def test_a_cancelled_row_still_reported_running_is_cancelled_again_before_submitting_anew(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """never_completes: the re-run cancels it again (should it run on after all), waits for it at most
     CANCELLED_WAIT (it never reports an end), then submits anew."""
     monkeypatch.setattr(_fetch, "CANCELLED_WAIT", 0.2)
-    clock = Clock()
-    emu = Emulator(latency=0.05, clock=clock)  # (frozen until thawed: the re-run waits 0.05 s, not 1 s)
-    emu.configure(cancel_report="never_completes")
-    client = Client(offline=True, emulator=emu, cache=tmp_path / "c")
-    run = client.start([client.plan("a fox in the snow", **KW)])
-    _until(lambda: run.progress()[0].state == "running", "running")
-    run.cancel()
-    assert run.join(30)
+    clock, emu, client, _ = _stopped_while_running(tmp_path, cancel_report="never_completes")
     clock.thaw(0.0)
     seen: list[str] = []
     real = emu.handle
@@ -195,15 +204,7 @@ def test_a_rerun_waits_for_a_cancelled_request_that_runs_on_and_takes_its_pictur
     """fal only signals a running app, and an app that ignores the signal finishes and bills (fal's own
     end-to-end test_app_cancellation).  A re-run while it still runs cancels it again, then waits for it
     and takes its pictures: one request billed, not two.  (Before: the re-run submitted anew at once.)"""
-    clock = Clock()
-    emu = Emulator(latency=0.05, clock=clock)
-    emu.configure(cancel_report=report, running_cancel="ignored")
-    client = Client(offline=True, emulator=emu, cache=tmp_path / "c")
-    run = client.start([client.plan("a fox in the snow", **KW)])
-    _until(lambda: run.progress()[0].state == "running", "running")
-    [first] = run.progress()[0].request_ids
-    run.cancel()
-    assert run.join(30)
+    clock, emu, client, first = _stopped_while_running(tmp_path, cancel_report=report, running_cancel="ignored")
     cancels: list[str] = []
     real = emu.handle
 
@@ -231,15 +232,7 @@ def test_a_rerun_waits_for_a_cancelled_request_that_runs_on_and_takes_its_pictur
 def test_a_stop_while_the_rerun_waits_for_the_cancelled_request_says_fal_may_bill_it(tmp_path: Path) -> None:
     """The re-run names the request it waits for: stopped then, it says fal may still bill that request
     (before: '1 request not sent (nothing billed)', of a request running at fal)."""
-    clock = Clock()
-    emu = Emulator(latency=0.05, clock=clock)
-    emu.configure(running_cancel="ignored")
-    client = Client(offline=True, emulator=emu, cache=tmp_path / "c")
-    run = client.start([client.plan("a fox in the snow", **KW)])
-    _until(lambda: run.progress()[0].state == "running", "running")
-    [first] = run.progress()[0].request_ids
-    run.cancel()
-    assert run.join(30)
+    _, emu, client, first = _stopped_while_running(tmp_path, running_cancel="ignored")
     again = client.start([client.plan("a fox in the snow", **KW)], timeout=30)
     _until(lambda: again.progress()[0].request_ids == (first,) and again.progress()[0].state == "running",
            "the re-run waits for the request it cancelled again")  # (the clock stands: fal still runs it)
